@@ -1,0 +1,173 @@
+/* spinenet.h: SpineNet (Du et al., CVPR 2020) in C11, for classification and detection on CPU.
+ *
+ * What it is
+ *   A library that builds every SpineNet variant from its block-spec table (49S, 49, 96, 143,
+ *   143L, 190, Mobile-49/49S/49XS), with the RetinaNet detection head or the ImageNet-style
+ *   classification head, in either of the two official flavours:
+ *     "garden"  TF2 Model Garden (TF 'SAME' padding, repeated max-pools, BN eps 1e-3), default;
+ *     "tpu"     the original TF1 code (symmetric padding, one max-pool + nearest resize).
+ *   Tensors are NHWC float32, weights HWIO, files safetensors (see docs/weights.md).
+ *
+ * Ten lines
+ *   sn_config cfg;
+ *   sn_model *m = NULL;
+ *   if (sn_config_init(&cfg, "spinenet-49") != SN_OK ||
+ *       sn_model_create(&cfg, &m) != SN_OK ||            // random init, or sn_model_load(path, &m)
+ *       sn_model_plan(m, 1, 640, 640) != SN_OK ||        // batch, height, width
+ *       sn_model_run(m, image_nhwc) != SN_OK)
+ *       fprintf(stderr, "error: %s\n", sn_last_error());
+ *   sn_output out;
+ *   sn_model_output(m, "P3", &out);                      // out.data is [1][80][80][256]
+ *   sn_model_free(m);
+ *
+ * Lifecycle: create or load once, plan for an input shape (sizes and workspace are fixed
+ * there), run many times, free. Re-planning for another shape is allowed.
+ * Errors: every call returns sn_status; sn_last_error() holds a readable message for the
+ * calling thread. The library never exits, aborts or prints.
+ * Ownership: output pointers stay owned by the model and are valid until the next plan, run
+ * or free. Strings passed in are copied.
+ */
+#ifndef SPINENET_H
+#define SPINENET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SN_VERSION_STRING "0.1.0"
+
+typedef enum {
+    SN_OK = 0,
+    SN_ERR_INVALID_ARG, /* a bad argument or configuration */
+    SN_ERR_OOM,         /* an allocation failed */
+    SN_ERR_IO,          /* a file could not be opened, read or written */
+    SN_ERR_FORMAT,      /* a file is malformed (safetensors, block-spec table, JSON) */
+    SN_ERR_SHAPE,       /* a tensor or input has the wrong shape */
+    SN_ERR_NOT_FOUND,   /* a named thing (variant, tensor, output) does not exist */
+    SN_ERR_UNSUPPORTED, /* valid but not supported (e.g. an input size a flavour cannot serve) */
+    SN_ERR_STATE        /* call out of order (e.g. run before plan) */
+} sn_status;
+
+/* The message of the last error on this thread ("" if none). */
+const char *sn_last_error(void);
+const char *sn_status_name(sn_status s);
+
+typedef enum {
+    SN_ACT_NONE = 0,
+    SN_ACT_RELU,
+    SN_ACT_SWISH,
+    SN_ACT_HSWISH,   /* x * relu6(x + 3) / 6 */
+    SN_ACT_SIGMOID,
+    SN_ACT_HSIGMOID, /* relu6(x + 3) * 0.16667 (the Model Garden constant) */
+    SN_ACT_RELU6
+} sn_act;
+
+typedef enum { SN_FLAVOUR_GARDEN = 0, SN_FLAVOUR_TPU = 1 } sn_flavour;
+typedef enum { SN_HEAD_NONE = 0, SN_HEAD_RETINANET = 1, SN_HEAD_CLASSIFIER = 2 } sn_head;
+
+#define SN_NAME_MAX 64
+#define SN_PATH_MAX 1024
+
+/* Everything that defines a model's architecture. sn_config_init() fills the published defaults
+ * of a variant; change fields afterwards, then sn_model_create(). */
+typedef struct {
+    char model[SN_NAME_MAX];  /* "spinenet-49", ..., "spinenet-mobile-49xs" */
+    sn_flavour flavour;
+    sn_head head;
+    sn_act activation;        /* default: swish; hard-swish for mobile-49 and -49s */
+    int min_level, max_level; /* endpoints; default 3..7 */
+    int p2;                   /* 1: also build the level-2 output row and endpoint P2 (garden) */
+    int num_classes;          /* default 91 (retinanet), 1001 (classifier) */
+    int input_size;           /* reference square input size (weights do not depend on it) */
+    float bn_eps;             /* 0: the flavour's default (garden 1e-3; tpu 1e-4, 1e-5 cls) */
+    int head_convs;           /* retinanet tower depth; default per variant */
+    int head_filters;         /* retinanet tower width; default per variant */
+    int anchor_size;          /* 3 or 4, per variant (metadata for post-processing) */
+    /* Architecture overrides (0 = the variant's scaling map). */
+    int endpoints_filters;
+    float filter_scale;
+    float resample_alpha;
+    int block_repeats;
+    /* Optional block-spec table file (see docs/blockspec.md); "" = the built-in table. */
+    char block_spec_path[SN_PATH_MAX];
+} sn_config;
+
+sn_status sn_config_init(sn_config *cfg, const char *model_name);
+/* Parse names used on the command line; return SN_ERR_INVALID_ARG for unknown ones. */
+sn_status sn_parse_flavour(const char *s, sn_flavour *out);
+sn_status sn_parse_head(const char *s, sn_head *out);
+sn_status sn_parse_act(const char *s, sn_act *out);
+const char *sn_flavour_name(sn_flavour f);
+const char *sn_head_name(sn_head h);
+const char *sn_act_name(sn_act a);
+/* The list of built-in model names, NULL-terminated. */
+const char *const *sn_model_names(void);
+
+typedef struct sn_model sn_model;
+
+/* Build a model from a config; weights are initialised with `seed` (variance scaling for the
+ * backbone, spec 6.5; the RetinaNet head init of spec 7.1). */
+sn_status sn_model_create(const sn_config *cfg, uint64_t seed, sn_model **out);
+sn_status sn_model_load(const char *path, sn_model **out);
+sn_status sn_model_save(const sn_model *m, const char *path);
+void sn_model_free(sn_model *m);
+const sn_config *sn_model_config(const sn_model *m);
+
+/* Threads used by every kernel of this model (default 1; <= 0 means all cores). */
+sn_status sn_model_set_threads(sn_model *m, int nthreads);
+/* Inference folds batch-norm into the convolutions (default on). Takes effect at plan. */
+sn_status sn_model_set_fold_bn(sn_model *m, int fold);
+
+/* Plan for an input of batch x height x width x 3. */
+sn_status sn_model_plan(sn_model *m, int batch, int height, int width);
+/* Run on input [batch][height][width][3] (normalised as in spec 7.6). */
+sn_status sn_model_run(sn_model *m, const float *input);
+
+typedef struct {
+    const char *name;  /* "P3".."P7", "class.3".."class.7", "box.3".."box.7", "logits" */
+    const float *data; /* NHWC ([n][h][w][c]); logits are [n][1][1][classes] */
+    int n, h, w, c;
+} sn_output;
+
+int sn_model_num_outputs(const sn_model *m);
+sn_status sn_model_output_at(const sn_model *m, int i, sn_output *out);
+sn_status sn_model_output(const sn_model *m, const char *name, sn_output *out);
+/* Bytes of the activation arena of the current plan. */
+size_t sn_model_arena_bytes(const sn_model *m);
+
+/* Parameters (named tensors, see docs/weights.md). */
+typedef struct {
+    const char *name;
+    float *data;
+    int ndim;
+    int64_t shape[4];
+    size_t count;
+} sn_param;
+int sn_model_num_params(const sn_model *m);
+sn_status sn_model_param_at(sn_model *m, int i, sn_param *out);
+sn_status sn_model_param(sn_model *m, const char *name, sn_param *out);
+
+/* Architecture report for an input size: one row per block. */
+typedef struct {
+    int index;        /* feature index (0,1 stem groups; 2.. table rows); -1 stem, -2 head, -3 endpoints */
+    int level;
+    char type[16];    /* "stem", "bottleneck", "residual", "mbconv", "endpoints", "head" */
+    int channels;
+    int height, width;
+    int64_t params;
+    int64_t macs;
+    int parents[2];
+    int is_output;
+} sn_block_info;
+
+/* Fills up to max rows; *n_rows gets the number of rows; totals are always computed. */
+sn_status sn_model_info(sn_model *m, int height, int width, sn_block_info *rows, int max_rows,
+                        int *n_rows, int64_t *total_params, int64_t *total_macs);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

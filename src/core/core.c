@@ -1,0 +1,129 @@
+/* Error messages, allocation, threads and seeded random numbers. */
+#include "core.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static _Thread_local char g_err[1024];
+
+sn_status sn_error(sn_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void sn_clear_error(void) { g_err[0] = 0; }
+
+const char *sn_last_error(void) { return g_err; }
+
+const char *sn_status_name(sn_status s) {
+    switch (s) {
+    case SN_OK: return "ok";
+    case SN_ERR_INVALID_ARG: return "invalid argument";
+    case SN_ERR_OOM: return "out of memory";
+    case SN_ERR_IO: return "i/o error";
+    case SN_ERR_FORMAT: return "malformed file";
+    case SN_ERR_SHAPE: return "wrong shape";
+    case SN_ERR_NOT_FOUND: return "not found";
+    case SN_ERR_UNSUPPORTED: return "unsupported";
+    case SN_ERR_STATE: return "wrong state";
+    }
+    return "unknown status";
+}
+
+static long g_fail_after;
+
+void sn_alloc_fail_after(long n) { g_fail_after = n; }
+
+void *sn_alloc(size_t bytes) {
+    if (g_fail_after > 0 && --g_fail_after == 0) {
+        sn_error(SN_ERR_OOM, "out of memory allocating %zu bytes (injected failure)", bytes);
+        return NULL;
+    }
+    if (bytes == 0) bytes = 1;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes) {
+        sn_error(SN_ERR_OOM, "allocation of %zu bytes overflows", bytes);
+        return NULL;
+    }
+    void *p = aligned_alloc(64, rounded);
+    if (!p) sn_error(SN_ERR_OOM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *sn_calloc(size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) {
+        sn_error(SN_ERR_OOM, "allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    void *p = sn_alloc(count * size);
+    if (p) memset(p, 0, count * size);
+    return p;
+}
+
+void sn_free(void *p) { free(p); }
+
+int sn_resolve_threads(int requested) {
+    if (requested > 0) return requested;
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+uint64_t sn_fnv1a64(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+void sn_hash_fill(float *dst, size_t count, const char *name, uint64_t seed, double lo,
+                  double hi) {
+    uint64_t key = sn_fnv1a64(name) ^ seed;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t z = mix64(key + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL);
+        double u = (double)(z >> 40) / 16777216.0;
+        dst[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+void sn_rng_seed(sn_rng *r, uint64_t seed) { r->s = seed ^ 0x5DEECE66DULL; }
+
+uint64_t sn_rng_next(sn_rng *r) {
+    r->s += 0x9E3779B97F4A7C15ULL;
+    return mix64(r->s);
+}
+
+double sn_rng_uniform(sn_rng *r) { return (double)(sn_rng_next(r) >> 11) / 9007199254740992.0; }
+
+double sn_rng_normal(sn_rng *r) {
+    double u1 = sn_rng_uniform(r), u2 = sn_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+double sn_rng_truncnormal(sn_rng *r, double stddev) {
+    for (;;) {
+        double v = sn_rng_normal(r);
+        if (v > -2.0 && v < 2.0) return v * stddev;
+    }
+}

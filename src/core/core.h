@@ -1,0 +1,49 @@
+/* Internal helpers shared by every module: error reporting, checked allocation, threads. */
+#ifndef SN_CORE_H
+#define SN_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spinenet.h"
+
+#if defined(__GNUC__)
+#define SN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define SN_PRINTF(a, b)
+#endif
+
+/* Record a message for sn_last_error() and return `s`, so that callers can write
+ * `return sn_error(SN_ERR_IO, "%s: cannot open", path);`. */
+sn_status sn_error(sn_status s, const char *fmt, ...) SN_PRINTF(2, 3);
+void sn_clear_error(void);
+
+/* Allocation with a readable error on failure. Aligned to 64 bytes; free with sn_free. */
+void *sn_alloc(size_t bytes);
+void *sn_calloc(size_t count, size_t size);
+void sn_free(void *p);
+/* Test hook: make the Nth allocation from now fail (0 disables). */
+void sn_alloc_fail_after(long n);
+
+/* Number of threads to use for a request (<= 0: all available cores). */
+int sn_resolve_threads(int requested);
+
+/* Deterministic hash-based fill (the contract shared with tests/golden/gen_golden.py):
+ * key = fnv1a64(name) ^ seed; for flat index i:
+ *   z = key + (i + 1) * 0x9E3779B97F4A7C15; splitmix64 finaliser on z;
+ *   u = (z >> 40) / 2^24 in [0, 1);  value = (float)(lo + (hi - lo) * u)   (in double). */
+uint64_t sn_fnv1a64(const char *s);
+void sn_hash_fill(float *dst, size_t count, const char *name, uint64_t seed, double lo, double hi);
+
+/* Small seeded RNG (splitmix64 state) for initialisation. */
+typedef struct {
+    uint64_t s;
+} sn_rng;
+void sn_rng_seed(sn_rng *r, uint64_t seed);
+uint64_t sn_rng_next(sn_rng *r);
+double sn_rng_uniform(sn_rng *r); /* [0,1) */
+double sn_rng_normal(sn_rng *r);
+/* Truncated normal: resample outside +-2 stddev (TF's truncated_normal). */
+double sn_rng_truncnormal(sn_rng *r, double stddev);
+
+#endif

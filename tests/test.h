@@ -1,0 +1,44 @@
+/* A minimal test harness: CHECK records a failure and goes on; the program ends with
+ * TEST_SUMMARY(), which prints "N passed, N failed" and returns the exit code. */
+#ifndef SN_TEST_H
+#define SN_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int t_pass, t_fail;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            t_pass++;                                                                      \
+        } else {                                                                           \
+            t_fail++;                                                                      \
+            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);            \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fprintf(stderr, "\n");                                                         \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_OK(expr)                                                                     \
+    do {                                                                                   \
+        sn_status st_ = (expr);                                                            \
+        CHECK(st_ == SN_OK, "%s -> %s: %s", #expr, sn_status_name(st_), sn_last_error()); \
+    } while (0)
+
+#define TEST_SUMMARY()                                                                     \
+    (printf("%d passed, %d failed\n", t_pass, t_fail), t_fail ? 1 : 0)
+
+/* Max over i of |a-b| / max(1, |ref|)-style check helper: returns max abs error. */
+static inline double t_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d != d) return INFINITY;
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+#endif
