@@ -77,7 +77,7 @@ typedef struct {
     char model[SN_NAME_MAX];  /* "spinenet-49", ..., "spinenet-mobile-49xs" */
     sn_flavour flavour;
     sn_head head;
-    sn_act activation;        /* default: swish; hard-swish for mobile-49 and -49s */
+    sn_act activation;        /* SN_ACT_NONE: swish; hard-swish for garden mobile-49 and -49s */
     int min_level, max_level; /* endpoints; default 3..7 */
     int p2;                   /* 1: also build the level-2 output row and endpoint P2 (garden) */
     int num_classes;          /* default 91 (retinanet), 1001 (classifier) */
@@ -96,6 +96,9 @@ typedef struct {
 } sn_config;
 
 sn_status sn_config_init(sn_config *cfg, const char *model_name);
+/* Fill the defaults that depend on several fields (activation 0 = the variant's for the flavour,
+ * bn_eps 0 = the flavour's, num_classes 0 = the head's). Done by sn_model_create too. */
+void sn_config_resolve(sn_config *cfg);
 /* Parse names used on the command line; return SN_ERR_INVALID_ARG for unknown ones. */
 sn_status sn_parse_flavour(const char *s, sn_flavour *out);
 sn_status sn_parse_head(const char *s, sn_head *out);
@@ -166,6 +169,9 @@ typedef struct {
 /* Fills up to max rows; *n_rows gets the number of rows; totals are always computed. */
 sn_status sn_model_info(sn_model *m, int height, int width, sn_block_info *rows, int max_rows,
                         int *n_rows, int64_t *total_params, int64_t *total_macs);
+/* The same report from a config alone, without allocating or initialising weights. */
+sn_status sn_config_info(const sn_config *cfg, int height, int width, sn_block_info *rows,
+                         int max_rows, int *n_rows, int64_t *total_params, int64_t *total_macs);
 
 #ifdef __cplusplus
 }

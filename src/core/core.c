@@ -14,10 +14,14 @@
 static _Thread_local char g_err[1024];
 
 sn_status sn_error(sn_status s, const char *fmt, ...) {
+    /* Format into a copy first: callers may pass sn_last_error() itself as an argument, to
+     * prefix the message with context. */
+    char buf[sizeof g_err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(g_err, buf, sizeof g_err);
     return s;
 }
 

@@ -1,0 +1,75 @@
+/* Elementwise activations (relu, relu6, swish, hard-swish, sigmoid, hard-sigmoid). */
+#include "kernels.h"
+
+#include <math.h>
+
+/* Written so that exp never sees a large positive argument: no overflow to inf, and the tails
+ * go cleanly to 0 and 1. */
+static float sigmoid_stable(float v) {
+    if (v >= 0.0f) return 1.0f / (1.0f + expf(-v));
+    const float e = expf(v);
+    return e / (1.0f + e);
+}
+
+static float relu6(float v) { return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v); }
+
+float sn_act_scalar(sn_act act, float v) {
+    switch (act) {
+    case SN_ACT_NONE: return v;
+    case SN_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case SN_ACT_RELU6: return relu6(v);
+    case SN_ACT_SWISH: return v * sigmoid_stable(v);
+    /* Operation order of the Model Garden: x * relu6(x + 3) * (1/6). */
+    case SN_ACT_HSWISH: return v * relu6(v + 3.0f) * (1.0f / 6.0f);
+    case SN_ACT_SIGMOID: return sigmoid_stable(v);
+    /* 0.16667, not 1/6: the constant of the Model Garden, which the weights were trained with. */
+    case SN_ACT_HSIGMOID: return relu6(v + 3.0f) * 0.16667f;
+    }
+    return v;
+}
+
+/* One switch per call rather than per element, so that the cheap activations vectorise. */
+static void act_range(sn_act act, size_t count, const float *x, float *y) {
+    switch (act) {
+    case SN_ACT_NONE:
+        if (y != x)
+            for (size_t i = 0; i < count; i++) y[i] = x[i];
+        return;
+    case SN_ACT_RELU:
+        for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        return;
+    case SN_ACT_RELU6:
+        for (size_t i = 0; i < count; i++) y[i] = relu6(x[i]);
+        return;
+    case SN_ACT_HSWISH:
+        for (size_t i = 0; i < count; i++) y[i] = x[i] * relu6(x[i] + 3.0f) * (1.0f / 6.0f);
+        return;
+    case SN_ACT_HSIGMOID:
+        for (size_t i = 0; i < count; i++) y[i] = relu6(x[i] + 3.0f) * 0.16667f;
+        return;
+    case SN_ACT_SWISH:
+    case SN_ACT_SIGMOID:
+        for (size_t i = 0; i < count; i++) y[i] = sn_act_scalar(act, x[i]);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) y[i] = sn_act_scalar(act, x[i]);
+}
+
+/* Below this many elements per thread the fork/join costs more than it saves. */
+#define MIN_PER_THREAD 16384
+
+void sn_act_f32(sn_act act, size_t count, const float *x, float *y, int nthreads) {
+    size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
+    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
+    if (nt <= 1) {
+        act_range(act, count, x, y);
+        return;
+    }
+    const size_t chunk = (count + nt - 1) / nt;
+#pragma omp parallel for num_threads((int)nt) schedule(static)
+    for (size_t t = 0; t < nt; t++) {
+        const size_t i0 = t * chunk;
+        if (i0 < count)
+            act_range(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, y + i0);
+    }
+}

@@ -1,0 +1,46 @@
+/* The model object shared by the builder (spinenet.c) and the API (model.c). */
+#ifndef SN_MODEL_H
+#define SN_MODEL_H
+
+#include "graph.h"
+#include "spinenet.h"
+
+typedef enum { SN_BLOCK_BOTTLENECK, SN_BLOCK_RESIDUAL, SN_BLOCK_MBCONV } sn_block_type;
+
+typedef struct {
+    int level;
+    sn_block_type type;
+    int parents[2];
+    int is_output;
+    int p2_row; /* the Model Garden level-2 output row, built only when P2 is requested */
+} sn_block_spec;
+
+struct sn_model {
+    sn_config cfg;
+    sn_block_spec *specs;
+    int n_specs;
+    char *spec_text; /* the block-spec file's text when the table came from a file */
+    sn_paramtab params;
+    sn_graph graph;
+    int planned;
+    int nthreads;
+    int fold;
+};
+
+/* Family of a variant: mobile variants use mbconv blocks. */
+int sn_config_is_mobile(const sn_config *cfg);
+/* Check a config for consistency (levels, classes, sizes); message on error. */
+sn_status sn_config_validate(const sn_config *cfg);
+/* Load the block-spec table: the built-in one for the family, or cfg->block_spec_path, or the
+ * given text (from a weight file's metadata) when text != NULL. */
+sn_status sn_model_load_specs(sn_model *m, const char *text);
+/* Parse a block-spec table from text; `origin` names it in error messages. */
+sn_status sn_block_specs_parse(const char *text, const char *origin, sn_block_spec **out, int *n);
+
+/* Build the graph for an input of n x h x w x 3. With create != 0 the parameters are added to
+ * m->params (uninitialised); otherwise each one must already exist with the same shape. */
+sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph *g);
+/* Fill every parameter with its initialiser (spec 6.5, 7.1), seeded. */
+void sn_params_init(sn_paramtab *pt, uint64_t seed);
+
+#endif

@@ -1,0 +1,260 @@
+/* Graph storage, arena planning from tensor lifetimes, batch-norm folding and forward execution. */
+#include "graph.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core.h"
+
+void sn_paramtab_free(sn_paramtab *pt) {
+    if (!pt) return;
+    for (int i = 0; i < pt->n; i++) {
+        sn_free(pt->t[i].name);
+        sn_free(pt->t[i].data);
+    }
+    sn_free(pt->t);
+    memset(pt, 0, sizeof *pt);
+}
+
+int sn_paramtab_find(const sn_paramtab *pt, const char *name) {
+    for (int i = 0; i < pt->n; i++)
+        if (strcmp(pt->t[i].name, name) == 0) return i;
+    return -1;
+}
+
+sn_node sn_node_init(sn_op op) {
+    sn_node nd;
+    memset(&nd, 0, sizeof nd);
+    nd.op = op;
+    nd.p_weight = nd.p_bias = -1;
+    nd.p_gamma = nd.p_beta = nd.p_mean = nd.p_var = -1;
+    nd.act = SN_ACT_NONE;
+    nd.scale = 1.0f;
+    nd.block = SN_BLOCK_STEM;
+    return nd;
+}
+
+void sn_graph_free(sn_graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) {
+        sn_free(g->nodes[i].fw);
+        sn_free(g->nodes[i].fb);
+    }
+    sn_free(g->nodes);
+    sn_free(g->arena);
+    memset(g, 0, sizeof *g);
+}
+
+int sn_graph_add(sn_graph *g, const sn_node *node) {
+    if (g->n == g->cap) {
+        int cap = g->cap ? g->cap * 2 : 256;
+        sn_node *p = sn_alloc((size_t)cap * sizeof *p);
+        if (!p) return -1;
+        if (g->n) memcpy(p, g->nodes, (size_t)g->n * sizeof *p);
+        sn_free(g->nodes);
+        g->nodes = p;
+        g->cap = cap;
+    }
+    g->nodes[g->n] = *node;
+    return g->n++;
+}
+
+size_t sn_node_elems(const sn_node *nd) {
+    return (size_t)nd->n * (size_t)nd->h * (size_t)nd->w * (size_t)nd->c;
+}
+
+int64_t sn_node_macs(const sn_graph *g, const sn_node *nd) {
+    if (nd->op == SN_OP_CONV) {
+        const sn_conv_desc *d = &nd->conv;
+        return (int64_t)nd->n * nd->h * nd->w * d->cout * d->kh * d->kw * (d->cin / d->groups);
+    }
+    if (nd->op == SN_OP_DENSE) {
+        const sn_node *x = &g->nodes[nd->in[0]];
+        return (int64_t)nd->n * x->c * nd->c;
+    }
+    return 0;
+}
+
+/* First-fit placement of live tensors in one arena. Blocks are kept sorted by offset. */
+typedef struct {
+    size_t off, size;
+    int node;
+} arena_block;
+
+static sn_status plan_arena(sn_graph *g) {
+    int n = g->n;
+    for (int i = 0; i < n; i++) g->nodes[i].last_use = i;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < g->nodes[i].n_in; j++) {
+            int src = g->nodes[i].in[j];
+            if (g->nodes[src].last_use < i) g->nodes[src].last_use = i;
+        }
+    for (int i = 0; i < n; i++)
+        if (g->nodes[i].out_name[0]) g->nodes[i].last_use = n; /* outputs live to the end */
+
+    arena_block *live = sn_alloc((size_t)(n + 1) * sizeof *live);
+    if (!live) return SN_ERR_OOM;
+    int n_live = 0;
+    size_t high = 0;
+    for (int i = 0; i < n; i++) {
+        sn_node *nd = &g->nodes[i];
+        /* Release tensors whose last reader ran before node i. */
+        int k = 0;
+        for (int j = 0; j < n_live; j++)
+            if (g->nodes[live[j].node].last_use >= i) live[k++] = live[j];
+        n_live = k;
+        if (nd->op == SN_OP_INPUT) {
+            nd->offset = 0;
+            continue;
+        }
+        /* Round each tensor to 16 floats (64 bytes) so every tensor starts cache-aligned. */
+        size_t size = (sn_node_elems(nd) + 15) & ~(size_t)15;
+        size_t off = 0;
+        int pos = 0;
+        for (; pos < n_live; pos++) {
+            if (live[pos].off >= off + size) break;
+            size_t end = live[pos].off + live[pos].size;
+            if (end > off) off = end;
+        }
+        memmove(&live[pos + 1], &live[pos], (size_t)(n_live - pos) * sizeof *live);
+        live[pos] = (arena_block){off, size, i};
+        n_live++;
+        nd->offset = off;
+        if (off + size > high) high = off + size;
+    }
+    sn_free(live);
+    if (high > g->arena_floats || !g->arena) {
+        sn_free(g->arena);
+        g->arena = sn_alloc((high ? high : 16) * sizeof(float));
+        if (!g->arena) {
+            g->arena_floats = 0;
+            return SN_ERR_OOM;
+        }
+        g->arena_floats = high;
+    }
+    return SN_OK;
+}
+
+/* Folded weights: w'[..][co] = w[..][co] * s[co], b'[co] = beta + (bias - mean) * s[co],
+ * s = gamma / sqrt(var + eps). Computed in double so folding adds no rounding of its own. */
+static sn_status fold_node(sn_node *nd, const sn_paramtab *pt) {
+    const sn_tensor_param *w = &pt->t[nd->p_weight];
+    int cout = nd->conv.cout;
+    nd->fw = sn_alloc(w->count * sizeof(float));
+    nd->fb = sn_alloc((size_t)cout * sizeof(float));
+    if (!nd->fw || !nd->fb) return SN_ERR_OOM;
+    const float *gamma = pt->t[nd->p_gamma].data, *beta = pt->t[nd->p_beta].data;
+    const float *mean = pt->t[nd->p_mean].data, *var = pt->t[nd->p_var].data;
+    const float *bias = nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL;
+    double *s = sn_alloc((size_t)cout * sizeof(double));
+    if (!s) return SN_ERR_OOM;
+    for (int co = 0; co < cout; co++) {
+        s[co] = (double)gamma[co] / sqrt((double)var[co] + (double)nd->bn_eps);
+        nd->fb[co] = (float)((double)beta[co] + ((bias ? (double)bias[co] : 0.0) - mean[co]) * s[co]);
+    }
+    size_t rows = w->count / (size_t)cout;
+    for (size_t r = 0; r < rows; r++)
+        for (int co = 0; co < cout; co++)
+            nd->fw[r * cout + co] = (float)((double)w->data[r * cout + co] * s[co]);
+    sn_free(s);
+    return SN_OK;
+}
+
+sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold) {
+    sn_status st = plan_arena(g);
+    if (st != SN_OK) return st;
+    g->folded = fold;
+    for (int i = 0; i < g->n; i++) {
+        sn_node *nd = &g->nodes[i];
+        sn_free(nd->fw);
+        sn_free(nd->fb);
+        nd->fw = nd->fb = NULL;
+        if (fold && nd->op == SN_OP_CONV && nd->p_gamma >= 0) {
+            st = fold_node(nd, pt);
+            if (st != SN_OK) return st;
+        }
+    }
+    return SN_OK;
+}
+
+const float *sn_graph_data(const sn_graph *g, int node) {
+    const sn_node *nd = &g->nodes[node];
+    if (nd->op == SN_OP_INPUT) return g->input;
+    return g->arena + nd->offset;
+}
+
+static float *out_ptr(sn_graph *g, int node) { return g->arena + g->nodes[node].offset; }
+
+static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
+    sn_node *nd = &g->nodes[i];
+    const sn_node *x = &g->nodes[nd->in[0]];
+    float *y = out_ptr(g, i);
+    sn_epilogue ep = {NULL, NULL, NULL, SN_ACT_NONE};
+    const float *wt = pt->t[nd->p_weight].data;
+    int bn_after = 0;
+    if (nd->fw) {
+        wt = nd->fw;
+        ep.shift = nd->fb;
+        ep.act = nd->act;
+    } else {
+        ep.shift = nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL;
+        if (nd->p_gamma >= 0)
+            bn_after = 1;
+        else
+            ep.act = nd->act;
+    }
+    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_data(g, nd->in[0]), wt, &ep,
+                                 nd->h, nd->w, y, g->nthreads);
+    if (st != SN_OK) return st;
+    if (bn_after) {
+        size_t rows = (size_t)nd->n * nd->h * nd->w;
+        sn_batchnorm_f32(rows, nd->c, y, pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data,
+                         pt->t[nd->p_mean].data, pt->t[nd->p_var].data, nd->bn_eps, y, g->nthreads);
+        if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, rows * (size_t)nd->c, y, y, g->nthreads);
+    }
+    return SN_OK;
+}
+
+sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
+    g->input = input;
+    for (int i = 0; i < g->n; i++) {
+        sn_node *nd = &g->nodes[i];
+        const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
+        const float *xd = nd->n_in ? sn_graph_data(g, nd->in[0]) : NULL;
+        float *y = nd->op == SN_OP_INPUT ? NULL : out_ptr(g, i);
+        sn_status st = SN_OK;
+        switch (nd->op) {
+        case SN_OP_INPUT: break;
+        case SN_OP_CONV: st = run_conv(g, pt, i); break;
+        case SN_OP_ADD: {
+            const float *xs[SN_MAX_NODE_INPUTS];
+            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_data(g, nd->in[j]);
+            sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, y, g->nthreads);
+            break;
+        }
+        case SN_OP_MAXPOOL:
+            sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
+                           nd->w, xd, y, g->nthreads);
+            break;
+        case SN_OP_UPSAMPLE:
+            sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
+            break;
+        case SN_OP_RESIZE:
+            sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
+            break;
+        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y); break;
+        case SN_OP_DENSE:
+            sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
+                         nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, y, g->nthreads);
+            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, sn_node_elems(nd), y, y, g->nthreads);
+            break;
+        case SN_OP_MUL_CHANNEL:
+            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
+                               g->nthreads);
+            break;
+        case SN_OP_SCALE: sn_scale_f32(sn_node_elems(nd), xd, nd->scale, y); break;
+        }
+        if (st != SN_OK) return st;
+    }
+    return SN_OK;
+}

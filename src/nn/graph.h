@@ -1,0 +1,109 @@
+/* The computation graph: named parameters, nodes in execution order with static shapes,
+ * an activation arena planned from tensor lifetimes, and forward execution. */
+#ifndef SN_GRAPH_H
+#define SN_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "spinenet.h"
+
+/* How a parameter is initialised by sn_model_create (spec 6.5 and 7.1). */
+typedef enum {
+    SN_INIT_VARIANCE_SCALING, /* truncated normal, scale 1, fan-in (Keras/TF default) */
+    SN_INIT_NORMAL,           /* N(0, value) */
+    SN_INIT_GLOROT_UNIFORM,   /* Keras default for separable convs */
+    SN_INIT_CONST             /* all elements = value */
+} sn_init_kind;
+
+typedef struct {
+    char *name;
+    int ndim;
+    int64_t shape[4];
+    size_t count;
+    float *data;
+    sn_init_kind init;
+    double init_value;
+    int64_t fan_in, fan_out; /* as TensorFlow computes them, for initialisation */
+    int trainable_count;     /* 1 if counted in "params" (weights, biases, gamma, beta) */
+} sn_tensor_param;
+
+typedef struct {
+    sn_tensor_param *t;
+    int n, cap;
+} sn_paramtab;
+
+void sn_paramtab_free(sn_paramtab *pt);
+int sn_paramtab_find(const sn_paramtab *pt, const char *name);
+
+typedef enum {
+    SN_OP_INPUT,
+    SN_OP_CONV,        /* conv (+bias) (+BN) (+act) */
+    SN_OP_ADD,         /* sum of inputs, then act */
+    SN_OP_MAXPOOL,
+    SN_OP_UPSAMPLE,    /* integer nearest */
+    SN_OP_RESIZE,      /* nearest, floor(dst*in/out) */
+    SN_OP_GAP,         /* -> [n][1][1][c] */
+    SN_OP_DENSE,       /* [n][1][1][cin] -> [n][1][1][cout] */
+    SN_OP_MUL_CHANNEL, /* x[n][h][w][c] * gate[n][1][1][c] */
+    SN_OP_SCALE        /* x * scale */
+} sn_op;
+
+#define SN_MAX_NODE_INPUTS 8
+
+typedef struct {
+    sn_op op;
+    int in[SN_MAX_NODE_INPUTS];
+    int n_in;
+    int n, h, w, c; /* output shape */
+    /* conv */
+    sn_conv_desc conv;
+    int p_weight, p_bias;                 /* parameter indices or -1 */
+    int p_gamma, p_beta, p_mean, p_var;   /* -1 when no batch-norm */
+    float bn_eps;
+    sn_act act;
+    /* pools and resampling */
+    int pool_k, pool_stride;
+    sn_pad pool_pad;
+    int up_h, up_w;
+    float scale;
+    /* report */
+    int block;         /* feature index for `info`; SN_BLOCK_* below for the rest */
+    char out_name[16]; /* non-empty: a model output ("P3", "class.3", "logits") */
+    /* plan */
+    size_t offset;     /* in floats, into the arena */
+    int last_use;
+    float *fw, *fb;    /* folded weights and bias (owned), when BN is folded */
+} sn_node;
+
+#define SN_BLOCK_STEM (-1)
+#define SN_BLOCK_HEAD (-2)
+#define SN_BLOCK_ENDPOINTS (-3)
+
+typedef struct {
+    sn_node *nodes;
+    int n, cap;
+    float *arena;
+    size_t arena_floats;
+    const float *input; /* the caller's input during run */
+    int nthreads;
+    int folded;
+} sn_graph;
+
+void sn_graph_free(sn_graph *g);
+/* Append a node; returns its index or -1 (error set) on allocation failure. */
+int sn_graph_add(sn_graph *g, const sn_node *node);
+/* A node with everything "unset" (-1 params, no act). */
+sn_node sn_node_init(sn_op op);
+
+/* Liveness and arena offsets; folds BN into conv weights when fold != 0. */
+sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
+sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
+const float *sn_graph_data(const sn_graph *g, int node);
+size_t sn_node_elems(const sn_node *nd);
+
+/* Multiply-adds of one node at its planned shape (batch included). */
+int64_t sn_node_macs(const sn_graph *g, const sn_node *nd);
+
+#endif

@@ -1,0 +1,152 @@
+/* Whole networks against the PyTorch goldens of tests/golden/ (every variant, flavour and head):
+ * parameters and input come from the shared hash fill, outputs must match within
+ * 1e-4 * max(1, max|ref|) per tensor. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "safetensors.h"
+#include "spinenet.h"
+#include "test.h"
+
+#define SEED 1234
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* The fill ranges of tests/golden/README.md. */
+static void golden_fill_params(sn_model *m) {
+    for (int i = 0; i < sn_model_num_params(m); i++) {
+        sn_param p;
+        sn_model_param_at(m, i, &p);
+        double lo, hi;
+        if (ends_with(p.name, ".weight")) {
+            double fan = p.ndim == 4 ? (double)(p.shape[0] * p.shape[1] * p.shape[2]) : (double)p.shape[0];
+            hi = sqrt(3.0 / fan);
+            lo = -hi;
+        } else if (ends_with(p.name, ".gamma")) {
+            lo = 0.8;
+            hi = 1.2;
+        } else if (ends_with(p.name, ".var")) {
+            lo = 0.5;
+            hi = 1.5;
+        } else {
+            lo = -0.1; /* bias, beta, mean */
+            hi = 0.1;
+        }
+        sn_hash_fill(p.data, p.count, p.name, SEED, lo, hi);
+    }
+}
+
+static int meta_i(const sn_st_file *f, const char *k, int def) {
+    const char *v = sn_st_meta(f, k);
+    return v ? atoi(v) : def;
+}
+
+/* Run one golden case; returns the worst error ratio (err / tolerance). */
+static double run_case(const char *dir, const char *file, int fold, int threads) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    sn_st_file g;
+    sn_status st = sn_st_read(path, &g);
+    CHECK(st == SN_OK, "%s: %s", path, sn_last_error());
+    if (st != SN_OK) return INFINITY;
+    sn_config cfg;
+    const char *model = sn_st_meta(&g, "model");
+    CHECK_OK(sn_config_init(&cfg, model ? model : "?"));
+    const char *s;
+    if ((s = sn_st_meta(&g, "flavour"))) CHECK_OK(sn_parse_flavour(s, &cfg.flavour));
+    if ((s = sn_st_meta(&g, "head"))) CHECK_OK(sn_parse_head(s, &cfg.head));
+    if ((s = sn_st_meta(&g, "activation"))) CHECK_OK(sn_parse_act(s, &cfg.activation));
+    cfg.num_classes = meta_i(&g, "num_classes", 0);
+    cfg.min_level = meta_i(&g, "min_level", 3);
+    cfg.max_level = meta_i(&g, "max_level", 7);
+    cfg.p2 = meta_i(&g, "p2", 0);
+    int n = meta_i(&g, "batch", 1), h = meta_i(&g, "height", 0), w = meta_i(&g, "width", 0);
+    cfg.input_size = h > w ? h : w;
+    sn_model *m = NULL;
+    double worst = INFINITY;
+    st = sn_model_create(&cfg, 1, &m);
+    CHECK(st == SN_OK, "%s: create: %s", file, sn_last_error());
+    if (st != SN_OK) goto out;
+    golden_fill_params(m);
+    size_t count = (size_t)n * h * w * 3;
+    float *x = malloc(count * sizeof *x);
+    sn_hash_fill(x, count, "input", SEED, -1.0, 1.0);
+    CHECK_OK(sn_model_set_threads(m, threads));
+    CHECK_OK(sn_model_set_fold_bn(m, fold));
+    st = sn_model_plan(m, n, h, w);
+    CHECK(st == SN_OK, "%s: plan: %s", file, sn_last_error());
+    if (st == SN_OK) st = sn_model_run(m, x);
+    CHECK(st == SN_OK, "%s: run: %s", file, sn_last_error());
+    free(x);
+    if (st != SN_OK) goto out;
+    worst = 0;
+    int compared = 0;
+    for (int i = 0; i < g.n_tensors; i++) {
+        const sn_st_tensor *ref = &g.tensors[i];
+        sn_output o;
+        st = sn_model_output(m, ref->name, &o);
+        CHECK(st == SN_OK, "%s: output %s: %s", file, ref->name, sn_last_error());
+        if (st != SN_OK) {
+            worst = INFINITY;
+            continue;
+        }
+        size_t oc = (size_t)o.n * o.h * o.w * o.c;
+        CHECK(oc == ref->count, "%s: %s has %zu values, golden %zu", file, ref->name, oc, ref->count);
+        if (oc != ref->count) {
+            worst = INFINITY;
+            continue;
+        }
+        double amax = 0;
+        for (size_t k = 0; k < oc; k++)
+            if (fabs(ref->data[k]) > amax) amax = fabs(ref->data[k]);
+        double err = t_max_abs_diff(o.data, ref->data, oc);
+        double tol = 1e-4 * (amax > 1 ? amax : 1);
+        CHECK(err <= tol, "%s (%s): %s max abs err %.3g > tol %.3g (max |ref| %.3g)", file,
+              fold ? "folded" : "unfolded", ref->name, err, tol, amax);
+        if (err / tol > worst) worst = err / tol;
+        compared++;
+    }
+    CHECK(compared == sn_model_num_outputs(m), "%s: compared %d of %d outputs", file, compared,
+          sn_model_num_outputs(m));
+out:
+    sn_model_free(m);
+    sn_st_free(&g);
+    return worst;
+}
+
+int main(void) {
+    const char *src = getenv("SN_SOURCE_DIR");
+    char dir[1024], mpath[1100];
+    snprintf(dir, sizeof dir, "%s/tests/golden/data", src ? src : ".");
+    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
+    FILE *f = fopen(mpath, "r");
+    CHECK(f != NULL, "cannot open %s", mpath);
+    if (!f) return TEST_SUMMARY();
+    const char *filter = getenv("SN_GOLDEN_FILTER");
+    char line[512];
+    int cases = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0] || line[0] == '#') continue;
+        if (filter && !strstr(line, filter)) continue;
+        /* The inference path (folded BN, 2 threads) on every case; the unfolded path on the
+         * detection cases with 1 thread, so both kernels paths meet the reference. */
+        double r1 = run_case(dir, line, 1, 2);
+        printf("%-60s folded   worst err/tol %.3f\n", line, r1);
+        if (strstr(line, "retinanet")) {
+            double r2 = run_case(dir, line, 0, 1);
+            printf("%-60s unfolded worst err/tol %.3f\n", line, r2);
+        }
+        fflush(stdout);
+        cases++;
+    }
+    fclose(f);
+    CHECK(cases >= 36 || filter, "only %d golden cases", cases);
+    return TEST_SUMMARY();
+}
