@@ -159,7 +159,8 @@ static void gemm_case(int m, int n, int k, int lda, int ldb, int ldc, int accumu
     /* Columns beyond n (the ld padding) must be left alone. */
     int untouched = 1;
     for (int i = 0; i < m; i++)
-        for (int j = n; j < ldc; j++) untouched &= c1[(size_t)i * ldc + j] == c0[(size_t)i * ldc + j];
+        for (int j = n; j < ldc; j++)
+            untouched &= c1[(size_t)i * ldc + j] == c0[(size_t)i * ldc + j];
     CHECK(untouched, "gemm %dx%dx%d wrote past n", m, n, k);
     sn_free(a);
     sn_free(bm);
@@ -688,7 +689,8 @@ static void test_gap_dense(void) {
     /* Dense with a classifier-like width: cin over one K block, cout over one N block. */
     const int cin = c, cout = 1001;
     float *wt = rand_buf((size_t)cin * cout, -1, 1), *bias = rand_buf(cout, -1, 1);
-    float *d1 = sn_alloc((size_t)n * cout * sizeof *d1), *d2 = sn_alloc((size_t)n * cout * sizeof *d2);
+    float *d1 = sn_alloc((size_t)n * cout * sizeof *d1);
+    float *d2 = sn_alloc((size_t)n * cout * sizeof *d2);
     double *dref = dbuf((size_t)n * cout), *dmag = dbuf((size_t)n * cout);
     for (int nb = 0; nb < 2; nb++) {
         const float *bb = nb ? NULL : bias;

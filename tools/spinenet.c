@@ -26,7 +26,7 @@ static int fail_status(void) {
 /* Options shared by the subcommands that build or load a model. */
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
-    int classes, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
+    int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
         warmup;
     uint64_t seed;
 } opts;
@@ -62,6 +62,7 @@ static void usage(FILE *f) {
             "  --head H            retinanet (default), classifier or none\n"
             "  --act A             relu, swish or hswish (default: the variant's)\n"
             "  --classes N         classes of the head (default 91 retinanet, 1001 classifier)\n"
+            "  --endpoints-filters N  endpoint width (default: the variant's scaling map)\n"
             "  --min-level L       lowest endpoint level (default 3)\n"
             "  --max-level L       highest endpoint level (default 7)\n"
             "  --p2                also build the level-2 output row and P2 (garden)\n"
@@ -109,6 +110,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         STR("-o", out)
         STR("--output", out)
         INT("--classes", classes, 1, 100000)
+        INT("--endpoints-filters", endpoints, 1, 4096)
         INT("--size", size, 1, 16384)
         INT("--height", height, 1, 16384)
         INT("--width", width, 1, 16384)
@@ -150,6 +152,7 @@ static int get_config(const opts *o, sn_config *cfg) {
     if (o->head && sn_parse_head(o->head, &cfg->head) != SN_OK) return fail_status();
     if (o->act && sn_parse_act(o->act, &cfg->activation) != SN_OK) return fail_status();
     if (o->classes) cfg->num_classes = o->classes;
+    if (o->endpoints) cfg->endpoints_filters = o->endpoints;
     if (o->min_level >= 0) cfg->min_level = o->min_level;
     if (o->max_level >= 0) cfg->max_level = o->max_level;
     cfg->p2 = o->p2;
