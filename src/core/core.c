@@ -110,7 +110,10 @@ void sn_hash_fill(float *dst, size_t count, const char *name, uint64_t seed, dou
     }
 }
 
-void sn_rng_seed(sn_rng *r, uint64_t seed) { r->s = seed ^ 0x5DEECE66DULL; }
+void sn_rng_seed(sn_rng *r, uint64_t seed) {
+    r->s = seed ^ 0x5DEECE66DULL;
+    r->has_spare = 0;
+}
 
 uint64_t sn_rng_next(sn_rng *r) {
     r->s += 0x9E3779B97F4A7C15ULL;
@@ -120,9 +123,16 @@ uint64_t sn_rng_next(sn_rng *r) {
 double sn_rng_uniform(sn_rng *r) { return (double)(sn_rng_next(r) >> 11) / 9007199254740992.0; }
 
 double sn_rng_normal(sn_rng *r) {
+    if (r->has_spare) {
+        r->has_spare = 0;
+        return r->spare;
+    }
     double u1 = sn_rng_uniform(r), u2 = sn_rng_uniform(r);
     if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    double rad = sqrt(-2.0 * log(u1)), ang = 6.283185307179586 * u2;
+    r->spare = rad * sin(ang);
+    r->has_spare = 1;
+    return rad * cos(ang);
 }
 
 double sn_rng_truncnormal(sn_rng *r, double stddev) {

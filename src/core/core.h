@@ -38,6 +38,8 @@ void sn_hash_fill(float *dst, size_t count, const char *name, uint64_t seed, dou
 /* Small seeded RNG (splitmix64 state) for initialisation. */
 typedef struct {
     uint64_t s;
+    double spare; /* Box-Muller makes normals in pairs */
+    int has_spare;
 } sn_rng;
 void sn_rng_seed(sn_rng *r, uint64_t seed);
 uint64_t sn_rng_next(sn_rng *r);

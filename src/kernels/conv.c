@@ -24,14 +24,15 @@ void sn_pad_fixed_1d(int k, int *before, int *after) {
 
 int sn_window_out(int in, int k, int stride, int before, int after) {
     const long padded = (long)in + before + after;
-    if (padded < k) return 0;
+    if (padded < k || stride < 1) return 0;
     return (int)((padded - k) / stride + 1);
 }
 
 /* Output pixels per im2col tile. Big enough that re-packing the weight panels per tile costs
- * well under 1% of the multiply-adds, small enough that a 3x3x512 tile (2.4 MB) stays modest.
- * Fixed, so tile boundaries never depend on the thread count. */
-#define TILE_M 128
+ * about 1% of the multiply-adds, small enough that a 3x3x512 tile (2.2 MB) stays modest; a
+ * multiple of the GEMM's 4-, 6- and 8-row register tiles. Fixed, so tile boundaries never depend
+ * on the thread count. */
+#define TILE_M 120
 
 typedef struct {
     const sn_conv_desc *d;

@@ -4,24 +4,25 @@
 #include <string.h>
 
 /* Register tile of the micro-kernel: MR rows of A broadcast against NR packed columns of B. The
- * compiler keeps the MR x NR accumulators in vector registers only when it fully unrolls the rows
- * and vectorises the columns (-O3); 4x16 measured as fast as 6x8 and 4x12 with baseline SSE2 and
- * suits wider vectors too. Per-ISA tuning is the later fast-kernel issue. */
+ * compiler keeps the accumulators in vector registers only when it fully unrolls the rows and
+ * vectorises the columns (see the pragmas below). With the baseline x86-64 ISA (16 SSE
+ * registers) 6x8 is the largest tile that fits: 12 accumulators, 2 B vectors, 1 broadcast; 4x16
+ * spills. Per-ISA tuning is the later fast-kernel issue. */
 #ifndef SN_GEMM_MR
-#define SN_GEMM_MR 4
+#define SN_GEMM_MR 6
 #endif
 #ifndef SN_GEMM_NR
-#define SN_GEMM_NR 16
+#define SN_GEMM_NR 8
 #endif
 #define MR SN_GEMM_MR
 #define NR SN_GEMM_NR
-/* K block: one packed B panel (KC x NR floats, 16 KiB) stays in L1 while every row tile of an
+/* K block: one packed B panel (KC x NR floats, 8 KiB) stays in L1 while every row tile of an
  * M block reuses it. */
 #define KC 256
-/* M and N block of one parallel job; the A block (MC x KC, 128 KiB) stays in L2 while the N
- * panels sweep over it. Fixed sizes, never derived from the thread count, so that every output
- * element is summed in the same order whatever nthreads is. */
-#define MC 128
+/* M and N block of one parallel job (MC a multiple of MR); the A block (MC x KC, 120 KiB) stays
+ * in L2 while the N panels sweep over it. Fixed sizes, never derived from the thread count, so
+ * that every output element is summed in the same order whatever nthreads is. */
+#define MC (20 * MR)
 #define NC 256
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -56,9 +57,11 @@ static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const 
 
     for (int p = 0; p < kc; p++) {
         const float *bq = bp + (size_t)p * NR;
+        /* Unrolled rows keep the accumulators in registers at -O2 too (GCC and Clang honour
+         * this pragma); without the simd hint GCC vectorises along p and spills them. */
+#pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
             const float av = ar[i][p];
-            /* Without this hint GCC vectorises along p instead and spills the accumulators. */
 #pragma omp simd
             for (int j = 0; j < NR; j++) acc[i][j] += av * bq[j];
         }

@@ -100,6 +100,11 @@ sn_status sn_model_create(const sn_config *cfg, uint64_t seed, sn_model **out) {
     return SN_OK;
 }
 
+sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out) {
+    if (!cfg || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_model_create: NULL argument");
+    return model_new(cfg, NULL, 1, out);
+}
+
 sn_status sn_model_set_threads(sn_model *m, int nthreads) {
     if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_set_threads: NULL model");
     m->nthreads = sn_resolve_threads(nthreads);

@@ -40,6 +40,8 @@ sn_status sn_block_specs_parse(const char *text, const char *origin, sn_block_sp
 /* Build the graph for an input of n x h x w x 3. With create != 0 the parameters are added to
  * m->params (uninitialised); otherwise each one must already exist with the same shape. */
 sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph *g);
+/* A model whose weights are allocated but not initialised (for callers that fill them). */
+sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out);
 /* Fill every parameter with its initialiser (spec 6.5, 7.1), seeded. */
 void sn_params_init(sn_paramtab *pt, uint64_t seed);
 

@@ -778,7 +778,12 @@ static int block_group(bctx *b, int x, sn_block_type type, int f, int stride, in
     return x;
 }
 
-static int scaled(int base, float s) { return (int)(base * s); }
+/* int(base * scale) as Python computes it on the decimal scale: the float32 config value is
+ * first brought back to its 6-digit decimal so that 40 * 0.65 is 26, not 25.99999. */
+static int scaled(int base, float s) {
+    double sd = round((double)s * 1e6) / 1e6;
+    return (int)((double)base * sd + 1e-9);
+}
 
 static int build_backbone(bctx *b, int input, int *endpoint_nodes) {
     sn_model *m = b->m;
