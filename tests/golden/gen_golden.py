@@ -622,40 +622,52 @@ def read_safetensors(path):
 # Cases
 # --------------------------------------------------------------------------------------------
 def make_cases():
+    """Every variant x flavour x head with ReLU (scale-invariant: the input-dependent signal stays
+    alive at every depth, see README "Signal strength"), plus the variants' own activations
+    (swish, hard-swish and the SE gates) on the shallower models where their signal is live."""
     cases = []
     for model in MODEL_ORDER:
         mobile = VARIANTS[model]["mobile"]
         for flavour in ("garden", "tpu"):
             cases.append(dict(model=model, flavour=flavour, head="retinanet", num_classes=4,
-                              batch=1, height=128, width=128))
+                              batch=1, height=128, width=128, activation="relu"))
             size = 128 if (flavour == "garden" or mobile) else 96
+            # The garden classifier's backbone equals the garden retinanet case's: keep only the
+            # logits there, to stay small.
             cases.append(dict(model=model, flavour=flavour, head="classifier", num_classes=10,
-                              batch=1, height=size, width=size))
+                              batch=1, height=size, width=size, activation="relu",
+                              logits_only=flavour == "garden"))
     cases.append(dict(model="spinenet-49", flavour="garden", head="retinanet", num_classes=4,
                       batch=2, height=128, width=256, activation="relu"))
     cases.append(dict(model="spinenet-49", flavour="garden", head="none", num_classes=0,
-                      batch=1, height=128, width=128, p2=True))
+                      batch=1, height=128, width=128, activation="relu", p2=True))
     cases.append(dict(model="spinenet-49s", flavour="tpu", head="classifier", num_classes=10,
-                      batch=2, height=96, width=96))
-    # Not in the original case list: with the hash fill, swish shrinks the input-dependent part of
-    # the signal by ~4x in variance per activation, so the deep swish goldens (143, 143L, 190)
-    # barely depend on the input (see README, "Signal strength"). ReLU is scale-invariant and
-    # keeps the signal alive at every depth; this case covers block repeats 4, alpha 1.0, scale
-    # 1.3, 512-channel endpoints and the 7x512 head with a live signal.
-    cases.append(dict(model="spinenet-190", flavour="garden", head="retinanet", num_classes=4,
-                      batch=1, height=128, width=128, activation="relu"))
+                      batch=2, height=96, width=96, activation="relu"))
+    # Default activations, backbone outputs only (the swish heads attenuate the input-dependent
+    # signal below what the tolerance can see).
+    for model, flavour in (("spinenet-49s", "garden"), ("spinenet-49", "tpu"),
+                           ("spinenet-mobile-49", "garden"), ("spinenet-mobile-49", "tpu"),
+                           ("spinenet-mobile-49xs", "garden")):
+        cases.append(dict(model=model, flavour=flavour, head="none", num_classes=0,
+                          batch=1, height=128, width=128))
     for c in cases:
         c.setdefault("activation", default_activation(c["model"], c["flavour"]))
         c.setdefault("p2", False)
+        c.setdefault("logits_only", False)
         name = "%s__%s__%s__%dx%d" % (c["model"], c["flavour"], c["head"], c["height"], c["width"])
-        if c["activation"] != default_activation(c["model"], c["flavour"]):
-            name += "__" + c["activation"]
+        name += "__" + c["activation"]
         if c["batch"] != 1:
             name += "__b%d" % c["batch"]
         if c["p2"]:
             name += "__p2"
         c["name"] = name
     return cases
+
+
+def sensitivity_floor(ref):
+    """The smallest change a second input must cause in an output: the C test's tolerance, so a C
+    implementation that ignored its input could not pass."""
+    return 1e-4 * max(1.0, float(np.abs(ref).max()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -766,19 +778,27 @@ def main():
                 tensors[k] = v.t.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32)
         for k, v in tensors.items():
             assert np.all(np.isfinite(v)), (c["name"], k)
-        if args.sensitivity:
-            net2 = Net(c["model"], c["flavour"], c["head"], c["num_classes"],
-                       activation=c["activation"], p2=c["p2"], cache=cache)
-            net2.input_seed = SEED + 1
-            with torch.no_grad():
-                out2 = net2.run(c["batch"], c["height"], c["width"])
-            d = []
-            for k, v in out.items():
-                a, b = (v, out2[k]) if k == "logits" else (v.t, out2[k].t)
-                d.append("%s=%.1e" % (k, float((a - b).abs().max())))
-            print("%-58s input sensitivity max|out(seed)-out(seed+1)|: %s"
-                  % (c["name"], " ".join(d)), flush=True)
-            continue
+        if c["logits_only"]:
+            tensors = {"logits": tensors["logits"]}
+        # A second input (fill seed + 1) must move every stored output well past the tolerance.
+        net2 = Net(c["model"], c["flavour"], c["head"], c["num_classes"],
+                   activation=c["activation"], p2=c["p2"], cache=cache)
+        net2.input_seed = SEED + 1
+        with torch.no_grad():
+            out2 = net2.run(c["batch"], c["height"], c["width"])
+        sens = []
+        for k in tensors:
+            a = out[k] if k == "logits" else out[k].t
+            b = out2[k] if k == "logits" else out2[k].t
+            d = float((a - b).abs().max())
+            floor = sensitivity_floor(tensors[k])
+            sens.append("%s=%.2g" % (k, d / floor))
+            # Maps of 8x8 and more, and the logits, must move by 10x (5x for logits) the
+            # tolerance; 1x1 and 2x2 maps at 128 px aggregate the whole image and move less.
+            big = k != "logits" and tensors[k].shape[1] * tensors[k].shape[2] >= 64
+            need = 10 if big else 5 if k == "logits" else 0
+            assert d >= need * floor, (c["name"], k, d, floor)
+        print("%-58s input change / tolerance: %s" % (c["name"], " ".join(sens)), flush=True)
         nh, nf = net.v["head"]
         meta = dict(model=c["model"], flavour=c["flavour"], head=c["head"],
                     activation=net.act_name, batch=c["batch"], height=c["height"],
