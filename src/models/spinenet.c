@@ -885,6 +885,25 @@ done:
     return ret;
 }
 
+/* A RetinaNet head layer: a 3x3 conv initialised N(0, std), or for the mobile variants a
+ * separable one (depthwise 3x3, then the 1x1 with the bias), Glorot-initialised (Keras). */
+static int head_conv(bctx *b, int x, const char *prefix, conv_opts *o, int sep, double std) {
+    if (sep) {
+        char dp[112];
+        snprintf(dp, sizeof dp, "%s.dw", prefix);
+        conv_opts od = copts(3, 1, 0, 0, SN_ACT_NONE);
+        od.depthwise = 1;
+        od.init = SN_INIT_GLOROT_UNIFORM;
+        TRY(x = conv(b, x, dp, &od));
+        o->k = 1;
+        o->init = SN_INIT_GLOROT_UNIFORM;
+    } else {
+        o->init = SN_INIT_NORMAL;
+        o->init_value = std;
+    }
+    return conv(b, x, prefix, o);
+}
+
 /* §7.1: RetinaNet head, convs shared across levels, batch-norm per level. */
 static int build_retinanet(bctx *b, const int *endpoints) {
     const sn_config *c = &b->m->cfg;
@@ -901,40 +920,13 @@ static int build_retinanet(bctx *b, const int *endpoints) {
                 conv_opts o = copts(3, 1, c->head_filters, 1, b->act);
                 o.bias = 1;
                 o.bn_name = bn;
-                if (sep) {
-                    char dp[112];
-                    snprintf(dp, sizeof dp, "%s.dw", p);
-                    conv_opts od = copts(3, 1, 0, 0, SN_ACT_NONE);
-                    od.depthwise = 1;
-                    od.init = SN_INIT_GLOROT_UNIFORM;
-                    TRY(x = conv(b, x, dp, &od));
-                    o.k = 1;
-                    o.init = SN_INIT_GLOROT_UNIFORM;
-                } else {
-                    o.init = SN_INIT_NORMAL;
-                    o.init_value = 0.01;
-                }
-                TRY(x = conv(b, x, p, &o));
+                TRY(x = head_conv(b, x, p, &o, sep, 0.01));
             }
-            int outc = tower == 0 ? 9 * c->num_classes : 9 * 4;
             snprintf(p, sizeof p, "head.%s.pred", tn);
-            conv_opts o = copts(3, 1, outc, 0, SN_ACT_NONE);
+            conv_opts o = copts(3, 1, tower == 0 ? 9 * c->num_classes : 9 * 4, 0, SN_ACT_NONE);
             o.bias = 1;
             o.bias_init = tower == 0 ? -log((1.0 - 0.01) / 0.01) : 0.0;
-            if (sep) {
-                char dp[112];
-                snprintf(dp, sizeof dp, "%s.dw", p);
-                conv_opts od = copts(3, 1, 0, 0, SN_ACT_NONE);
-                od.depthwise = 1;
-                od.init = SN_INIT_GLOROT_UNIFORM;
-                TRY(x = conv(b, x, dp, &od));
-                o.k = 1;
-                o.init = SN_INIT_GLOROT_UNIFORM;
-            } else {
-                o.init = SN_INIT_NORMAL;
-                o.init_value = 1e-5;
-            }
-            TRY(x = conv(b, x, p, &o));
+            TRY(x = head_conv(b, x, p, &o, sep, 1e-5));
             snprintf(b->g->nodes[x].out_name, sizeof b->g->nodes[x].out_name, "%s.%d", tn, L);
         }
     }
