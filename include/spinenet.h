@@ -11,14 +11,15 @@
  * Ten lines
  *   sn_config cfg;
  *   sn_model *m = NULL;
- *   if (sn_config_init(&cfg, "spinenet-49") != SN_OK ||
- *       sn_model_create(&cfg, &m) != SN_OK ||            // random init, or sn_model_load(path, &m)
- *       sn_model_plan(m, 1, 640, 640) != SN_OK ||        // batch, height, width
- *       sn_model_run(m, image_nhwc) != SN_OK)
- *       fprintf(stderr, "error: %s\n", sn_last_error());
  *   sn_output out;
- *   sn_model_output(m, "P3", &out);                      // out.data is [1][80][80][256]
- *   sn_model_free(m);
+ *   if (sn_config_init(&cfg, "spinenet-49") != SN_OK ||  // garden flavour, RetinaNet head
+ *       sn_model_create(&cfg, 1, &m) != SN_OK ||         // seed 1; or sn_model_load(path, &m)
+ *       sn_model_set_threads(m, 2) != SN_OK ||
+ *       sn_model_plan(m, 1, 640, 640) != SN_OK ||        // batch, height, width
+ *       sn_model_run(m, image_nhwc) != SN_OK ||          // [1][640][640][3] floats
+ *       sn_model_output(m, "P3", &out) != SN_OK)         // out.data is [1][80][80][256]
+ *       fprintf(stderr, "error: %s\n", sn_last_error());
+ *   sn_model_free(m);                                     // NULL is fine
  *
  * Lifecycle: create or load once, plan for an input shape (sizes and workspace are fixed
  * there), run many times, free. Re-planning for another shape is allowed.
