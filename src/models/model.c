@@ -217,7 +217,7 @@ sn_status sn_model_param(sn_model *m, const char *name, sn_param *out) {
 
 /* ---------------------------------------------------------------- files */
 
-#define N_META 20
+#define N_META 24 /* metadata entries, with room to spare */
 
 sn_status sn_model_save(const sn_model *m, const char *path) {
     if (!m || !path) return sn_error(SN_ERR_INVALID_ARG, "sn_model_save: NULL argument");
@@ -248,6 +248,8 @@ sn_status sn_model_save(const sn_model *m, const char *path) {
     META("head_convs", "%d", c->head_convs);
     META("head_filters", "%d", c->head_filters);
     META("anchor_size", "%d", c->anchor_size);
+    /* The anchor order of each code base (spec §7.2): it fixes the meaning of head channels. */
+    META("aspect_ratios", "%s", c->flavour == SN_FLAVOUR_TPU ? "1,2,0.5" : "0.5,1,2");
     META("endpoints_filters", "%d", c->endpoints_filters);
     META("filter_scale", "%.9g", (double)c->filter_scale);
     META("resample_alpha", "%.9g", (double)c->resample_alpha);
