@@ -91,4 +91,78 @@ void sn_dense_f32(int n, int cin, int cout, const float *x, const float *w, cons
 void sn_mul_channel_f32(int n, int hw, int c, const float *x, const float *g, float *y,
                         int nthreads);
 
+
+/* ------------------------------------------------------------------------------------------
+ * Backward passes (training). Conventions: every gradient output is ACCUMULATED (+=) into its
+ * buffer, so a tensor read by several nodes sums its gradients; the caller zeroes buffers. A
+ * NULL gradient pointer skips that gradient. Each is checked against finite differences of its
+ * forward in tests/test_grad_conv.c and tests/test_grad_ops.c.
+ * ------------------------------------------------------------------------------------------ */
+
+/* C (+)= op(A) * op(B) with op(X) = X or X^T (row-major storage of the un-transposed matrix):
+ * op(A) is m x k, op(B) is k x n. */
+void sn_gemm_ex_f32(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads);
+
+/* Convolution backward for dy = dL/d(conv output before any epilogue) [n][oh][ow][cout]:
+ * dx [n][h][w][cin] += conv_transpose(dy, wt); dw [kh][kw][cin/groups][cout] += x^T dy;
+ * db [cout] += sum of dy. Handles stride, asymmetric padding, groups and depthwise. Returns
+ * SN_ERR_OOM (message set) if its work buffers cannot be allocated. */
+sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, const float *x,
+                                 const float *wt, int oh, int ow, const float *dy, float *dx,
+                                 float *dw, float *db, int nthreads);
+
+/* dx += dy * act'(x), x being the activation's input. */
+void sn_act_backward_f32(sn_act act, size_t count, const float *x, const float *dy, float *dx,
+                         int nthreads);
+
+/* Training-mode batch-norm over rows x c: batch mean and biased variance per channel,
+ * y = gamma * (x - mean) * inv_std + beta with inv_std = 1/sqrt(var + eps); writes save_mean and
+ * save_invstd [c] for the backward; when running_mean/var are non-NULL updates them as
+ * r = momentum * r + (1 - momentum) * batch, using the unbiased variance (var * rows/(rows-1))
+ * for running_var when unbiased_running_var != 0 (TF's fused kernel), the biased one otherwise. */
+void sn_batchnorm_train_f32(size_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, float eps, float momentum, int unbiased_running_var,
+                            float *running_mean, float *running_var, float *y, float *save_mean,
+                            float *save_invstd, int nthreads);
+/* Backward of the training-mode batch-norm (batch statistics are functions of x):
+ * dx += ..., dgamma += sum dy * xhat, dbeta += sum dy. */
+void sn_batchnorm_train_backward_f32(size_t rows, int c, const float *x, const float *gamma,
+                                     const float *save_mean, const float *save_invstd,
+                                     const float *dy, float *dx, float *dgamma, float *dbeta,
+                                     int nthreads);
+
+/* Max-pool backward: each dy goes to the window cell that won the forward (the first maximum in
+ * row-major window order; padded cells never win). */
+void sn_maxpool_backward_f32(int n, int h, int w, int c, int k, int stride, sn_pad pad, int oh,
+                             int ow, const float *x, const float *dy, float *dx, int nthreads);
+/* Nearest upsample / resize backward: dx sums the dy of every output pixel that read it. */
+void sn_upsample_nearest_backward_f32(int n, int h, int w, int c, int fh, int fw, const float *dy,
+                                      float *dx, int nthreads);
+void sn_resize_nearest_backward_f32(int n, int h, int w, int c, int oh, int ow, const float *dy,
+                                    float *dx, int nthreads);
+/* Global average pool backward: dx[n][p][c] += dy[n][c] / hw. */
+void sn_gap_backward_f32(int n, int hw, int c, const float *dy, float *dx);
+/* Dense backward: dx += dy w^T, dw += x^T dy, db += sum dy. */
+void sn_dense_backward_f32(int n, int cin, int cout, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, float *db, int nthreads);
+/* Channel gate backward: dx += dy * g, dg[n][c] += sum over pixels of dy * x. */
+void sn_mul_channel_backward_f32(int n, int hw, int c, const float *x, const float *g,
+                                 const float *dy, float *dx, float *dg, int nthreads);
+/* y += a * x (the backward of add and scale). */
+void sn_axpy_f32(size_t count, float a, const float *x, float *y, int nthreads);
+
+/* Softmax cross-entropy with label smoothing s: target = (1 - s) * onehot + s / classes.
+ * Returns the mean loss over n; dlogits (if non-NULL) = (softmax - target) / n (overwritten, not
+ * accumulated). Labels outside [0, classes) make it return NAN. */
+double sn_softmax_xent_f32(int n, int classes, const float *logits, const int32_t *labels,
+                           float smoothing, float *dlogits);
+
+/* Stochastic depth (spec §6.4): y[i] = keep[i] ? x[i] / (1 - rate) : 0 per sample i, each sample
+ * holding `per_sample` values; the backward is the same map applied to dy (accumulated). */
+void sn_drop_path_f32(int n, size_t per_sample, const float *x, const uint8_t *keep, float rate,
+                      float *y);
+void sn_drop_path_backward_f32(int n, size_t per_sample, const float *dy, const uint8_t *keep,
+                               float rate, float *dx);
+
 #endif
