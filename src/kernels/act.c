@@ -73,3 +73,70 @@ void sn_act_f32(sn_act act, size_t count, const float *x, float *y, int nthreads
             act_range(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, y + i0);
     }
 }
+
+/* ---- Backward ----------------------------------------------------------------------------
+ * Derivatives at the kinks follow PyTorch's one-sided conventions, so that gradients match a
+ * PyTorch port bit for bit in sign and support:
+ *   relu'(0) = 0;  relu6' = 1 only on the open interval (0, 6);
+ *   hardswish'(x) = 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3 (both ends inclusive, so -1/2 at
+ *   -3 and 3/2 at 3, as torch.nn.functional.hardswish's backward), 1 for x > 3;
+ *   hardsigmoid'(x) = 0.16667 (the forward's constant) on the open interval (-3, 3), else 0. */
+static void act_backward_range(sn_act act, size_t count, const float *x, const float *dy,
+                               float *dx) {
+    switch (act) {
+    case SN_ACT_NONE:
+        for (size_t i = 0; i < count; i++) dx[i] += dy[i];
+        return;
+    case SN_ACT_RELU:
+        for (size_t i = 0; i < count; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        return;
+    case SN_ACT_RELU6:
+        for (size_t i = 0; i < count; i++)
+            dx[i] += (x[i] > 0.0f && x[i] < 6.0f) ? dy[i] : 0.0f;
+        return;
+    case SN_ACT_HSWISH:
+        for (size_t i = 0; i < count; i++) {
+            const float v = x[i];
+            const float d = v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
+            dx[i] += dy[i] * d;
+        }
+        return;
+    case SN_ACT_HSIGMOID:
+        for (size_t i = 0; i < count; i++)
+            dx[i] += (x[i] > -3.0f && x[i] < 3.0f) ? dy[i] * 0.16667f : 0.0f;
+        return;
+    case SN_ACT_SIGMOID:
+        for (size_t i = 0; i < count; i++) {
+            const float s = sigmoid_stable(x[i]);
+            dx[i] += dy[i] * (s * (1.0f - s));
+        }
+        return;
+    case SN_ACT_SWISH:
+        /* d/dx x*s(x) = s + x*s*(1-s) = s*(1 + x*(1-s)). */
+        for (size_t i = 0; i < count; i++) {
+            const float s = sigmoid_stable(x[i]);
+            dx[i] += dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
+        }
+        return;
+    }
+}
+
+void sn_act_backward_f32(sn_act act, size_t count, const float *x, const float *dy, float *dx,
+                         int nthreads) {
+    if (!dx) return;
+    size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
+    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
+    if (nt <= 1) {
+        act_backward_range(act, count, x, dy, dx);
+        return;
+    }
+    /* Elementwise: any split gives the same bits. */
+    const size_t chunk = (count + nt - 1) / nt;
+#pragma omp parallel for num_threads((int)nt) schedule(static)
+    for (size_t t = 0; t < nt; t++) {
+        const size_t i0 = t * chunk;
+        if (i0 < count)
+            act_backward_range(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, dy + i0,
+                               dx + i0);
+    }
+}

@@ -1,4 +1,5 @@
-/* Inference batch-norm over the channel (last) axis. */
+/* Batch-norm over the channel (last) axis: inference with stored statistics, and the training-mode
+ * forward and backward with batch statistics. */
 #include "kernels.h"
 
 #include <math.h>
@@ -35,6 +36,168 @@ void sn_batchnorm_f32(size_t rows, int c, const float *x, const float *gamma, co
                 const float *xr = x + r * (size_t)c + c0;
                 float *yr = y + r * (size_t)c + c0;
                 for (int k = 0; k < cn; k++) yr[k] = (xr[k] - mu[k]) * mul[k] + add[k];
+            }
+        }
+    }
+}
+
+/* ---- Training mode ------------------------------------------------------------------------
+ * Per-channel sums over all rows are taken in double. For determinism the rows are cut into a
+ * number of blocks that depends on `rows` alone (never on nthreads); each block's partial sums
+ * land in their own slot and the slots are added in block order, so 1, 2 or 16 threads give the
+ * same bits. Channels are handled CCH at a time so the partials fit on the stack (these
+ * functions have no failure path). */
+#define CCH 64
+#define NBLK 16
+#define MIN_ROWS_PER_BLOCK 256
+
+static int row_blocks(size_t rows) {
+    const size_t b = rows / MIN_ROWS_PER_BLOCK;
+    return b < 1 ? 1 : (b > NBLK ? NBLK : (int)b);
+}
+
+/* What a channel sum adds per element. */
+enum { SUM_X, SUM_SQDEV, SUM_DY_XHAT };
+
+/* s1[k] (and s2[k] for SUM_DY_XHAT) over channels c0..c0+cn-1:
+ *   SUM_X:       s1 = sum x
+ *   SUM_SQDEV:   s1 = sum (x - m)^2            (m = a[k], the mean, in double)
+ *   SUM_DY_XHAT: s1 = sum dy, s2 = sum dy * (x - m) * is   (m = a[k], is = b[k]) */
+static void channel_sums(int mode, size_t rows, int c, int c0, int cn, const float *x,
+                         const float *dy, const double *a, const double *b, double *s1,
+                         double *s2, int nthreads) {
+    double p1[NBLK][CCH], p2[NBLK][CCH];
+    const int nb = row_blocks(rows);
+    const size_t per = (rows + (size_t)nb - 1) / (size_t)nb;
+    int nt = nthreads > 0 ? nthreads : 1;
+    if (nt > nb) nt = nb;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int blk = 0; blk < nb; blk++) {
+        const size_t r0 = (size_t)blk * per;
+        const size_t r1 = r0 + per < rows ? r0 + per : rows;
+        double *q1 = p1[blk], *q2 = p2[blk];
+        for (int k = 0; k < cn; k++) q1[k] = q2[k] = 0.0;
+        for (size_t r = r0; r < r1; r++) {
+            const float *xr = x + r * (size_t)c + c0;
+            if (mode == SUM_X) {
+                for (int k = 0; k < cn; k++) q1[k] += xr[k];
+            } else if (mode == SUM_SQDEV) {
+                for (int k = 0; k < cn; k++) {
+                    const double d = xr[k] - a[k];
+                    q1[k] += d * d;
+                }
+            } else {
+                const float *dr = dy + r * (size_t)c + c0;
+                for (int k = 0; k < cn; k++) {
+                    q1[k] += dr[k];
+                    q2[k] += (double)dr[k] * ((xr[k] - a[k]) * b[k]);
+                }
+            }
+        }
+    }
+    for (int k = 0; k < cn; k++) {
+        double t1 = 0.0, t2 = 0.0;
+        for (int blk = 0; blk < nb; blk++) {
+            t1 += p1[blk][k];
+            t2 += p2[blk][k];
+        }
+        s1[k] = t1;
+        if (s2) s2[k] = t2;
+    }
+}
+
+void sn_batchnorm_train_f32(size_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, float eps, float momentum, int unbiased_running_var,
+                            float *running_mean, float *running_var, float *y, float *save_mean,
+                            float *save_invstd, int nthreads) {
+    if (rows == 0 || c <= 0) return;
+    int nt = nthreads > 0 ? nthreads : 1;
+    for (int c0 = 0; c0 < c; c0 += CCH) {
+        const int cn = c - c0 < CCH ? c - c0 : CCH;
+        double mean[CCH], var[CCH], invstd[CCH];
+        /* Two passes (mean, then squared deviations): no cancellation of E[x^2] - E[x]^2. */
+        channel_sums(SUM_X, rows, c, c0, cn, x, NULL, NULL, NULL, mean, NULL, nthreads);
+        for (int k = 0; k < cn; k++) mean[k] /= (double)rows;
+        channel_sums(SUM_SQDEV, rows, c, c0, cn, x, NULL, mean, NULL, var, NULL, nthreads);
+        for (int k = 0; k < cn; k++) {
+            var[k] /= (double)rows;
+            invstd[k] = 1.0 / sqrt(var[k] + (double)eps);
+            const int ch = c0 + k;
+            if (save_mean) save_mean[ch] = (float)mean[k];
+            if (save_invstd) save_invstd[ch] = (float)invstd[k];
+            const double mom = momentum;
+            if (running_mean)
+                running_mean[ch] = (float)(mom * running_mean[ch] + (1.0 - mom) * mean[k]);
+            if (running_var) {
+                /* A single row has no unbiased estimate (0/0): the biased one is used then. */
+                const double v = (unbiased_running_var && rows > 1)
+                                     ? var[k] * (double)rows / (double)(rows - 1)
+                                     : var[k];
+                running_var[ch] = (float)(mom * running_var[ch] + (1.0 - mom) * v);
+            }
+        }
+        if (!y) continue;
+        float mul[CCH], mu[CCH], add[CCH];
+        for (int k = 0; k < cn; k++) {
+            const double g = gamma ? gamma[c0 + k] : 1.0;
+            mul[k] = (float)(g * invstd[k]);
+            mu[k] = (float)mean[k];
+            add[k] = beta ? beta[c0 + k] : 0.0f;
+        }
+        /* Elementwise: any row split gives the same bits. */
+        int ntr = nt;
+        if ((size_t)ntr > rows / MIN_ROWS_PER_BLOCK) ntr = (int)(rows / MIN_ROWS_PER_BLOCK);
+        if (ntr < 1) ntr = 1;
+#pragma omp parallel for num_threads(ntr) schedule(static) if (ntr > 1)
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * (size_t)c + c0;
+            float *yr = y + r * (size_t)c + c0;
+            for (int k = 0; k < cn; k++) yr[k] = (xr[k] - mu[k]) * mul[k] + add[k];
+        }
+    }
+}
+
+/* With xhat = (x - mean) * invstd and N = rows, differentiating through the batch mean and
+ * variance gives, per channel,
+ *   dx = gamma * invstd * (dy - sum(dy)/N - xhat * sum(dy * xhat)/N),
+ * evaluated in double per element since the three terms can nearly cancel. */
+void sn_batchnorm_train_backward_f32(size_t rows, int c, const float *x, const float *gamma,
+                                     const float *save_mean, const float *save_invstd,
+                                     const float *dy, float *dx, float *dgamma, float *dbeta,
+                                     int nthreads) {
+    if (rows == 0 || c <= 0) return;
+    if (!dx && !dgamma && !dbeta) return;
+    int nt = nthreads > 0 ? nthreads : 1;
+    for (int c0 = 0; c0 < c; c0 += CCH) {
+        const int cn = c - c0 < CCH ? c - c0 : CCH;
+        double m[CCH], is[CCH], sdy[CCH], sdyx[CCH];
+        for (int k = 0; k < cn; k++) {
+            m[k] = save_mean[c0 + k];
+            is[k] = save_invstd[c0 + k];
+        }
+        channel_sums(SUM_DY_XHAT, rows, c, c0, cn, x, dy, m, is, sdy, sdyx, nthreads);
+        for (int k = 0; k < cn; k++) {
+            if (dbeta) dbeta[c0 + k] += (float)sdy[k];
+            if (dgamma) dgamma[c0 + k] += (float)sdyx[k];
+        }
+        if (!dx) continue;
+        double a[CCH], mdy[CCH], mdyx[CCH];
+        for (int k = 0; k < cn; k++) {
+            a[k] = (gamma ? gamma[c0 + k] : 1.0) * is[k];
+            mdy[k] = sdy[k] / (double)rows;
+            mdyx[k] = sdyx[k] / (double)rows;
+        }
+        int ntr = nt;
+        if ((size_t)ntr > rows / MIN_ROWS_PER_BLOCK) ntr = (int)(rows / MIN_ROWS_PER_BLOCK);
+        if (ntr < 1) ntr = 1;
+#pragma omp parallel for num_threads(ntr) schedule(static) if (ntr > 1)
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * (size_t)c + c0;
+            const float *dr = dy + r * (size_t)c + c0;
+            float *gr = dx + r * (size_t)c + c0;
+            for (int k = 0; k < cn; k++) {
+                const double xhat = (xr[k] - m[k]) * is[k];
+                gr[k] += (float)(a[k] * (dr[k] - mdy[k] - xhat * mdyx[k]));
             }
         }
     }

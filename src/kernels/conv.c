@@ -1,4 +1,5 @@
-/* 2-D convolution (im2col + GEMM; direct depthwise) with fused epilogue, and padding helpers. */
+/* 2-D convolution (im2col + GEMM; direct depthwise) with fused epilogue, its backward
+ * (col2im / im2col^T GEMMs), and padding helpers. */
 #include "kernels.h"
 
 #include <string.h>
@@ -216,4 +217,317 @@ sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float 
         return SN_OK;
     }
     return conv_gemm(&c, nt);
+}
+
+/* ---- backward --------------------------------------------------------------------------- */
+
+/* Minimum output pixels per dx band (whole output rows); see conv_backward_dx. */
+#define BAND_PIXELS 240
+/* Output pixels per dw chunk: one im2col of this many rows and one GEMM whose k (< the GEMM's
+ * KC of 256) is the chunk, so the partial dw is written once per chunk. Fixed, like TILE_M. */
+#define DW_CHUNK 240
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+typedef struct {
+    conv_args c; /* geometry and x, for im2col_tile */
+    const float *dy;
+    float *dx, *dw, *db;
+    int direct; /* 1x1, stride 1, unpadded */
+} bwd_args;
+
+/* Shape checks shared by the backward entry point (the forward keeps its own messages). */
+static sn_status conv_check(const sn_conv_desc *d, int n, int h, int w, int oh, int ow,
+                            const char *who) {
+    if (d->kh < 1 || d->kw < 1 || d->stride_h < 1 || d->stride_w < 1 || d->pad.top < 0 ||
+        d->pad.left < 0 || d->pad.bottom < 0 || d->pad.right < 0)
+        return sn_error(SN_ERR_INVALID_ARG, "%s: bad window %dx%d stride %dx%d pad %d,%d,%d,%d",
+                        who, d->kh, d->kw, d->stride_h, d->stride_w, d->pad.top, d->pad.left,
+                        d->pad.bottom, d->pad.right);
+    if (d->groups < 1 || d->cin < 1 || d->cout < 1 || d->cin % d->groups || d->cout % d->groups)
+        return sn_error(SN_ERR_INVALID_ARG, "%s: %d groups do not divide cin %d / cout %d", who,
+                        d->groups, d->cin, d->cout);
+    if (n < 0 || h < 1 || w < 1)
+        return sn_error(SN_ERR_INVALID_ARG, "%s: bad input shape %dx%dx%d", who, n, h, w);
+    const int eh = sn_window_out(h, d->kh, d->stride_h, d->pad.top, d->pad.bottom);
+    const int ew = sn_window_out(w, d->kw, d->stride_w, d->pad.left, d->pad.right);
+    if (oh != eh || ow != ew)
+        return sn_error(SN_ERR_INVALID_ARG, "%s: output %dx%d given, geometry gives %dx%d", who,
+                        oh, ow, eh, ew);
+    return SN_OK;
+}
+
+/* Scatter-add one im2col-shaped tile of gradients (rows [m0, m0+mt), group g) back onto the
+ * input pixels it was gathered from; padding cells are dropped. */
+static void col2im_tile(const bwd_args *a, int g, long m0, int mt, const float *dcol) {
+    const conv_args *c = &a->c;
+    const sn_conv_desc *d = c->d;
+    const int cg = d->cin / d->groups;
+    const int kdim = d->kh * d->kw * cg;
+    const long plane = (long)c->oh * c->ow;
+    for (int r = 0; r < mt; r++) {
+        const long q = m0 + r;
+        const int b = (int)(q / plane);
+        const int oy = (int)((q % plane) / c->ow), ox = (int)(q % c->ow);
+        const int iy0 = oy * d->stride_h - d->pad.top, ix0 = ox * d->stride_w - d->pad.left;
+        const float *src = dcol + (size_t)r * kdim;
+        for (int ky = 0; ky < d->kh; ky++, src += (size_t)d->kw * cg) {
+            const int iy = iy0 + ky;
+            if (iy < 0 || iy >= c->h) continue;
+            float *row = a->dx + (((size_t)b * c->h + iy) * c->w) * d->cin + (size_t)g * cg;
+            for (int kx = 0; kx < d->kw; kx++) {
+                const int ix = ix0 + kx;
+                if (ix < 0 || ix >= c->w) continue;
+                float *dst = row + (size_t)ix * d->cin;
+                const float *s = src + (size_t)kx * cg;
+                for (int ci = 0; ci < cg; ci++) dst[ci] += s[ci];
+            }
+        }
+    }
+}
+
+/* dx of the im2col path. Each tile's dcol = dy_tile * W_g^T is scattered into dx. Tiles of one
+ * image overlap in dx, so the output rows of an image are cut into bands of at least
+ * ceil(kh/stride) rows: bands two apart never touch the same input row. All even bands run in
+ * parallel, then all odd ones; every dx element thus receives its terms in the same order
+ * (even band, then odd band, each in tile order) whatever the thread count. */
+static void conv_backward_dx(const bwd_args *a, float *dcols, size_t per_thread, int nt) {
+    const conv_args *c = &a->c;
+    const sn_conv_desc *d = c->d;
+    const int cg = d->cin / d->groups, og = d->cout / d->groups;
+    const int kdim = d->kh * d->kw * cg;
+    const int band = imax((d->kh + d->stride_h - 1) / d->stride_h,
+                          (BAND_PIXELS + c->ow - 1) / c->ow);
+    const int nbands = (c->oh + band - 1) / band;
+    const long plane = (long)c->oh * c->ow;
+    for (int phase = 0; phase < 2; phase++) {
+        const int per_img = (nbands - phase + 1) / 2; /* bands phase, phase+2, ... */
+        const long jobs = (long)c->n * per_img;
+        if (jobs == 0) continue;
+        const int t = nt < jobs ? nt : (int)jobs;
+#pragma omp parallel num_threads(t) if (t > 1)
+        {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *dcol = dcols + (size_t)tid * per_thread;
+#pragma omp for schedule(dynamic, 1)
+            for (long job = 0; job < jobs; job++) {
+                const int b = (int)(job / per_img);
+                const int bi = phase + 2 * (int)(job % per_img);
+                const int r0 = bi * band, r1 = r0 + band < c->oh ? r0 + band : c->oh;
+                const long q0 = b * plane + (long)r0 * c->ow, q1 = b * plane + (long)r1 * c->ow;
+                for (long m0 = q0; m0 < q1; m0 += TILE_M) {
+                    const int mt = (int)(q1 - m0 < TILE_M ? q1 - m0 : TILE_M);
+                    for (int g = 0; g < d->groups; g++) {
+                        sn_gemm_ex_f32(0, 1, mt, kdim, og, a->dy + (size_t)m0 * d->cout + g * og,
+                                       d->cout, c->wt + (size_t)g * og, d->cout, dcol, kdim, 0,
+                                       1);
+                        col2im_tile(a, g, m0, mt, dcol);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Partial dw (kdim x cout, the HWIO layout) and db (cout) of pixel chunk `ch`, overwritten. */
+static void dw_chunk(const bwd_args *a, long ch, float *part, float *col) {
+    const conv_args *c = &a->c;
+    const sn_conv_desc *d = c->d;
+    const int cg = d->cin / d->groups, og = d->cout / d->groups;
+    const int kdim = d->kh * d->kw * cg;
+    const long m = (long)c->n * c->oh * c->ow;
+    const long m0 = ch * DW_CHUNK;
+    const int mt = (int)(m - m0 < DW_CHUNK ? m - m0 : DW_CHUNK);
+    const float *dyt = a->dy + (size_t)m0 * d->cout;
+    if (a->dw) {
+        for (int g = 0; g < d->groups; g++) {
+            im2col_tile(c, g, m0, mt, col);
+            sn_gemm_ex_f32(1, 0, kdim, og, mt, col, kdim, dyt + (size_t)g * og, d->cout,
+                           part + (size_t)g * og, d->cout, 0, 1);
+        }
+    }
+    if (a->db) {
+        float *pb = part + (size_t)kdim * d->cout;
+        for (int co = 0; co < d->cout; co++) pb[co] = 0.0f;
+        for (int r = 0; r < mt; r++) {
+            const float *dr = dyt + (size_t)r * d->cout;
+            for (int co = 0; co < d->cout; co++) pb[co] += dr[co];
+        }
+    }
+}
+
+/* Partial dw and db of depthwise output-row chunk `ch` (rows of DW rows each). */
+static void dw_chunk_depthwise(const bwd_args *a, long ch, float *part, float *unused) {
+    const conv_args *c = &a->c;
+    const sn_conv_desc *d = c->d;
+    const int C = d->cout;
+    const int rows_per = imax(1, DW_CHUNK / c->ow);
+    const long rows = (long)c->n * c->oh;
+    const long r0 = ch * rows_per, r1 = r0 + rows_per < rows ? r0 + rows_per : rows;
+    float *pw = part, *pb = part + (size_t)d->kh * d->kw * C;
+    if (a->dw) memset(pw, 0, (size_t)d->kh * d->kw * C * sizeof *pw);
+    if (a->db) memset(pb, 0, (size_t)C * sizeof *pb);
+    for (long row = r0; row < r1; row++) {
+        const int b = (int)(row / c->oh), oy = (int)(row % c->oh);
+        const int iy0 = oy * d->stride_h - d->pad.top;
+        for (int ox = 0; ox < c->ow; ox++) {
+            const float *g = a->dy + ((size_t)row * c->ow + ox) * C;
+            if (a->db)
+                for (int k = 0; k < C; k++) pb[k] += g[k];
+            if (!a->dw) continue;
+            const int ix0 = ox * d->stride_w - d->pad.left;
+            for (int ky = 0; ky < d->kh; ky++) {
+                const int iy = iy0 + ky;
+                if (iy < 0 || iy >= c->h) continue;
+                for (int kx = 0; kx < d->kw; kx++) {
+                    const int ix = ix0 + kx;
+                    if (ix < 0 || ix >= c->w) continue;
+                    const float *xp = c->x + (((size_t)b * c->h + iy) * c->w + ix) * C;
+                    float *wp = pw + ((size_t)ky * d->kw + kx) * C;
+                    for (int k = 0; k < C; k++) wp[k] += xp[k] * g[k];
+                }
+            }
+        }
+    }
+}
+
+typedef void (*chunk_fn)(const bwd_args *a, long ch, float *part, float *scratch);
+
+/* dw and db as a sum over fixed pixel chunks. Waves of up to nt chunks are computed into
+ * per-thread partials, then added to dw/db in chunk order (parallel over elements), so dw =
+ * ((dw + P0) + P1) + ... exactly, whatever nt is. The partial holds dw then db: `wsize` + cout
+ * floats. */
+static void reduce_chunks(const bwd_args *a, long nchunks, chunk_fn fn, size_t wsize,
+                          float *parts, float *scratch, size_t scratch_per, int nt) {
+    const int cout = a->c.d->cout;
+    const size_t psize = wsize + (size_t)cout;
+    if (nt > nchunks) nt = (int)nchunks;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        for (long c0 = 0; c0 < nchunks; c0 += nt) {
+            const int wave = (int)(nchunks - c0 < nt ? nchunks - c0 : nt);
+#pragma omp for schedule(static, 1)
+            for (int t = 0; t < wave; t++)
+                fn(a, c0 + t, parts + (size_t)t * psize,
+                   scratch ? scratch + (size_t)t * scratch_per : NULL);
+            if (a->dw) {
+#pragma omp for schedule(static)
+                for (size_t e = 0; e < wsize; e++) {
+                    float s = a->dw[e];
+                    for (int t = 0; t < wave; t++) s += parts[(size_t)t * psize + e];
+                    a->dw[e] = s;
+                }
+            }
+            if (a->db) {
+#pragma omp single
+                for (int t = 0; t < wave; t++) {
+                    const float *pb = parts + (size_t)t * psize + wsize;
+                    for (int co = 0; co < cout; co++) a->db[co] += pb[co];
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise dx gathered per input pixel (race-free, so rows run in parallel): each input pixel
+ * sums, in (ky, kx) order, the dy of every output pixel whose window covered it. */
+static void dx_depthwise(const bwd_args *a, int nt) {
+    const conv_args *c = &a->c;
+    const sn_conv_desc *d = c->d;
+    const int C = d->cout;
+    const long rows = (long)c->n * c->h;
+    if (nt > rows) nt = (int)rows;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (long row = 0; row < rows; row++) {
+        const int b = (int)(row / c->h), iy = (int)(row % c->h);
+        for (int ix = 0; ix < c->w; ix++) {
+            float *dxp = a->dx + ((size_t)row * c->w + ix) * C;
+            for (int ky = 0; ky < d->kh; ky++) {
+                /* Output row oy read input row oy*stride - pad + ky. */
+                const int ty = iy + d->pad.top - ky;
+                if (ty < 0 || ty % d->stride_h) continue;
+                const int oy = ty / d->stride_h;
+                if (oy >= c->oh) continue;
+                for (int kx = 0; kx < d->kw; kx++) {
+                    const int tx = ix + d->pad.left - kx;
+                    if (tx < 0 || tx % d->stride_w) continue;
+                    const int ox = tx / d->stride_w;
+                    if (ox >= c->ow) continue;
+                    const float *g = a->dy + (((size_t)b * c->oh + oy) * c->ow + ox) * C;
+                    const float *wp = c->wt + ((size_t)ky * d->kw + kx) * C;
+                    for (int k = 0; k < C; k++) dxp[k] += g[k] * wp[k];
+                }
+            }
+        }
+    }
+}
+
+sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, const float *x,
+                                 const float *wt, int oh, int ow, const float *dy, float *dx,
+                                 float *dw, float *db, int nthreads) {
+    if (!d || !dy || (dx && !wt) || (dw && !x))
+        return sn_error(SN_ERR_INVALID_ARG, "conv2d_backward: NULL descriptor or tensor");
+    const sn_status st = conv_check(d, n, h, w, oh, ow, "conv2d_backward");
+    if (st != SN_OK) return st;
+    if (n == 0 || oh == 0 || ow == 0 || (!dx && !dw && !db)) return SN_OK;
+
+    const int nt = nthreads > 0 ? nthreads : 1;
+    const int cg = d->cin / d->groups, og = d->cout / d->groups;
+    const int kdim = d->kh * d->kw * cg;
+    const long m = (long)n * oh * ow;
+    bwd_args a = {{d, n, h, w, oh, ow, x, wt, NULL, NULL}, dy, dx, dw, db, 0};
+    a.direct = d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 &&
+               d->pad.top == 0 && d->pad.left == 0 && d->pad.bottom == 0 && d->pad.right == 0;
+    const size_t wsize = (size_t)kdim * d->cout;
+
+    if (d->groups == d->cin && d->groups == d->cout) {
+        if (dx) dx_depthwise(&a, nt);
+        if (!dw && !db) return SN_OK;
+        const long rows_per = imax(1, DW_CHUNK / ow);
+        const long nchunks = ((long)n * oh + rows_per - 1) / rows_per;
+        const int t = nt < nchunks ? nt : (int)nchunks;
+        const size_t bytes = (size_t)t * (wsize + d->cout) * sizeof(float);
+        float *parts = sn_alloc(bytes);
+        if (!parts)
+            return sn_error(SN_ERR_OOM, "conv2d_backward: cannot allocate %zu bytes", bytes);
+        reduce_chunks(&a, nchunks, dw_chunk_depthwise, wsize, parts, NULL, 0, t);
+        sn_free(parts);
+        return SN_OK;
+    }
+
+    if (a.direct) {
+        /* The NHWC tensors are the GEMM operands themselves: dx_g += dy_g W_g^T and
+         * dw_g += x_g^T dy_g over all pixels; the GEMM's fixed blocking keeps it deterministic. */
+        for (int g = 0; g < d->groups; g++) {
+            if (dx)
+                sn_gemm_ex_f32(0, 1, (int)m, cg, og, dy + (size_t)g * og, d->cout,
+                               wt + (size_t)g * og, d->cout, dx + (size_t)g * cg, d->cin, 1, nt);
+            if (dw)
+                sn_gemm_ex_f32(1, 0, cg, og, (int)m, x + (size_t)g * cg, d->cin,
+                               dy + (size_t)g * og, d->cout, dw + (size_t)g * og, d->cout, 1, nt);
+        }
+        if (!db) return SN_OK;
+        a.dw = NULL;
+    }
+
+    /* One allocation for everything so that a failure is a single clean return. */
+    const long nchunks = (m + DW_CHUNK - 1) / DW_CHUNK;
+    const int tw = nt < nchunks ? nt : (int)nchunks;
+    const size_t dcol_per = dx && !a.direct ? (size_t)TILE_M * kdim : 0;
+    const size_t col_per = a.dw ? (size_t)DW_CHUNK * kdim : 0;
+    const size_t part_size = (a.dw || db) ? (size_t)tw * (wsize + d->cout) : 0;
+    const size_t floats = (size_t)nt * dcol_per + (size_t)tw * col_per + part_size;
+    float *buf = sn_alloc(floats * sizeof(float));
+    if (!buf)
+        return sn_error(SN_ERR_OOM, "conv2d_backward: cannot allocate %zu bytes of work buffers",
+                        floats * sizeof(float));
+    if (dx && !a.direct) conv_backward_dx(&a, buf, dcol_per, nt);
+    if (a.dw || db)
+        reduce_chunks(&a, nchunks, dw_chunk, wsize, buf + (size_t)nt * dcol_per,
+                      col_per ? buf + (size_t)nt * dcol_per + part_size : NULL, col_per, tw);
+    sn_free(buf);
+    return SN_OK;
 }

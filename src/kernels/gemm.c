@@ -1,4 +1,5 @@
-/* Plain-C blocked single-precision GEMM, the engine behind every convolution. */
+/* Plain-C blocked single-precision GEMM (optionally with transposed operands for the backward
+ * passes), the engine behind every convolution. */
 #include "kernels.h"
 
 #include <string.h>
@@ -44,6 +45,27 @@ static void pack_b(int kc, int nr, const float *b, int ldb, float *bp) {
     }
 }
 
+/* The same panel from a transposed B: op(B)[p][j] = b[j][p], so each of the nr source rows is
+ * read contiguously along k and scattered with stride NR. */
+static void pack_bt(int kc, int nr, const float *b, int ldb, float *bp) {
+    for (int j = 0; j < nr; j++) {
+        const float *src = b + (size_t)j * ldb;
+        for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = src[p];
+    }
+    for (int j = nr; j < NR; j++)
+        for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = 0.0f;
+}
+
+/* op(A) block rows [0, mr) x k range [0, kc) from a transposed A (op(A)[i][p] = a[p][i]) into a
+ * row-major buffer of leading dimension KC, so that the untouched micro-kernel can read it like
+ * an ordinary A. Source rows are read contiguously. */
+static void pack_at(int mr, int kc, const float *a, int lda, float *ap) {
+    for (int p = 0; p < kc; p++) {
+        const float *src = a + (size_t)p * lda;
+        for (int i = 0; i < mr; i++) ap[(size_t)i * KC + p] = src[i];
+    }
+}
+
 /* One MR x NR tile over kc. Row tails read a duplicate of row 0 instead of a shorter loop, so a
  * row's result does not depend on where a tile boundary falls. */
 static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const float *bp,
@@ -83,26 +105,50 @@ static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const 
     }
 }
 
-/* C block [m][n] += / = A [m][k] * B [k][n] on the calling thread. */
-static void gemm_block(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                       float *c, int ldc, int accumulate) {
+/* C block [m][n] += / = op(A) [m][k] * op(B) [k][n] on the calling thread; m <= MC. For a
+ * transposed A, `a` points at the block's first column (a + i0) and each K block of op(A) is
+ * packed once, then reused by every N panel. */
+static void gemm_block(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                       const float *b, int ldb, float *c, int ldc, int accumulate) {
     float bp[KC * NR];
+    /* Only the transposed-A path touches this (120 KiB, well within a thread's stack). */
+    float ap[ta ? MC * KC : 1];
     for (int pc = 0; pc < k; pc += KC) {
         const int kc = imin(KC, k - pc);
         /* Later K blocks add onto the partial sums of earlier ones. */
         const int acc = accumulate || pc > 0;
+        const float *ablk = a + (size_t)pc;
+        int la = lda;
+        if (ta) {
+            pack_at(m, kc, a + (size_t)pc * lda, lda, ap);
+            ablk = ap;
+            la = KC;
+        }
         for (int jc = 0; jc < n; jc += NR) {
             const int nr = imin(NR, n - jc);
-            pack_b(kc, nr, b + (size_t)pc * ldb + jc, ldb, bp);
+            if (tb)
+                pack_bt(kc, nr, b + (size_t)jc * ldb + pc, ldb, bp);
+            else
+                pack_b(kc, nr, b + (size_t)pc * ldb + jc, ldb, bp);
             for (int i = 0; i < m; i += MR)
-                micro_kernel(kc, imin(MR, m - i), nr, a + (size_t)i * lda + pc, lda, bp,
+                micro_kernel(kc, imin(MR, m - i), nr, ablk + (size_t)i * la, la, bp,
                              c + (size_t)i * ldc + jc, ldc, acc);
         }
     }
 }
 
-void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
-                 int ldc, int accumulate, int nthreads) {
+/* Start of op(A) row i0 and op(B) column j0 inside the stored matrices. */
+static const float *a_at(int ta, const float *a, int lda, int i0) {
+    return ta ? a + i0 : a + (size_t)i0 * lda;
+}
+static const float *b_at(int tb, const float *b, int ldb, int j0) {
+    return tb ? b + (size_t)j0 * ldb : b + j0;
+}
+
+/* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
+ * of k by one thread, so results never depend on nthreads. */
+static void gemm_run(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                     const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (!accumulate)
@@ -117,15 +163,25 @@ void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, i
         /* No parallel region at all: convolutions call this from inside their own. */
         for (int job = 0; job < jobs; job++) {
             const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
-            gemm_block(imin(MC, m - i0), imin(NC, n - j0), k, a + (size_t)i0 * lda, lda, b + j0,
-                       ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
+            gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), k, a_at(ta, a, lda, i0), lda,
+                       b_at(tb, b, ldb, j0), ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
         }
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int job = 0; job < jobs; job++) {
         const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
-        gemm_block(imin(MC, m - i0), imin(NC, n - j0), k, a + (size_t)i0 * lda, lda, b + j0, ldb,
-                   c + (size_t)i0 * ldc + j0, ldc, accumulate);
+        gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), k, a_at(ta, a, lda, i0), lda,
+                   b_at(tb, b, ldb, j0), ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
     }
+}
+
+void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
+                 int ldc, int accumulate, int nthreads) {
+    gemm_run(0, 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
+}
+
+void sn_gemm_ex_f32(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
+    gemm_run(trans_a != 0, trans_b != 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
 }
