@@ -92,6 +92,10 @@ typedef struct {
     float filter_scale;
     float resample_alpha;
     int block_repeats;
+    /* Training only: stochastic-depth initial rate (spec §6.4; 0 = off) and BN momentum
+     * (0 = the flavour's: garden 0.99; tpu 0.997, classifier 0.9). */
+    float drop_path_rate;
+    float bn_momentum;
     /* Optional block-spec table file (see docs/blockspec.md); "" = the built-in table. */
     char block_spec_path[SN_PATH_MAX];
 } sn_config;

@@ -140,6 +140,49 @@ sn_status sn_model_run(sn_model *m, const float *input) {
     return sn_graph_run(&m->graph, &m->params, input);
 }
 
+sn_status sn_model_plan_train(sn_model *m, int batch, int height, int width) {
+    if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_plan_train: NULL model");
+    if (m->cfg.head != SN_HEAD_CLASSIFIER)
+        return sn_error(SN_ERR_UNSUPPORTED, "training is implemented for the classifier head only");
+    sn_graph_free(&m->graph);
+    m->planned = 0;
+    sn_status st = sn_build_graph(m, batch, height, width, 0, &m->graph);
+    if (st == SN_OK) st = sn_graph_plan_train(&m->graph);
+    if (st != SN_OK) {
+        sn_graph_free(&m->graph);
+        return st;
+    }
+    m->graph.nthreads = m->nthreads;
+    m->planned = 1;
+    return SN_OK;
+}
+
+sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *labels,
+                             float smoothing, uint64_t seed, double *loss, float *const *grads) {
+    if (!m || !input || !labels || !loss)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_model_loss_grad: NULL argument");
+    if (!m->planned || !m->graph.training)
+        return sn_error(SN_ERR_STATE, "sn_model_loss_grad: call sn_model_plan_train first");
+    sn_graph *g = &m->graph;
+    /* TF's fused batch-norm kernel feeds the moving variance with the unbiased batch variance. */
+    sn_status st = sn_graph_forward_train(g, &m->params, input, m->cfg.bn_momentum, 1, seed);
+    if (st != SN_OK) return st;
+    int out = g->n - 1;
+    const sn_node *ln = &g->nodes[out];
+    float *dlogits = sn_alloc(sn_node_elems(ln) * sizeof(float));
+    if (!dlogits) return SN_ERR_OOM;
+    double l = sn_softmax_xent_f32(ln->n, ln->c, sn_graph_data(g, out), labels, smoothing, dlogits);
+    if (!isfinite(l)) {
+        sn_free(dlogits);
+        return sn_error(SN_ERR_INVALID_ARG, "loss is %g (labels outside 0..%d, or a non-finite input)",
+                        l, ln->c - 1);
+    }
+    *loss = l;
+    if (grads) st = sn_graph_backward(g, &m->params, out, dlogits, grads);
+    sn_free(dlogits);
+    return st;
+}
+
 size_t sn_model_arena_bytes(const sn_model *m) {
     return m && m->planned ? m->graph.arena_floats * sizeof(float) : 0;
 }

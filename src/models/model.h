@@ -42,6 +42,13 @@ sn_status sn_block_specs_parse(const char *text, const char *origin, sn_block_sp
 sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph *g);
 /* A model whose weights are allocated but not initialised (for callers that fill them). */
 sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out);
+/* Training (the classification loss for now): plan the graph for training, then one forward
+ * with batch statistics, softmax cross-entropy with label smoothing on the logits, and the
+ * backward, accumulating dL/dparam into grads[i] (one buffer per parameter; NULL entries skip).
+ * *loss gets the mean loss (grads == NULL: no backward); BN moving statistics are updated; `seed` draws stochastic depth. */
+sn_status sn_model_plan_train(sn_model *m, int batch, int height, int width);
+sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *labels,
+                             float smoothing, uint64_t seed, double *loss, float *const *grads);
 /* Fill every parameter with its initialiser (spec 6.5, 7.1), seeded. */
 void sn_params_init(sn_paramtab *pt, uint64_t seed);
 

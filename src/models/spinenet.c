@@ -123,6 +123,12 @@ void sn_config_resolve(sn_config *c) {
             c->bn_eps = c->head == SN_HEAD_CLASSIFIER ? 1e-5f : 1e-4f;
     }
     if (c->num_classes <= 0) c->num_classes = c->head == SN_HEAD_CLASSIFIER ? 1001 : 91;
+    if (c->bn_momentum <= 0.0f) {
+        if (c->flavour == SN_FLAVOUR_GARDEN)
+            c->bn_momentum = 0.99f;
+        else
+            c->bn_momentum = c->head == SN_HEAD_CLASSIFIER ? 0.9f : 0.997f;
+    }
     if (c->p2) c->min_level = 2;
 }
 
@@ -153,6 +159,10 @@ sn_status sn_config_validate(const sn_config *c) {
         c->filter_scale > 8.0f || c->block_repeats < 1 || c->block_repeats > 16 ||
         (!v->mobile && (c->resample_alpha <= 0.0f || c->resample_alpha > 4.0f)))
         return sn_error(SN_ERR_INVALID_ARG, "scaling map out of range");
+    if (!(c->drop_path_rate >= 0.0f && c->drop_path_rate < 1.0f) ||
+        !(c->bn_momentum >= 0.0f && c->bn_momentum < 1.0f))
+        return sn_error(SN_ERR_INVALID_ARG, "drop_path_rate %g or bn_momentum %g outside [0, 1)",
+                        (double)c->drop_path_rate, (double)c->bn_momentum);
     if (c->input_size < 32 || c->input_size > 8192)
         return sn_error(SN_ERR_INVALID_ARG, "input size %d out of range", c->input_size);
     return SN_OK;
@@ -361,6 +371,7 @@ typedef struct {
     sn_act act;
     float eps;
     int block; /* current feature index, for the info report */
+    float drop_rate; /* stochastic depth of the current block group */
     sn_status st;
 } bctx;
 
@@ -620,7 +631,9 @@ static int resnet_block(bctx *b, int x, sn_block_type type, int f, int idx, int 
         TRY(sc = conv(b, x, p, &o));
     }
     int xs[2] = {y, sc};
-    return add(b, xs, 2, b->act);
+    int out = add(b, xs, 2, b->act);
+    if (out >= 0) b->g->nodes[out].drop_rate = b->drop_rate; /* on the main path, input 0 */
+    return out;
 }
 
 /* §8: inverted bottleneck with squeeze-excitation. */
@@ -668,7 +681,9 @@ static int mbconv_block(bctx *b, int x, int cout, int stride, int idx, int r) {
     TRY(y = conv(b, y, p, &o));
     if (cin == cout && stride == 1) {
         int xs[2] = {y, x};
-        return add(b, xs, 2, SN_ACT_NONE);
+        int out = add(b, xs, 2, SN_ACT_NONE);
+        if (out >= 0) b->g->nodes[out].drop_rate = b->drop_rate;
+        return out;
     }
     return y;
 }
@@ -853,7 +868,13 @@ static int build_backbone(bctx *b, int input, int *endpoint_nodes) {
             }
         }
         if ((x = add(b, parts, n_parts, b->act)) < 0) goto done;
-        if ((x = block_group(b, x, sp->type, f, 1, idx)) < 0) goto done;
+        /* §6.4: rate * (row + 1) / rows; the TF1 table has no P2 row, Garden's counts it. */
+        int rows = m->n_specs;
+        if (c->flavour == SN_FLAVOUR_TPU && m->specs[m->n_specs - 1].p2_row) rows--;
+        b->drop_rate = c->drop_path_rate * (float)(row + 1) / (float)rows;
+        x = block_group(b, x, sp->type, f, 1, idx);
+        b->drop_rate = 0.0f;
+        if (x < 0) goto done;
         feats[idx] = (feature){x, level, sp->type, 0};
         built = idx + 1;
         if (sp->is_output && level >= c->min_level && level <= c->max_level) {
@@ -988,7 +1009,7 @@ sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph 
                         h, w, need);
     if (h < need / 2 || w < need / 2)
         return sn_error(SN_ERR_UNSUPPORTED, "input %dx%d is too small (at least %d)", h, w, need / 2);
-    bctx b = {m, g, create, n, h, w, c->flavour, c->activation, c->bn_eps, SN_BLOCK_STEM, SN_OK};
+    bctx b = {m, g, create, n, h, w, c->flavour, c->activation, c->bn_eps, SN_BLOCK_STEM, 0.0f, SN_OK};
     sn_node in = sn_node_init(SN_OP_INPUT);
     in.n = n;
     in.h = h;

@@ -31,6 +31,7 @@ sn_node sn_node_init(sn_op op) {
     nd.act = SN_ACT_NONE;
     nd.scale = 1.0f;
     nd.block = SN_BLOCK_STEM;
+    nd.off_z = nd.off_u = nd.off_stats = nd.goff = SIZE_MAX;
     return nd;
 }
 
@@ -39,9 +40,12 @@ void sn_graph_free(sn_graph *g) {
     for (int i = 0; i < g->n; i++) {
         sn_free(g->nodes[i].fw);
         sn_free(g->nodes[i].fb);
+        sn_free(g->nodes[i].keep);
     }
     sn_free(g->nodes);
     sn_free(g->arena);
+    sn_free(g->grad_arena);
+    sn_free(g->scratch);
     memset(g, 0, sizeof *g);
 }
 

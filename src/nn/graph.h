@@ -71,10 +71,18 @@ typedef struct {
     /* report */
     int block;         /* feature index for `info`; SN_BLOCK_* below for the rest */
     char out_name[16]; /* non-empty: a model output ("P3", "class.3", "logits") */
+    /* training: stochastic depth on input 0 of an ADD (spec §6.4), per-sample keep masks */
+    float drop_rate;
+    uint8_t *keep;     /* [n] (owned), drawn by each training forward */
     /* plan */
     size_t offset;     /* in floats, into the arena */
     int last_use;
     float *fw, *fb;    /* folded weights and bias (owned), when BN is folded */
+    /* training plan: what the backward needs besides the node outputs (SIZE_MAX = none) */
+    size_t off_z;      /* conv output before BN / ADD sum before the activation */
+    size_t off_u;      /* BN output before the activation */
+    size_t off_stats;  /* BN batch mean and inverse std, 2*c floats */
+    size_t goff;       /* gradient of the output, in the gradient arena */
 } sn_node;
 
 #define SN_BLOCK_STEM (-1)
@@ -89,6 +97,12 @@ typedef struct {
     const float *input; /* the caller's input during run */
     int nthreads;
     int folded;
+    /* training */
+    int training;
+    float *grad_arena;
+    size_t grad_floats;
+    float *scratch; /* two node-sized work buffers for the backward */
+    size_t scratch_floats;
 } sn_graph;
 
 void sn_graph_free(sn_graph *g);
@@ -102,6 +116,16 @@ sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
 const float *sn_graph_data(const sn_graph *g, int node);
 size_t sn_node_elems(const sn_node *nd);
+
+/* Training (src/nn/train.c). The plan keeps every tensor the backward reads. The forward uses
+ * batch statistics and updates the moving ones (momentum, unbiased variance when asked); it
+ * draws stochastic-depth masks from `rng`. The backward takes dL/d(output node) and accumulates
+ * parameter gradients into grads[i] (one buffer per parameter, NULL to skip). */
+sn_status sn_graph_plan_train(sn_graph *g);
+sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input, float bn_momentum,
+                                 int unbiased_running_var, uint64_t seed);
+sn_status sn_graph_backward(sn_graph *g, const sn_paramtab *pt, int out_node, const float *dout,
+                            float *const *grads);
 
 /* Multiply-adds of one node at its planned shape (batch included). */
 int64_t sn_node_macs(const sn_graph *g, const sn_node *nd);

@@ -1,0 +1,252 @@
+/* Training execution of the graph: a forward with batch-norm batch statistics and stochastic
+ * depth that keeps what the backward reads, and the backward pass over the same nodes. */
+#include <math.h>
+#include <string.h>
+
+#include "core.h"
+#include "graph.h"
+
+static size_t rounded(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+sn_status sn_graph_plan_train(sn_graph *g) {
+    /* Every tensor lives to the end (the backward reads them in reverse), so offsets are simply
+     * consecutive; the gradient arena mirrors the node outputs. */
+    size_t off = 0, goff = 0, biggest = 0;
+    for (int i = 0; i < g->n; i++) {
+        sn_node *nd = &g->nodes[i];
+        size_t elems = sn_node_elems(nd), sz = rounded(elems);
+        if (elems > biggest) biggest = elems;
+        nd->off_z = nd->off_u = nd->off_stats = SIZE_MAX;
+        nd->goff = goff;
+        goff += sz;
+        if (nd->op == SN_OP_INPUT) continue;
+        int bn = nd->op == SN_OP_CONV && nd->p_gamma >= 0;
+        int act = nd->act != SN_ACT_NONE;
+        nd->offset = off;
+        off += sz;
+        if (bn || act) {
+            nd->off_z = off; /* conv output (or ADD/DENSE sum) before BN and activation */
+            off += sz;
+        }
+        if (bn && act) {
+            nd->off_u = off; /* BN output, the activation's input */
+            off += sz;
+        }
+        if (bn) {
+            nd->off_stats = off;
+            off += rounded(2 * (size_t)nd->c);
+        }
+        if (nd->drop_rate > 0.0f && !nd->keep) {
+            nd->keep = sn_alloc((size_t)nd->n);
+            if (!nd->keep) return SN_ERR_OOM;
+        }
+    }
+    sn_free(g->arena);
+    sn_free(g->grad_arena);
+    sn_free(g->scratch);
+    g->arena = sn_alloc((off ? off : 16) * sizeof(float));
+    g->grad_arena = sn_alloc((goff ? goff : 16) * sizeof(float));
+    g->scratch = sn_alloc(2 * rounded(biggest ? biggest : 16) * sizeof(float));
+    if (!g->arena || !g->grad_arena || !g->scratch) {
+        sn_free(g->arena);
+        sn_free(g->grad_arena);
+        sn_free(g->scratch);
+        g->arena = g->grad_arena = g->scratch = NULL;
+        g->arena_floats = g->grad_floats = g->scratch_floats = 0;
+        return SN_ERR_OOM;
+    }
+    g->arena_floats = off;
+    g->grad_floats = goff;
+    g->scratch_floats = rounded(biggest ? biggest : 16);
+    g->training = 1;
+    g->folded = 0;
+    for (int i = 0; i < g->n; i++) {
+        sn_free(g->nodes[i].fw);
+        sn_free(g->nodes[i].fb);
+        g->nodes[i].fw = g->nodes[i].fb = NULL;
+    }
+    return SN_OK;
+}
+
+static float *at(sn_graph *g, size_t off) { return g->arena + off; }
+
+/* The buffer holding a node's value before its activation ("pre"), or its output if none. */
+static float *pre_act(sn_graph *g, const sn_node *nd) {
+    if (nd->off_u != SIZE_MAX) return at(g, nd->off_u);
+    if (nd->off_z != SIZE_MAX) return at(g, nd->off_z);
+    return at(g, nd->offset);
+}
+
+sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input,
+                                 float bn_momentum, int unbiased_running_var, uint64_t seed) {
+    if (!g->training) return sn_error(SN_ERR_STATE, "the graph is not planned for training");
+    g->input = input;
+    sn_rng rng;
+    sn_rng_seed(&rng, seed);
+    for (int i = 0; i < g->n; i++) {
+        sn_node *nd = &g->nodes[i];
+        if (nd->op == SN_OP_INPUT) continue;
+        const sn_node *x = &g->nodes[nd->in[0]];
+        const float *xd = sn_graph_data(g, nd->in[0]);
+        float *y = at(g, nd->offset);
+        size_t count = sn_node_elems(nd);
+        /* Ops with a trailing activation compute into z first. */
+        float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+        switch (nd->op) {
+        case SN_OP_CONV: {
+            sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL,
+                              SN_ACT_NONE};
+            sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data,
+                                         &ep, nd->h, nd->w, z, g->nthreads);
+            if (st != SN_OK) return st;
+            float *u = z;
+            if (nd->p_gamma >= 0) {
+                u = nd->off_u != SIZE_MAX ? at(g, nd->off_u) : y;
+                float *stats = at(g, nd->off_stats);
+                sn_batchnorm_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z,
+                                       pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data, nd->bn_eps,
+                                       bn_momentum, unbiased_running_var, pt->t[nd->p_mean].data,
+                                       pt->t[nd->p_var].data, u, stats, stats + nd->c, g->nthreads);
+            }
+            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, u, y, g->nthreads);
+            break;
+        }
+        case SN_OP_ADD: {
+            const float *xs[SN_MAX_NODE_INPUTS];
+            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_data(g, nd->in[j]);
+            float *dropped = NULL;
+            if (nd->drop_rate > 0.0f) {
+                /* §6.4: keep each sample's main path with probability 1 - rate, scaled up. */
+                for (int k = 0; k < nd->n; k++)
+                    nd->keep[k] = sn_rng_uniform(&rng) >= (double)nd->drop_rate;
+                dropped = g->scratch;
+                sn_drop_path_f32(nd->n, count / (size_t)nd->n, xs[0], nd->keep, nd->drop_rate,
+                                 dropped);
+                xs[0] = dropped;
+            }
+            sn_add_f32(nd->n_in, xs, count, SN_ACT_NONE, z, g->nthreads);
+            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
+            break;
+        }
+        case SN_OP_DENSE:
+            sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
+                         nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, z, g->nthreads);
+            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
+            break;
+        case SN_OP_MAXPOOL:
+            sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
+                           nd->w, xd, y, g->nthreads);
+            break;
+        case SN_OP_UPSAMPLE:
+            sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
+            break;
+        case SN_OP_RESIZE:
+            sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
+            break;
+        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y); break;
+        case SN_OP_MUL_CHANNEL:
+            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
+                               g->nthreads);
+            break;
+        case SN_OP_SCALE: sn_scale_f32(count, xd, nd->scale, y); break;
+        case SN_OP_INPUT: break;
+        }
+    }
+    return SN_OK;
+}
+
+sn_status sn_graph_backward(sn_graph *g, const sn_paramtab *pt, int out_node, const float *dout,
+                            float *const *grads) {
+    if (!g->training) return sn_error(SN_ERR_STATE, "the graph is not planned for training");
+    memset(g->grad_arena, 0, g->grad_floats * sizeof(float));
+    sn_node *on = &g->nodes[out_node];
+    memcpy(g->grad_arena + on->goff, dout, sn_node_elems(on) * sizeof(float));
+    float *s0 = g->scratch, *s1 = g->scratch + g->scratch_floats;
+    for (int i = out_node; i >= 0; i--) {
+        sn_node *nd = &g->nodes[i];
+        if (nd->op == SN_OP_INPUT) continue;
+        const sn_node *x = &g->nodes[nd->in[0]];
+        const float *xd = sn_graph_data(g, nd->in[0]);
+        float *dy = g->grad_arena + nd->goff;
+        float *dx = x->op == SN_OP_INPUT ? NULL : g->grad_arena + x->goff;
+        size_t count = sn_node_elems(nd);
+        /* Through the trailing activation: dz = dy * act'(pre). */
+        const float *dz = dy;
+        if (nd->act != SN_ACT_NONE && nd->op != SN_OP_CONV) {
+            memset(s0, 0, count * sizeof(float));
+            sn_act_backward_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
+            dz = s0;
+        }
+        switch (nd->op) {
+        case SN_OP_CONV: {
+            const float *d = dy;
+            if (nd->act != SN_ACT_NONE) {
+                memset(s0, 0, count * sizeof(float));
+                sn_act_backward_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
+                d = s0;
+            }
+            if (nd->p_gamma >= 0) {
+                const float *stats = at(g, nd->off_stats);
+                memset(s1, 0, count * sizeof(float));
+                sn_batchnorm_train_backward_f32(
+                    (size_t)nd->n * nd->h * nd->w, nd->c, at(g, nd->off_z), pt->t[nd->p_gamma].data,
+                    stats, stats + nd->c, d, s1, grads ? grads[nd->p_gamma] : NULL,
+                    grads ? grads[nd->p_beta] : NULL, g->nthreads);
+                d = s1;
+            }
+            sn_status st = sn_conv2d_backward_f32(
+                &nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data, nd->h, nd->w, d, dx,
+                grads ? grads[nd->p_weight] : NULL,
+                grads && nd->p_bias >= 0 ? grads[nd->p_bias] : NULL, g->nthreads);
+            if (st != SN_OK) return st;
+            break;
+        }
+        case SN_OP_ADD:
+            for (int j = 0; j < nd->n_in; j++) {
+                const sn_node *xj = &g->nodes[nd->in[j]];
+                if (xj->op == SN_OP_INPUT) continue;
+                float *dxj = g->grad_arena + xj->goff;
+                if (j == 0 && nd->drop_rate > 0.0f)
+                    sn_drop_path_backward_f32(nd->n, count / (size_t)nd->n, dz, nd->keep,
+                                              nd->drop_rate, dxj);
+                else
+                    sn_axpy_f32(count, 1.0f, dz, dxj, g->nthreads);
+            }
+            break;
+        case SN_OP_DENSE:
+            sn_dense_backward_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data, dz, dx,
+                                  grads ? grads[nd->p_weight] : NULL,
+                                  grads && nd->p_bias >= 0 ? grads[nd->p_bias] : NULL, g->nthreads);
+            break;
+        case SN_OP_MAXPOOL:
+            if (dx)
+                sn_maxpool_backward_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride,
+                                        nd->pool_pad, nd->h, nd->w, xd, dz, dx, g->nthreads);
+            break;
+        case SN_OP_UPSAMPLE:
+            if (dx)
+                sn_upsample_nearest_backward_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, dz, dx,
+                                                 g->nthreads);
+            break;
+        case SN_OP_RESIZE:
+            if (dx)
+                sn_resize_nearest_backward_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, dz, dx,
+                                               g->nthreads);
+            break;
+        case SN_OP_GAP:
+            if (dx) sn_gap_backward_f32(x->n, x->h * x->w, x->c, dz, dx);
+            break;
+        case SN_OP_MUL_CHANNEL: {
+            const sn_node *gn = &g->nodes[nd->in[1]];
+            sn_mul_channel_backward_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]),
+                                        dz, dx, g->grad_arena + gn->goff, g->nthreads);
+            break;
+        }
+        case SN_OP_SCALE:
+            if (dx) sn_axpy_f32(count, nd->scale, dz, dx, g->nthreads);
+            break;
+        case SN_OP_INPUT: break;
+        }
+    }
+    return SN_OK;
+}
