@@ -146,6 +146,11 @@ sn_status sn_model_output(const sn_model *m, const char *name, sn_output *out);
 /* Bytes of the activation arena of the current plan. */
 size_t sn_model_arena_bytes(const sn_model *m);
 
+/* Class names (optional; saved in the weight file's metadata). Names are copied; none may
+ * contain a newline. sn_model_class_name returns NULL when unnamed or out of range. */
+sn_status sn_model_set_class_names(sn_model *m, const char *const *names, int n);
+const char *sn_model_class_name(const sn_model *m, int i);
+
 /* Parameters (named tensors, see docs/weights.md). */
 typedef struct {
     const char *name;

@@ -55,5 +55,20 @@ expect_error "init needs -o" "$sn" init --model spinenet-49
 "$sn" info --model spinenet-49 --flavour tpu --head classifier --size 224 --json | grep -q '"params": 22088745' \
   && ok || bad "tpu classifier at 224"
 
+# classify: top-k lines per image; an unreadable image is reported and the others still run.
+"$sn" init --model spinenet-mobile-49xs --flavour tpu --head classifier --classes 4 --size 64 -o "$tmp/c.safetensors" >/dev/null
+img=${SN_SHARED_DIR:-$(dirname "$0")/../../shared}/data/coco-tiny/train2017/000000008193.jpg
+[ -f "$img" ] || img=/work/shared/data/coco-tiny/train2017/000000008193.jpg
+if [ -f "$img" ]; then
+  out=$("$sn" classify --weights "$tmp/c.safetensors" --top 2 "$img" "$tmp/nope.png" 2>"$tmp/err")
+  rc=$?
+  [ $rc -ne 0 ] && echo "$out" | grep -q "000000008193.jpg: class [0-9] 0\.[0-9]*, class" \
+    && grep -q "nope.png: cannot open" "$tmp/err" && ok || bad "classify: rc $rc, '$out', '$(cat "$tmp/err")'"
+else
+  echo "note: coco-tiny not found, classify test skipped"
+fi
+expect_error "not a classifier" "$sn" classify --weights "$tmp/m.safetensors" x.png
+expect_error "unexpected argument 'foo'" "$sn" info foo
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -159,8 +159,14 @@ static void test_save_load(void) {
     c.flavour = SN_FLAVOUR_TPU;
     sn_model *a = NULL, *b = NULL;
     CHECK_OK(sn_model_create(&c, 42, &a));
+    static const char *const names[7] = {"cat", "dog", "ankle boot", "d", "e", "f", "g"};
+    CHECK(sn_model_set_class_names(a, names, 6) == SN_ERR_SHAPE, "6 names for 7 classes refused");
+    CHECK_OK(sn_model_set_class_names(a, names, 7));
     CHECK_OK(sn_model_save(a, path));
     CHECK_OK(sn_model_load(path, &b));
+    CHECK(b && sn_model_class_name(b, 2) && strcmp(sn_model_class_name(b, 2), "ankle boot") == 0,
+          "class names round trip");
+    CHECK(b && sn_model_class_name(b, 7) == NULL, "class name out of range");
     if (!a || !b) {
         sn_model_free(a);
         sn_model_free(b);

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "data.h"
 #include "spinenet.h"
 
 static int die(const char *fmt, const char *arg) {
@@ -27,8 +28,10 @@ static int fail_status(void) {
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
-        warmup;
+        warmup, top;
     uint64_t seed;
+    const char **files;
+    int n_files;
 } opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -52,6 +55,7 @@ static void usage(FILE *f) {
             "  info     per-block table of a model: level, type, channels, size, params, MACs\n"
             "  init     write a seeded, initialised model as safetensors\n"
             "  bench    time the forward pass\n"
+            "  classify top-k classes of images with a classifier: --weights W IMAGE...\n"
             "  version  print the version\n"
             "\n"
             "model options (info, init, bench):\n"
@@ -73,7 +77,9 @@ static void usage(FILE *f) {
             "info:  [--json]                       JSON: {\"params\": N, \"macs\": N, ...}\n"
             "init:  -o FILE [--seed N (default 0)]\n"
             "bench: [--threads T (default 1)] [--runs N (default 10)] [--batch B (default 1)]\n"
-            "       [--no-fold] [--json]\n");
+            "       [--no-fold] [--json]\n"
+            "classify: --weights FILE [--size S (default: the model's)] [--top K (default 5)]\n"
+            "       [--threads T] IMAGE... (JPEG or PNG; resized to S x S, normalised as spec 7.6)\n");
 }
 
 static int parse_opts(int argc, char **argv, opts *o) {
@@ -85,6 +91,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
     o->min_level = -1;
     o->max_level = -1;
     o->warmup = 1;
+    o->top = 5;
+    o->files = calloc((size_t)argc, sizeof *o->files);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -120,6 +128,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         INT("--runs", runs, 1, 100000)
         INT("--batch", batch, 1, 65536)
         INT("--warmup", warmup, 0, 1000)
+        INT("--top", top, 1, 100000)
         if (strcmp(a, "--seed") == 0) {
             char *end;
             if (!v) return die("%s needs a value", a), -1;
@@ -139,6 +148,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
         }
 #undef STR
 #undef INT
+        if (a[0] != '-' && o->files) {
+            o->files[o->n_files++] = a; /* positional: image files (classify) */
+            continue;
+        }
         fprintf(stderr, "spinenet: error: unknown option '%s' (see spinenet --help)\n", a);
         return -1;
     }
@@ -373,6 +386,72 @@ static int cmd_bench(const opts *o) {
     return rc;
 }
 
+/* Top-k classes of each image; an unreadable image is reported and the others still run. */
+static int cmd_classify(const opts *o) {
+    if (!o->weights) return die("%s", "classify needs --weights FILE (a classifier)");
+    if (o->n_files == 0) return die("%s", "classify needs at least one image file");
+    sn_model *m = NULL;
+    if (get_model(o, &m)) return 1;
+    const sn_config *c = sn_model_config(m);
+    if (c->head != SN_HEAD_CLASSIFIER) {
+        sn_model_free(m);
+        return die("%s: not a classifier (head is not 'classifier')", o->weights);
+    }
+    int s = o->size ? o->size : c->input_size;
+    if (sn_model_set_threads(m, o->threads) != SN_OK || sn_model_plan(m, 1, s, s) != SN_OK) {
+        sn_model_free(m);
+        return fail_status();
+    }
+    float *x = malloc((size_t)s * s * 3 * sizeof *x);
+    int *order = malloc((size_t)c->num_classes * sizeof *order);
+    double *prob = malloc((size_t)c->num_classes * sizeof *prob);
+    int failed = 0;
+    for (int f = 0; f < o->n_files && x && order && prob; f++) {
+        sn_image img = {0};
+        sn_aug_params aug;
+        sn_aug_defaults(&aug);
+        sn_output out;
+        if (sn_image_load(o->files[f], &img) != SN_OK ||
+            sn_crop_resize_normalize(&img, sn_crop_eval(img.width, img.height, &aug), s, s, x) != SN_OK ||
+            sn_model_run(m, x) != SN_OK || sn_model_output(m, "logits", &out) != SN_OK) {
+            fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+            sn_image_free(&img);
+            failed++;
+            continue;
+        }
+        sn_image_free(&img);
+        double mx = out.data[0], sum = 0;
+        for (int k = 1; k < out.c; k++) mx = out.data[k] > mx ? out.data[k] : mx;
+        for (int k = 0; k < out.c; k++) sum += prob[k] = exp(out.data[k] - mx);
+        for (int k = 0; k < out.c; k++) {
+            prob[k] /= sum;
+            order[k] = k;
+        }
+        int top = o->top < out.c ? o->top : out.c;
+        for (int a = 0; a < top; a++) /* partial selection sort: k is small */
+            for (int b = a + 1; b < out.c; b++)
+                if (prob[order[b]] > prob[order[a]]) {
+                    int t = order[a];
+                    order[a] = order[b];
+                    order[b] = t;
+                }
+        printf("%s:", o->files[f]);
+        for (int a = 0; a < top; a++) {
+            const char *name = sn_model_class_name(m, order[a]);
+            if (name)
+                printf(" %s %.4f%s", name, prob[order[a]], a + 1 < top ? "," : "");
+            else
+                printf(" class %d %.4f%s", order[a], prob[order[a]], a + 1 < top ? "," : "");
+        }
+        printf("\n");
+    }
+    free(x);
+    free(order);
+    free(prob);
+    sn_model_free(m);
+    return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -388,10 +467,23 @@ int main(int argc, char **argv) {
         return 0;
     }
     opts o;
-    if (strcmp(cmd, "info") != 0 && strcmp(cmd, "init") != 0 && strcmp(cmd, "bench") != 0)
-        return die("unknown command '%s' (info, init, bench, version; see spinenet --help)", cmd);
-    if (parse_opts(argc, argv, &o)) return 2;
-    if (strcmp(cmd, "info") == 0) return cmd_info(&o);
-    if (strcmp(cmd, "init") == 0) return cmd_init(&o);
-    return cmd_bench(&o);
+    if (strcmp(cmd, "info") != 0 && strcmp(cmd, "init") != 0 && strcmp(cmd, "bench") != 0 &&
+        strcmp(cmd, "classify") != 0)
+        return die("unknown command '%s' (info, init, bench, classify, version; see spinenet --help)",
+                   cmd);
+    int rc;
+    if (parse_opts(argc, argv, &o))
+        rc = 2;
+    else if (o.n_files && strcmp(cmd, "classify") != 0)
+        rc = die("unexpected argument '%s' (see spinenet --help)", o.files[0]);
+    else if (strcmp(cmd, "info") == 0)
+        rc = cmd_info(&o);
+    else if (strcmp(cmd, "init") == 0)
+        rc = cmd_init(&o);
+    else if (strcmp(cmd, "classify") == 0)
+        rc = cmd_classify(&o);
+    else
+        rc = cmd_bench(&o);
+    free(o.files);
+    return rc;
 }

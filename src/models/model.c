@@ -53,7 +53,48 @@ void sn_model_free(sn_model *m) {
     sn_paramtab_free(&m->params);
     sn_free(m->specs);
     sn_free(m->spec_text);
+    sn_free(m->class_names);
     sn_free(m);
+}
+
+sn_status sn_model_set_class_names(sn_model *m, const char *const *names, int n) {
+    if (!m || (n && !names)) return sn_error(SN_ERR_INVALID_ARG, "sn_model_set_class_names: NULL argument");
+    if (n != m->cfg.num_classes)
+        return sn_error(SN_ERR_SHAPE, "%d class names for a model with %d classes", n,
+                        m->cfg.num_classes);
+    size_t len = 1;
+    for (int i = 0; i < n; i++) {
+        if (!names[i] || strchr(names[i], '\n'))
+            return sn_error(SN_ERR_INVALID_ARG, "class name %d is NULL or holds a newline", i);
+        len += strlen(names[i]) + 1;
+    }
+    char *buf = sn_alloc(len);
+    if (!buf) return SN_ERR_OOM;
+    buf[0] = 0;
+    for (int i = 0; i < n; i++) {
+        strcat(buf, names[i]);
+        if (i + 1 < n) strcat(buf, "\n");
+    }
+    sn_free(m->class_names);
+    m->class_names = buf;
+    return SN_OK;
+}
+
+const char *sn_model_class_name(const sn_model *m, int i) {
+    /* One static buffer per thread keeps the API allocation-free for callers. */
+    static _Thread_local char name[256];
+    if (!m || !m->class_names || i < 0 || i >= m->cfg.num_classes) return NULL;
+    const char *p = m->class_names;
+    for (int k = 0; k < i; k++) {
+        p = strchr(p, '\n');
+        if (!p) return NULL;
+        p++;
+    }
+    size_t len = strcspn(p, "\n");
+    if (len >= sizeof name) len = sizeof name - 1;
+    memcpy(name, p, len);
+    name[len] = 0;
+    return name;
 }
 
 const sn_config *sn_model_config(const sn_model *m) { return m ? &m->cfg : NULL; }
@@ -303,6 +344,11 @@ sn_status sn_model_save(const sn_model *m, const char *path) {
         vptr[k] = m->spec_text;
         k++;
     }
+    if (m->class_names) {
+        keys[k] = "class_names";
+        vptr[k] = m->class_names;
+        k++;
+    }
     sn_st_file f = {0};
     f.n_meta = k;
     f.meta_keys = (char **)keys;
@@ -419,6 +465,15 @@ sn_status sn_model_load(const char *path, sn_model **out) {
                               f.tensors[i].name, m->cfg.model);
                 break;
             }
+    }
+    const char *names = st == SN_OK ? sn_st_meta(&f, "class_names") : NULL;
+    if (names) {
+        size_t len = strlen(names);
+        m->class_names = sn_alloc(len + 1);
+        if (!m->class_names)
+            st = SN_ERR_OOM;
+        else
+            memcpy(m->class_names, names, len + 1);
     }
     sn_st_free(&f);
     if (st != SN_OK) {

@@ -25,6 +25,7 @@ struct sn_model {
     int planned;
     int nthreads;
     int fold;
+    char *class_names; /* newline-separated, or NULL */
 };
 
 /* Family of a variant: mobile variants use mbconv blocks. */
