@@ -10,5 +10,5 @@ bash scripts/build.sh release
 ctest --test-dir build --output-on-failure -j 1
 echo "== sanitizer build (ASan + UBSan)"
 bash scripts/build.sh asan
-SN_GOLDEN_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+SN_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j 1

@@ -145,9 +145,9 @@ int main(void) {
     CHECK(f != NULL, "cannot open %s", mpath);
     if (!f) return TEST_SUMMARY();
     const char *filter = getenv("SN_GOLDEN_FILTER");
-    /* SN_GOLDEN_QUICK=1 (the sanitizer run) skips the three largest variants: they run the same
-     * code as the others, and the Release run covers their numbers. */
-    const char *q = getenv("SN_GOLDEN_QUICK");
+    /* SN_QUICK=1 (the sanitizer run) skips the three largest variants: they run the same code
+     * as the others, and the Release run covers their numbers. */
+    const char *q = getenv("SN_QUICK");
     int quick = q && q[0] == '1';
     char line[512];
     int cases = 0;

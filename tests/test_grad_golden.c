@@ -197,15 +197,19 @@ int main(void) {
     FILE *f = fopen(mpath, "r");
     CHECK(f != NULL, "cannot open %s", mpath);
     if (!f) return TEST_SUMMARY();
+    /* SN_QUICK=1 (the sanitizer run) checks Mobile-49XS only; the Release run checks all. */
+    const char *q = getenv("SN_QUICK");
+    int quick = q && q[0] == '1';
     char line[512];
     int cases = 0;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0] || line[0] == '#') continue;
+        if (quick && !strstr(line, "mobile")) continue;
         run_case(dir, line);
         cases++;
     }
     fclose(f);
-    CHECK(cases >= 3, "only %d gradient goldens", cases);
+    CHECK(cases >= (quick ? 1 : 3), "only %d gradient goldens", cases);
     return TEST_SUMMARY();
 }

@@ -1,0 +1,462 @@
+/* trainer.c: the classification training loop (datasets, loader, SGD steps, evaluation,
+ * checkpoints, resume) and dataset evaluation. Contract and determinism notes: trainer.h. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core.h"
+#include "model.h"
+#include "trainer.h"
+
+struct sn_trainer {
+    sn_train_config cfg;
+    sn_model *m;
+    sn_dataset *train_ds, *eval_ds;
+    int own_train, own_eval;
+    sn_loader *loader;
+    sn_optim *opt;
+    int np;
+    float **grads;     /* per parameter; NULL for BN moving statistics */
+    sn_opt_param *op;
+    int64_t step, total_steps, per_epoch;
+    double best_top1;
+    int64_t best_step;
+    char last_path[SN_PATH_MAX + 32], best_path[SN_PATH_MAX + 32];
+};
+
+void sn_train_config_defaults(sn_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->data = SN_TRAIN_DATA_FASHION_MNIST;
+    c->image_size = 64;
+    c->batch = 32;
+    c->epochs = 1;
+    sn_lr_schedule_init(&c->lr, SN_LR_CONSTANT, 0.1);
+    sn_sgd_config_default(&c->sgd);
+    c->sgd.weight_decay = 4e-5;
+    c->label_smoothing = 0.1f;
+    sn_aug_defaults(&c->aug);
+    /* Small inputs (28 px Fashion-MNIST) lose the object with Inception's 8% crops. */
+    c->aug.min_area = 0.25f;
+    c->threads = 1;
+    c->seed = 1;
+    c->checkpoint_every = 500;
+    c->eval_every = 0;
+}
+
+uint64_t sn_train_step_seed(uint64_t seed, int64_t step) {
+    /* splitmix64 finaliser over (seed, step): adjacent steps get unrelated seeds. */
+    uint64_t z = seed * 0xD1B54A32D192ED03ull + (uint64_t)step * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void tlog(const sn_trainer *t, sn_log_level lv, const char *fmt, ...) SN_PRINTF(3, 4);
+static void tlog(const sn_trainer *t, sn_log_level lv, const char *fmt, ...) {
+    if (!t->cfg.log) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    t->cfg.log(t->cfg.user, lv, buf);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+sn_status sn_trainer_evaluate(sn_model *m, sn_dataset *ds, int image_size, int batch, int threads,
+                              const sn_aug_params *aug, double *top1, double *top5,
+                              int64_t *confusion) {
+    if (!m || !ds || image_size <= 0 || batch <= 0)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_evaluate: bad arguments");
+    int classes = sn_model_config(m)->num_classes;
+    if (ds->num_classes != classes)
+        return sn_error(SN_ERR_INVALID_ARG,
+                        "the dataset has %d classes but the model has %d: they must match",
+                        ds->num_classes, classes);
+    sn_loader_config lc;
+    sn_loader_config_defaults(&lc);
+    lc.batch_size = batch;
+    lc.image_size = image_size;
+    lc.train = 0;
+    lc.seed = 0;
+    if (aug) lc.aug = *aug;
+    else lc.aug.eval_fraction = 1.0f;
+    sn_loader *l = NULL;
+    sn_status st = sn_model_set_threads(m, threads);
+    if (st == SN_OK) st = sn_loader_create(ds, &lc, &l);
+    if (st != SN_OK) return st;
+    if (confusion) memset(confusion, 0, sizeof(int64_t) * (size_t)classes * (size_t)classes);
+    int k5 = classes < 5 ? classes : 5;
+    int64_t seen = 0, hit1 = 0, hit5 = 0;
+    int planned_n = 0;
+    int64_t nb = sn_loader_batches_per_epoch(l);
+    for (int64_t b = 0; b < nb && st == SN_OK; b++) {
+        sn_batch bt;
+        if ((st = sn_loader_next(l, &bt)) != SN_OK) break;
+        /* The last batch may be smaller: plan for the size at hand. */
+        if (bt.n != planned_n) {
+            if ((st = sn_model_plan(m, bt.n, image_size, image_size)) != SN_OK) break;
+            planned_n = bt.n;
+        }
+        sn_output o;
+        if ((st = sn_model_run(m, bt.images)) != SN_OK ||
+            (st = sn_model_output(m, "logits", &o)) != SN_OK)
+            break;
+        for (int i = 0; i < bt.n; i++) {
+            const float *z = o.data + (size_t)i * (size_t)o.c;
+            int y = bt.labels[i], pred = 0, rank = 0;
+            for (int c = 1; c < o.c; c++)
+                if (z[c] > z[pred]) pred = c;
+            /* Rank of the true class: how many classes score strictly higher (ties favour it,
+             * as tf.nn.in_top_k does). */
+            for (int c = 0; c < o.c; c++) rank += z[c] > z[y];
+            hit1 += pred == y;
+            hit5 += rank < k5;
+            if (confusion) confusion[(size_t)y * (size_t)classes + (size_t)pred]++;
+            seen++;
+        }
+    }
+    sn_loader_free(l);
+    if (st != SN_OK) return st;
+    if (top1) *top1 = seen ? (double)hit1 / (double)seen : 0.0;
+    if (top5) *top5 = seen ? (double)hit5 / (double)seen : 0.0;
+    return SN_OK;
+}
+
+/* ---------------------------------------------------------------- creation */
+
+static void folder_warn(void *user, const char *path, const char *reason) {
+    tlog((const sn_trainer *)user, SN_LOG_WARN, "skipping %s: %s", path, reason);
+}
+
+static sn_status open_data(sn_trainer *t) {
+    const sn_train_config *c = &t->cfg;
+    sn_status st;
+    if (c->train_set) {
+        t->train_ds = c->train_set;
+        t->eval_ds = c->eval_set;
+        return SN_OK;
+    }
+    if (!c->data_path[0]) return sn_error(SN_ERR_INVALID_ARG, "no training data given");
+    if (c->data == SN_TRAIN_DATA_FASHION_MNIST) {
+        if ((st = sn_fashion_mnist_open(c->data_path, 1, &t->train_ds)) != SN_OK) return st;
+        t->own_train = 1;
+        if (c->eval_every >= 0) {
+            if ((st = sn_fashion_mnist_open(c->data_path, 0, &t->eval_ds)) != SN_OK) return st;
+            t->own_eval = 1;
+        }
+        return SN_OK;
+    }
+    sn_folder_options fo = {0};
+    fo.skip_bad = c->skip_bad;
+    fo.verify = SN_VERIFY_HEADER;
+    fo.warn = folder_warn;
+    fo.user = t;
+    sn_folder_stats fs;
+    if ((st = sn_folder_open(c->data_path, &fo, &t->train_ds, &fs)) != SN_OK) return st;
+    t->own_train = 1;
+    tlog(t, SN_LOG_INFO, "%s: %d images in %d classes (%d skipped)", c->data_path, fs.kept,
+         t->train_ds->num_classes, fs.skipped);
+    if (c->eval_path[0] && c->eval_every >= 0) {
+        if ((st = sn_folder_open(c->eval_path, &fo, &t->eval_ds, &fs)) != SN_OK) return st;
+        t->own_eval = 1;
+    }
+    return SN_OK;
+}
+
+static sn_status check_classes(const sn_trainer *t, const sn_dataset *ds, const char *what) {
+    int mc = t->cfg.model.num_classes;
+    if (ds->num_classes != mc)
+        return sn_error(SN_ERR_INVALID_ARG,
+                        "the %s dataset has %d classes but the model is configured for %d: "
+                        "they must match", what, ds->num_classes, mc);
+    if (ds->count <= 0) return sn_error(SN_ERR_INVALID_ARG, "the %s dataset is empty", what);
+    return SN_OK;
+}
+
+static int is_stat(const char *name) {
+    return !sn_optim_is_trainable(name);
+}
+
+sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
+    if (!cfg || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_create: NULL argument");
+    *out = NULL;
+    if (cfg->model.head != SN_HEAD_CLASSIFIER)
+        return sn_error(SN_ERR_INVALID_ARG, "training needs the classifier head");
+    if (cfg->batch <= 0 || cfg->image_size <= 0 || (cfg->steps <= 0 && cfg->epochs <= 0))
+        return sn_error(SN_ERR_INVALID_ARG, "batch, image size and epochs or steps must be positive");
+    if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f) ||
+        !(cfg->drop_path_rate >= 0.0f && cfg->drop_path_rate < 1.0f))
+        return sn_error(SN_ERR_INVALID_ARG, "label smoothing and drop-path rate must be in [0, 1)");
+    if (cfg->resume && !cfg->out_dir[0])
+        return sn_error(SN_ERR_INVALID_ARG, "resume needs the output directory of the run");
+    sn_status st = sn_lr_schedule_check(&cfg->lr);
+    if (st != SN_OK) return st;
+    sn_trainer *t = sn_calloc(1, sizeof *t);
+    if (!t) return SN_ERR_OOM;
+    t->cfg = *cfg;
+    t->best_top1 = -1.0;
+    t->best_step = -1;
+    t->cfg.model.drop_path_rate = cfg->drop_path_rate;
+    if (t->cfg.out_dir[0]) {
+        snprintf(t->last_path, sizeof t->last_path, "%s/last.safetensors", t->cfg.out_dir);
+        snprintf(t->best_path, sizeof t->best_path, "%s/best.safetensors", t->cfg.out_dir);
+    }
+    if ((st = open_data(t)) != SN_OK) goto fail;
+    if (t->cfg.model.num_classes <= 0) t->cfg.model.num_classes = t->train_ds->num_classes;
+    if ((st = check_classes(t, t->train_ds, "training")) != SN_OK) goto fail;
+    if (t->eval_ds && (st = check_classes(t, t->eval_ds, "evaluation")) != SN_OK) goto fail;
+
+    if ((st = sn_model_create(&t->cfg.model, t->cfg.seed, &t->m)) != SN_OK) goto fail;
+    if (t->train_ds->class_names &&
+        (st = sn_model_set_class_names(t->m, (const char *const *)t->train_ds->class_names,
+                                       t->train_ds->num_classes)) != SN_OK)
+        goto fail;
+    if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) goto fail;
+
+    t->np = sn_model_num_params(t->m);
+    t->grads = sn_calloc((size_t)t->np, sizeof *t->grads);
+    t->op = sn_calloc((size_t)t->np, sizeof *t->op);
+    if (!t->grads || !t->op) {
+        st = SN_ERR_OOM;
+        goto fail;
+    }
+    for (int i = 0; i < t->np; i++) {
+        sn_param p;
+        sn_model_param_at(t->m, i, &p);
+        t->op[i].name = p.name;
+        t->op[i].w = p.data;
+        t->op[i].count = p.count;
+        if (is_stat(p.name)) continue;
+        if (!(t->grads[i] = sn_calloc(p.count, sizeof(float)))) {
+            st = SN_ERR_OOM;
+            goto fail;
+        }
+        t->op[i].g = t->grads[i];
+    }
+    if ((st = sn_optim_create(&t->cfg.sgd, t->op, t->np, &t->opt)) != SN_OK) goto fail;
+
+    sn_loader_config lc;
+    sn_loader_config_defaults(&lc);
+    lc.batch_size = t->cfg.batch;
+    lc.image_size = t->cfg.image_size;
+    lc.train = 1;
+    lc.seed = t->cfg.seed;
+    lc.aug = t->cfg.aug;
+    if ((st = sn_loader_create(t->train_ds, &lc, &t->loader)) != SN_OK) goto fail;
+    t->per_epoch = sn_loader_batches_per_epoch(t->loader);
+    t->total_steps = t->cfg.steps > 0 ? t->cfg.steps : t->cfg.epochs * t->per_epoch;
+
+    if (t->cfg.out_dir[0]) {
+        /* Create the directory (one level) if needed; an existing one is fine. */
+        struct stat sb;
+        if (stat(t->cfg.out_dir, &sb) != 0 && mkdir(t->cfg.out_dir, 0777) != 0) {
+            st = sn_error(SN_ERR_IO, "%s: cannot create the output directory", t->cfg.out_dir);
+            goto fail;
+        }
+    }
+    if (t->cfg.resume) {
+        sn_train_state ts;
+        if ((st = sn_checkpoint_read(t->last_path, t->m, t->opt, &ts)) != SN_OK) goto fail;
+        if (ts.seed != t->cfg.seed) {
+            st = sn_error(SN_ERR_INVALID_ARG,
+                          "%s: the run was started with seed %" PRIu64 ", not %" PRIu64
+                          " (resume needs the same seed)", t->last_path, ts.seed, t->cfg.seed);
+            goto fail;
+        }
+        if ((st = sn_loader_set_state(t->loader, &ts.loader)) != SN_OK) goto fail;
+        t->step = ts.step;
+        t->best_top1 = ts.best_top1;
+        t->best_step = ts.best_step;
+        tlog(t, SN_LOG_INFO, "resumed from %s at step %" PRId64, t->last_path, t->step);
+    }
+    if ((st = sn_model_plan_train(t->m, t->cfg.batch, t->cfg.image_size, t->cfg.image_size)) != SN_OK)
+        goto fail;
+    *out = t;
+    return SN_OK;
+fail:
+    sn_trainer_free(t);
+    return st;
+}
+
+void sn_trainer_free(sn_trainer *t) {
+    if (!t) return;
+    sn_loader_free(t->loader);
+    sn_optim_free(t->opt);
+    if (t->grads)
+        for (int i = 0; i < t->np; i++) sn_free(t->grads[i]);
+    sn_free(t->grads);
+    sn_free(t->op);
+    sn_model_free(t->m);
+    if (t->own_train) sn_dataset_free(t->train_ds);
+    if (t->own_eval) sn_dataset_free(t->eval_ds);
+    sn_free(t);
+}
+
+sn_model *sn_trainer_model(sn_trainer *t) { return t ? t->m : NULL; }
+int64_t sn_trainer_step(const sn_trainer *t) { return t ? t->step : 0; }
+double sn_trainer_best_top1(const sn_trainer *t) { return t ? t->best_top1 : -1.0; }
+sn_optim *sn_trainer_optim(sn_trainer *t) { return t ? t->opt : NULL; }
+
+/* ---------------------------------------------------------------- the loop */
+
+static sn_status save_last(sn_trainer *t) {
+    if (!t->cfg.out_dir[0]) return SN_OK;
+    sn_train_state ts = {0};
+    ts.step = t->step;
+    ts.best_top1 = t->best_top1;
+    ts.best_step = t->best_step;
+    ts.seed = t->cfg.seed;
+    sn_loader_get_state(t->loader, &ts.loader);
+    sn_status st = sn_checkpoint_write(t->last_path, t->m, t->opt, &ts);
+    if (st == SN_OK) tlog(t, SN_LOG_INFO, "step %" PRId64 ": wrote %s", t->step, t->last_path);
+    return st;
+}
+
+/* A huge learning rate can leave finite losses but infinite weights after the update; such a
+ * state must never replace the last good checkpoint. */
+static sn_status check_weights(const sn_trainer *t) {
+    for (int i = 0; i < t->np; i++) {
+        const float *w = t->op[i].w;
+        for (size_t k = 0; k < t->op[i].count; k++)
+            if (!isfinite(w[k]))
+                return sn_error(SN_ERR_INVALID_ARG,
+                                "step %" PRId64 ": training diverged: weight '%s' is not finite "
+                                "(lower the learning rate); no checkpoint written, the last good "
+                                "one is kept", t->step, t->op[i].name);
+    }
+    return SN_OK;
+}
+
+static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
+    int eb = t->cfg.eval_batch > 0 ? t->cfg.eval_batch : t->cfg.batch;
+    sn_status st = sn_trainer_evaluate(t->m, t->eval_ds, t->cfg.image_size, eb, t->cfg.threads,
+                                       &t->cfg.aug, top1, top5, NULL);
+    /* Back to the training plan (evaluation re-planned the graph for inference). */
+    sn_status st2 = sn_model_plan_train(t->m, t->cfg.batch, t->cfg.image_size, t->cfg.image_size);
+    if (st != SN_OK) return st;
+    if (st2 != SN_OK) return st2;
+    tlog(t, SN_LOG_INFO, "step %" PRId64 ": eval top-1 %.4f top-5 %.4f", t->step, *top1, *top5);
+    if (*top1 > t->best_top1) {
+        t->best_top1 = *top1;
+        t->best_step = t->step;
+        if (t->cfg.out_dir[0]) {
+            sn_train_state ts = {0};
+            ts.step = t->step;
+            ts.best_top1 = t->best_top1;
+            ts.best_step = t->best_step;
+            ts.seed = t->cfg.seed;
+            sn_loader_get_state(t->loader, &ts.loader);
+            if ((st = sn_checkpoint_write(t->best_path, t->m, NULL, &ts)) != SN_OK) return st;
+            tlog(t, SN_LOG_INFO, "step %" PRId64 ": new best top-1 %.4f, wrote %s", t->step,
+                 t->best_top1, t->best_path);
+        }
+    }
+    return SN_OK;
+}
+
+sn_status sn_trainer_run(sn_trainer *t) {
+    if (!t) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_run: NULL trainer");
+    const sn_train_config *c = &t->cfg;
+    double win_loss[SN_TRAIN_WINDOW], win_acc[SN_TRAIN_WINDOW];
+    int win_n = 0, win_i = 0;
+    int64_t start_step = t->step;
+    double t_train = 0.0;
+    int64_t images = 0;
+    int stop = 0;
+    sn_status st = SN_OK;
+    while (t->step < t->total_steps && !stop) {
+        double t0 = now_s();
+        sn_batch b;
+        if ((st = sn_loader_next(t->loader, &b)) != SN_OK)
+            return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
+        for (int i = 0; i < t->np; i++)
+            if (t->grads[i]) memset(t->grads[i], 0, t->op[i].count * sizeof(float));
+        double loss = NAN;
+        /* Stochastic depth draws from a seed fixed by (seed, step): nothing to save on resume. */
+        st = sn_model_loss_grad(t->m, b.images, b.labels, c->label_smoothing,
+                                sn_train_step_seed(c->seed, t->step), &loss, t->grads);
+        if (st != SN_OK || !isfinite(loss)) {
+            /* The forward already moved the BN moving statistics; nothing is saved, so the last
+             * checkpoint on disk remains the last good state. */
+            return sn_error(st != SN_OK ? st : SN_ERR_INVALID_ARG,
+                            "step %" PRId64 ": training stopped: %s; no checkpoint written, the "
+                            "last good one is kept", t->step + 1,
+                            st != SN_OK ? sn_last_error() : "the loss is not finite");
+        }
+        double lr = sn_lr_at(&c->lr, t->step);
+        double norm = 0.0;
+        st = sn_optim_step(t->opt, t->op, t->np, lr, &norm);
+        if (st != SN_OK)
+            return sn_error(st, "step %" PRId64 ": training stopped: %s (gradient norm %g); no "
+                            "checkpoint written, the last good one is kept", t->step + 1,
+                            sn_last_error(), norm);
+        /* Training accuracy from the logits this forward left in the graph. */
+        sn_output o;
+        int hits = 0;
+        if (sn_model_output(t->m, "logits", &o) == SN_OK)
+            for (int i = 0; i < b.n; i++) {
+                const float *z = o.data + (size_t)i * (size_t)o.c;
+                int pred = 0;
+                for (int k = 1; k < o.c; k++)
+                    if (z[k] > z[pred]) pred = k;
+                hits += pred == b.labels[i];
+            }
+        t->step++;
+        t_train += now_s() - t0;
+        images += b.n;
+        win_loss[win_i] = loss;
+        win_acc[win_i] = b.n ? (double)hits / b.n : 0.0;
+        win_i = (win_i + 1) % SN_TRAIN_WINDOW;
+        if (win_n < SN_TRAIN_WINDOW) win_n++;
+
+        int at_end = t->step >= t->total_steps;
+        int want_eval = t->eval_ds && c->eval_every >= 0 &&
+                        ((c->eval_every > 0 && t->step % c->eval_every == 0) ||
+                         (c->eval_every == 0 && b.last_in_epoch) || at_end);
+        int want_ckpt = (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || at_end;
+        if ((want_eval || want_ckpt) && (st = check_weights(t)) != SN_OK) return st;
+
+        sn_train_progress p = {0};
+        p.epoch = b.epoch;
+        p.step = t->step;
+        p.total_steps = t->total_steps;
+        p.steps_per_epoch = t->per_epoch;
+        for (int i = 0; i < win_n; i++) {
+            p.loss += win_loss[i] / win_n;
+            p.accuracy += win_acc[i] / win_n;
+        }
+        p.lr = lr;
+        p.images_per_s = t_train > 0 ? (double)images / t_train : 0.0;
+        p.eta_s = t->step > start_step
+                      ? t_train / (double)(t->step - start_step) * (double)(t->total_steps - t->step)
+                      : 0.0;
+        p.best_top1 = t->best_top1;
+        if (want_eval) {
+            if ((st = run_eval(t, &p.eval_top1, &p.eval_top5)) != SN_OK)
+                return sn_error(st, "step %" PRId64 ": evaluation failed: %s", t->step, sn_last_error());
+            p.evaluated = 1;
+            p.best_top1 = t->best_top1;
+        }
+        if (c->progress && c->progress(c->user, &p)) {
+            stop = 1;
+            want_ckpt = 1;
+            if ((st = check_weights(t)) != SN_OK) return st;
+        }
+        if (want_ckpt && (st = save_last(t)) != SN_OK)
+            return sn_error(st, "step %" PRId64 ": checkpoint failed: %s", t->step, sn_last_error());
+    }
+    if (stop) tlog(t, SN_LOG_INFO, "stopped at step %" PRId64 " of %" PRId64, t->step, t->total_steps);
+    return SN_OK;
+}
