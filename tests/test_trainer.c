@@ -1,0 +1,383 @@
+/* The training loop end to end on a tiny synthetic image folder (3 colour classes, 64x64 PNGs):
+ * learning, bit-exact resume, checkpoints readable by sn_model_load, divergence handling that
+ * keeps the last good checkpoint, class-count refusal, and evaluation metrics. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "data.h"
+#include "model.h"
+#include "safetensors.h"
+#include "spinenet.h"
+#include "test.h"
+#include "trainer.h"
+
+#define PER_CLASS 8
+#define SIDE 64
+
+static char root[256];
+
+/* Class k has colour channel k bright on a dim background, with per-pixel noise and a random
+ * brightness, so every crop and flip still shows the class. */
+static int make_dataset(const char *dir, int classes) {
+    if (mkdir(dir, 0777) != 0) return -1;
+    sn_rng r;
+    sn_rng_seed(&r, 42);
+    for (int k = 0; k < classes; k++) {
+        char cdir[512];
+        snprintf(cdir, sizeof cdir, "%s/class%d", dir, k);
+        if (mkdir(cdir, 0777) != 0) return -1;
+        for (int i = 0; i < PER_CLASS; i++) {
+            sn_image img;
+            if (sn_image_alloc(&img, SIDE, SIDE, 3) != SN_OK) return -1;
+            int hi = 160 + (int)(sn_rng_uniform(&r) * 90);
+            for (int p = 0; p < SIDE * SIDE; p++)
+                for (int ch = 0; ch < 3; ch++) {
+                    int v = (ch == k % 3 ? hi : 40) + (int)(sn_rng_uniform(&r) * 30);
+                    img.pixels[p * 3 + ch] = (uint8_t)(v > 255 ? 255 : v);
+                }
+            char path[600];
+            snprintf(path, sizeof path, "%s/img%02d.png", cdir, i);
+            sn_status st = sn_image_save_png(&img, path);
+            sn_image_free(&img);
+            if (st != SN_OK) return -1;
+        }
+    }
+    return 0;
+}
+
+static void base_cfg(sn_train_config *c, const char *out_dir) {
+    sn_train_config_defaults(c);
+    sn_config_init(&c->model, "spinenet-mobile-49xs");
+    c->model.flavour = SN_FLAVOUR_TPU;
+    c->model.head = SN_HEAD_CLASSIFIER;
+    c->model.num_classes = 3;
+    c->model.activation = SN_ACT_RELU;
+    c->data = SN_TRAIN_DATA_FOLDER;
+    snprintf(c->data_path, sizeof c->data_path, "%s/data", root);
+    snprintf(c->eval_path, sizeof c->eval_path, "%s/data", root);
+    c->image_size = 64;
+    c->batch = 4;
+    c->steps = 6;
+    sn_lr_schedule_init(&c->lr, SN_LR_COSINE, 0.05);
+    c->lr.total_steps = 6;
+    c->lr.warmup_steps = 2;
+    c->lr.warmup_init_lr = 0.01;
+    c->sgd.clip_norm = 10.0;
+    c->drop_path_rate = 0.2f;
+    c->threads = 2;
+    c->seed = 7;
+    c->eval_every = -1;
+    c->checkpoint_every = 0;
+    snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", root, out_dir);
+}
+
+static sn_status train(const sn_train_config *c, sn_trainer **out) {
+    sn_trainer *t = NULL;
+    sn_status st = sn_trainer_create(c, &t);
+    if (st == SN_OK) st = sn_trainer_run(t);
+    if (st != SN_OK && out) *out = NULL;
+    if (out && st == SN_OK) *out = t;
+    else sn_trainer_free(t);
+    return st;
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc((size_t)len + 1);
+    *n = fread(*buf, 1, (size_t)len, f);
+    fclose(f);
+    return *n == (size_t)len ? 0 : -1;
+}
+
+/* Losses seen by the progress callback, to compare the start and the end of a run. */
+typedef struct {
+    double first_loss, last_loss, last_acc;
+    int calls, evals;
+} prog_log;
+
+static int on_progress(void *user, const sn_train_progress *p) {
+    prog_log *l = user;
+    if (l->calls == 0) l->first_loss = p->loss;
+    l->calls++;
+    l->last_loss = p->loss;
+    l->last_acc = p->accuracy;
+    l->evals += p->evaluated;
+    return 0;
+}
+
+/* (1) Learning, (3) checkpoints readable by sn_model_load, (6) evaluation consistency. */
+static void test_learns(void) {
+    sn_train_config c;
+    base_cfg(&c, "learn");
+    c.steps = 36; /* six epochs of 24 images */
+    c.lr.total_steps = 36;
+    c.lr.base_lr = 0.1;
+    c.drop_path_rate = 0.0f;
+    c.eval_every = 0; /* each epoch */
+    prog_log pl = {0};
+    c.progress = on_progress;
+    c.user = &pl;
+    sn_trainer *t = NULL;
+    CHECK_OK(train(&c, &t));
+    if (!t) return;
+    CHECK(pl.calls == 36 && pl.evals == 6, "progress calls %d evals %d", pl.calls, pl.evals);
+    CHECK(pl.last_loss < 0.6 * pl.first_loss, "loss %g -> %g", pl.first_loss, pl.last_loss);
+    double best = sn_trainer_best_top1(t);
+    CHECK(best >= 0.9, "best eval top-1 %g", best);
+
+    /* Evaluate the final model; top-5 covers all 3 classes; the confusion matrix sums up. */
+    sn_dataset *ds = NULL;
+    CHECK_OK(sn_folder_open(c.data_path, NULL, &ds, NULL));
+    double top1 = -1, top5 = -1;
+    int64_t conf[9];
+    CHECK_OK(sn_trainer_evaluate(sn_trainer_model(t), ds, 64, 5, 2, NULL, &top1, &top5, conf));
+    int64_t sum = 0, diag = 0;
+    for (int i = 0; i < 9; i++) sum += conf[i];
+    for (int i = 0; i < 3; i++) diag += conf[i * 3 + i];
+    CHECK(sum == 24, "confusion sums to %lld", (long long)sum);
+    CHECK(top1 == (double)diag / 24.0, "top1 %g vs diagonal %lld/24", top1, (long long)diag);
+    CHECK(top5 == 1.0, "top5 %g with 3 classes", top5);
+    for (int k = 0; k < 3; k++) {
+        int64_t row = conf[k * 3] + conf[k * 3 + 1] + conf[k * 3 + 2];
+        CHECK(row == PER_CLASS, "class %d row sum %lld", k, (long long)row);
+    }
+
+    /* best.safetensors loads with sn_model_load and scores what the trainer recorded (same
+     * threads and batch, so bit-identical logits). */
+    char path[600];
+    snprintf(path, sizeof path, "%s/best.safetensors", c.out_dir);
+    sn_model *bm = NULL;
+    CHECK_OK(sn_model_load(path, &bm));
+    if (bm) {
+        CHECK(sn_model_config(bm)->num_classes == 3, "classes %d", sn_model_config(bm)->num_classes);
+        const char *n0 = sn_model_class_name(bm, 0);
+        CHECK(n0 && strcmp(n0, "class0") == 0, "class name %s", n0 ? n0 : "(null)");
+        double b1 = -1;
+        CHECK_OK(sn_trainer_evaluate(bm, ds, 64, 4, 2, &c.aug, &b1, NULL, NULL));
+        CHECK(b1 == best, "best file top-1 %g vs recorded %g", b1, best);
+        sn_model_free(bm);
+    }
+    /* last.safetensors holds the final weights bit for bit, momentum and the step. */
+    snprintf(path, sizeof path, "%s/last.safetensors", c.out_dir);
+    sn_st_file f;
+    CHECK_OK(sn_st_read(path, &f));
+    sn_model *m = sn_trainer_model(t);
+    int same = 1, found = 1;
+    for (int i = 0; i < sn_model_num_params(m); i++) {
+        sn_param p;
+        sn_model_param_at(m, i, &p);
+        const sn_st_tensor *ft = sn_st_find(&f, p.name);
+        if (!ft) {
+            found = 0;
+            continue;
+        }
+        same &= memcmp(ft->data, p.data, p.count * sizeof(float)) == 0;
+        char on[300];
+        snprintf(on, sizeof on, "opt.momentum.%s", p.name);
+        if (sn_optim_is_trainable(p.name) && !sn_st_find(&f, on)) found = 0;
+    }
+    CHECK(found && same, "last.safetensors: all tensors %d, identical %d", found, same);
+    const char *sv = sn_st_meta(&f, "train.step");
+    CHECK(sv && strcmp(sv, "36") == 0, "train.step %s", sv ? sv : "(null)");
+    CHECK(sn_st_meta(&f, "format") && sn_st_meta(&f, "model"), "model metadata present");
+    sn_st_free(&f);
+    sn_dataset_free(ds);
+    sn_trainer_free(t);
+}
+
+/* (2) 6 steps straight == 3 steps, then a fresh trainer resuming for 3 more: bit-identical
+ * weights (incl. BN moving statistics) and momentum, with stochastic depth and evaluation on. */
+static void test_resume(void) {
+    sn_train_config a, b;
+    base_cfg(&a, "straight");
+    a.eval_every = 2;
+    base_cfg(&b, "resumed");
+    b.eval_every = 2;
+    b.steps = 3;
+    sn_trainer *ta = NULL, *tb = NULL;
+    CHECK_OK(train(&a, &ta));
+    CHECK_OK(train(&b, NULL));
+    b.steps = 6;
+    b.resume = 1;
+    CHECK_OK(train(&b, &tb));
+    if (!ta || !tb) {
+        sn_trainer_free(ta);
+        sn_trainer_free(tb);
+        return;
+    }
+    CHECK(sn_trainer_step(tb) == 6, "resumed step %lld", (long long)sn_trainer_step(tb));
+    sn_model *ma = sn_trainer_model(ta), *mb = sn_trainer_model(tb);
+    int diff = 0;
+    for (int i = 0; i < sn_model_num_params(ma); i++) {
+        sn_param pa, pb;
+        sn_model_param_at(ma, i, &pa);
+        sn_model_param_at(mb, i, &pb);
+        if (memcmp(pa.data, pb.data, pa.count * sizeof(float)) != 0) {
+            if (!diff) fprintf(stderr, "first differing tensor: %s\n", pa.name);
+            diff++;
+        }
+    }
+    CHECK(diff == 0, "%d parameter tensors differ after resume", diff);
+    const sn_opt_tensor *oa, *ob;
+    int na = 0, nb = 0, mdiff = 0;
+    CHECK_OK(sn_optim_state_tensors(sn_trainer_optim(ta), &oa, &na));
+    CHECK_OK(sn_optim_state_tensors(sn_trainer_optim(tb), &ob, &nb));
+    CHECK(na == nb && na > 0, "momentum tensors %d vs %d", na, nb);
+    for (int i = 0; i < na && i < nb; i++)
+        mdiff += memcmp(oa[i].data, ob[i].data, oa[i].count * sizeof(float)) != 0;
+    CHECK(mdiff == 0, "%d momentum tensors differ after resume", mdiff);
+    CHECK(sn_optim_get_step(sn_trainer_optim(tb)) == 6, "optimizer step");
+    CHECK(sn_trainer_best_top1(ta) == sn_trainer_best_top1(tb), "best %g vs %g",
+          sn_trainer_best_top1(ta), sn_trainer_best_top1(tb));
+    /* The two last.safetensors are the same bytes too (same state, same writer). */
+    char pa_[600], pb_[600];
+    snprintf(pa_, sizeof pa_, "%s/last.safetensors", a.out_dir);
+    snprintf(pb_, sizeof pb_, "%s/last.safetensors", b.out_dir);
+    unsigned char *ba = NULL, *bb = NULL;
+    size_t la = 0, lb = 0;
+    CHECK(read_file(pa_, &ba, &la) == 0 && read_file(pb_, &bb, &lb) == 0, "read checkpoints");
+    CHECK(la == lb && ba && bb && memcmp(ba, bb, la) == 0, "last.safetensors differ (%zu vs %zu)", la, lb);
+    free(ba);
+    free(bb);
+    sn_trainer_free(ta);
+    sn_trainer_free(tb);
+}
+
+/* (4) A learning rate that overflows float32 makes the weights infinite: the run stops with an
+ * error naming the step and last.safetensors keeps the bytes of the last good step. */
+static void test_divergence(void) {
+    sn_train_config c;
+    base_cfg(&c, "nan");
+    c.steps = 2;
+    c.checkpoint_every = 1;
+    CHECK_OK(train(&c, NULL));
+    char path[600];
+    snprintf(path, sizeof path, "%s/last.safetensors", c.out_dir);
+    unsigned char *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    CHECK(read_file(path, &before, &nb) == 0, "read %s", path);
+    c.resume = 1;
+    c.steps = 6;
+    sn_lr_schedule_init(&c.lr, SN_LR_CONSTANT, 1e39); /* finite double, inf as float */
+    sn_status st = train(&c, NULL);
+    CHECK(st == SN_ERR_INVALID_ARG, "status %s", sn_status_name(st));
+    CHECK(strstr(sn_last_error(), "step 3") != NULL, "message: %s", sn_last_error());
+    CHECK(read_file(path, &after, &na) == 0, "read %s", path);
+    CHECK(na == nb && before && after && memcmp(before, after, na) == 0,
+          "last.safetensors changed by a diverged run");
+    free(after);
+    after = NULL;
+    /* The same with checkpoints only at the end: the non-finite loss itself is caught. */
+    c.checkpoint_every = 0;
+    st = train(&c, NULL);
+    CHECK(st == SN_ERR_INVALID_ARG, "status %s", sn_status_name(st));
+    CHECK(strstr(sn_last_error(), "step ") != NULL, "message: %s", sn_last_error());
+    CHECK(read_file(path, &after, &na) == 0 && na == nb && before && after &&
+              memcmp(before, after, na) == 0,
+          "last.safetensors changed by a diverged run (end-only checkpoints)");
+    free(before);
+    free(after);
+}
+
+/* (5) A dataset with another class count than the model is refused by name. */
+static void test_class_mismatch(void) {
+    sn_train_config c;
+    base_cfg(&c, "mismatch");
+    c.model.num_classes = 5;
+    sn_trainer *t = NULL;
+    sn_status st = sn_trainer_create(&c, &t);
+    CHECK(st == SN_ERR_INVALID_ARG && t == NULL, "status %s", sn_status_name(st));
+    CHECK(strstr(sn_last_error(), "3 classes") && strstr(sn_last_error(), "5"), "message: %s",
+          sn_last_error());
+    /* Evaluation refuses it too. */
+    sn_config mc;
+    sn_config_init(&mc, "spinenet-mobile-49xs");
+    mc.head = SN_HEAD_CLASSIFIER;
+    mc.flavour = SN_FLAVOUR_TPU;
+    mc.num_classes = 4;
+    sn_model *m = NULL;
+    sn_dataset *ds = NULL;
+    CHECK_OK(sn_model_create(&mc, 1, &m));
+    CHECK_OK(sn_folder_open(c.data_path, NULL, &ds, NULL));
+    double top1;
+    CHECK(sn_trainer_evaluate(m, ds, 64, 4, 1, NULL, &top1, NULL, NULL) == SN_ERR_INVALID_ARG,
+          "evaluate accepted a 3-class set for a 4-class model");
+    sn_dataset_free(ds);
+    sn_model_free(m);
+}
+
+/* (6) Evaluation on a known case: a model whose classifier ignores the image (zero kernel) and
+ * prefers class 1 through its bias predicts 1 everywhere: top-1 = 1/3, the confusion matrix is
+ * column 1 only, and top-5 over 3 classes is 1. */
+static void test_eval_known(void) {
+    sn_config mc;
+    sn_config_init(&mc, "spinenet-mobile-49xs");
+    mc.head = SN_HEAD_CLASSIFIER;
+    mc.flavour = SN_FLAVOUR_TPU;
+    mc.num_classes = 3;
+    sn_model *m = NULL;
+    CHECK_OK(sn_model_create(&mc, 1, &m));
+    if (!m) return;
+    int found = 0;
+    for (int i = 0; i < sn_model_num_params(m); i++) {
+        sn_param p;
+        sn_model_param_at(m, i, &p);
+        if (!strstr(p.name, "head.fc")) continue;
+        size_t len = strlen(p.name);
+        if (len > 7 && strcmp(p.name + len - 7, ".weight") == 0) {
+            memset(p.data, 0, p.count * sizeof(float));
+            found |= 1;
+        } else if (len > 5 && strcmp(p.name + len - 5, ".bias") == 0 && p.count == 3) {
+            p.data[0] = 0.0f;
+            p.data[1] = 1.0f;
+            p.data[2] = 0.5f;
+            found |= 2;
+        }
+    }
+    CHECK(found == 3, "classifier tensors found: %d", found);
+    sn_dataset *ds = NULL;
+    char dpath[600];
+    snprintf(dpath, sizeof dpath, "%s/data", root);
+    CHECK_OK(sn_folder_open(dpath, NULL, &ds, NULL));
+    double top1 = -1, top5 = -1;
+    int64_t conf[9];
+    CHECK_OK(sn_trainer_evaluate(m, ds, 64, 5, 1, NULL, &top1, &top5, conf));
+    CHECK(fabs(top1 - 1.0 / 3.0) < 1e-12, "top1 %g", top1);
+    CHECK(top5 == 1.0, "top5 %g", top5);
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < 3; j++)
+            CHECK(conf[k * 3 + j] == (j == 1 ? PER_CLASS : 0), "confusion[%d][%d] = %lld", k, j,
+                  (long long)conf[k * 3 + j]);
+    sn_dataset_free(ds);
+    sn_model_free(m);
+}
+
+int main(void) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/sn_trainer_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(root)) {
+        fprintf(stderr, "mkdtemp failed\n");
+        return 1;
+    }
+    char data[300];
+    snprintf(data, sizeof data, "%s/data", root);
+    CHECK(make_dataset(data, 3) == 0, "synthetic dataset in %s", data);
+    test_class_mismatch();
+    test_eval_known();
+    test_divergence();
+    test_resume();
+    test_learns();
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    return TEST_SUMMARY();
+}
