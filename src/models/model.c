@@ -460,7 +460,9 @@ sn_status sn_model_load(const char *path, sn_model **out) {
     }
     if (st == SN_OK && f.n_tensors != m->params.n) {
         for (int i = 0; i < f.n_tensors; i++)
-            if (sn_paramtab_find(&m->params, f.tensors[i].name) < 0) {
+            /* A training checkpoint also holds optimizer state ("opt.*"); the model ignores it. */
+            if (strncmp(f.tensors[i].name, "opt.", 4) != 0 &&
+                sn_paramtab_find(&m->params, f.tensors[i].name) < 0) {
                 st = sn_error(SN_ERR_FORMAT, "%s: unexpected tensor '%s' for model %s", path,
                               f.tensors[i].name, m->cfg.model);
                 break;

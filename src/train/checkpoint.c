@@ -2,7 +2,6 @@
  * safetensors file written atomically, and their restoration for --resume. Layout: trainer.h. */
 #include <inttypes.h>
 #include <stdarg.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

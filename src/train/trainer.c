@@ -383,6 +383,13 @@ sn_status sn_trainer_run(sn_trainer *t) {
             return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
         for (int i = 0; i < t->np; i++)
             if (t->grads[i]) memset(t->grads[i], 0, t->op[i].count * sizeof(float));
+        /* Dataset labels are checked here so that a non-finite loss below can only mean
+         * divergence (the images are 8-bit, hence finite), and the message can say so. */
+        for (int i = 0; i < b.n; i++)
+            if (b.labels[i] < 0 || b.labels[i] >= c->model.num_classes)
+                return sn_error(SN_ERR_INVALID_ARG, "step %" PRId64 ": sample %d has label %d, "
+                                "outside 0..%d", t->step + 1, b.indices[i], b.labels[i],
+                                c->model.num_classes - 1);
         double loss = NAN;
         /* Stochastic depth draws from a seed fixed by (seed, step): nothing to save on resume. */
         st = sn_model_loss_grad(t->m, b.images, b.labels, c->label_smoothing,
@@ -390,10 +397,13 @@ sn_status sn_trainer_run(sn_trainer *t) {
         if (st != SN_OK || !isfinite(loss)) {
             /* The forward already moved the BN moving statistics; nothing is saved, so the last
              * checkpoint on disk remains the last good state. */
-            return sn_error(st != SN_OK ? st : SN_ERR_INVALID_ARG,
-                            "step %" PRId64 ": training stopped: %s; no checkpoint written, the "
-                            "last good one is kept", t->step + 1,
-                            st != SN_OK ? sn_last_error() : "the loss is not finite");
+            if (st == SN_ERR_INVALID_ARG || st == SN_OK)
+                return sn_error(SN_ERR_INVALID_ARG,
+                                "step %" PRId64 ": training diverged: the loss is not finite "
+                                "(lower the learning rate or clip gradients); no checkpoint "
+                                "written, the last good one is kept", t->step + 1);
+            return sn_error(st, "step %" PRId64 ": training stopped: %s; no checkpoint written, "
+                            "the last good one is kept", t->step + 1, sn_last_error());
         }
         double lr = sn_lr_at(&c->lr, t->step);
         double norm = 0.0;
