@@ -70,5 +70,26 @@ fi
 expect_error "not a classifier" "$sn" classify --weights "$tmp/m.safetensors" x.png
 expect_error "unexpected argument 'foo'" "$sn" info foo
 
+# train: a few steps on Fashion-MNIST write last.safetensors; --resume continues to more steps;
+# the checkpoint loads for classify.
+if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  "$sn" train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4 \
+    --steps 3 --eval-every -1 --threads 2 -o "$tmp/run" > "$tmp/train.out" 2>&1 \
+    && grep -q "done after 3 steps" "$tmp/train.out" && [ -f "$tmp/run/last.safetensors" ] \
+    && ok || bad "train: $(tail -3 "$tmp/train.out")"
+  "$sn" train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4 \
+    --steps 5 --eval-every -1 --threads 2 -o "$tmp/run" --resume > "$tmp/train2.out" 2>&1 \
+    && grep -q "done after 5 steps" "$tmp/train2.out" && grep -q "step 4/5" "$tmp/train2.out" \
+    && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
+  if [ -f "${img:-}" ]; then
+    "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$img" | grep -Eq "(T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot) [01]\." \
+      && ok || bad "classify with the trained checkpoint's class names"
+  fi
+  expect_error "needs -o OUTDIR" "$sn" train --data fashion-mnist
+else
+  echo "note: Fashion-MNIST not installed, train test skipped"
+fi
+expect_error "needs --data" "$sn" train -o "$tmp/x"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

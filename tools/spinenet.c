@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "data.h"
+#include "trainer.h"
 #include "spinenet.h"
 
 static int die(const char *fmt, const char *arg) {
@@ -27,6 +30,9 @@ static int fail_status(void) {
 /* Options shared by the subcommands that build or load a model. */
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
+    const char *data, *eval_data, *schedule;
+    double lr, warmup_lr, wd, momentum, clip, smoothing, drop;
+    int epochs, steps, warmup_steps, resume, skip_bad, checkpoint_every, eval_every;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
         warmup, top;
     uint64_t seed;
@@ -55,6 +61,8 @@ static void usage(FILE *f) {
             "  info     per-block table of a model: level, type, channels, size, params, MACs\n"
             "  init     write a seeded, initialised model as safetensors\n"
             "  bench    time the forward pass\n"
+            "  train    train a classifier (Fashion-MNIST or an image folder), with checkpoints\n"
+            "  eval     top-1, top-5 and the confusion matrix of a classifier on a dataset\n"
             "  classify top-k classes of images with a classifier: --weights W IMAGE...\n"
             "  version  print the version\n"
             "\n"
@@ -78,6 +86,18 @@ static void usage(FILE *f) {
             "init:  -o FILE [--seed N (default 0)]\n"
             "bench: [--threads T (default 1)] [--runs N (default 10)] [--batch B (default 1)]\n"
             "       [--no-fold] [--json]\n"
+            "train: --data fashion-mnist[:DIR] | --data DIR (one subfolder per class)\n"
+            "       [--eval-data DIR (folders; fashion-mnist uses its t10k split)] -o OUTDIR\n"
+            "       [--model M] [--flavour F (tpu serves any size >= 64)] [--act A] [--size S (64)]\n"
+            "       [--batch B (32)] [--epochs E (1) | --steps N] [--lr LR (0.1)]\n"
+            "       [--schedule cosine|constant (cosine)] [--warmup-steps N (0)] [--warmup-lr LR (0)]\n"
+            "       [--momentum M (0.9)] [--weight-decay WD (4e-5, on kernels)] [--clip NORM (off)]\n"
+            "       [--label-smoothing S (0.1)] [--drop-rate R (0)] [--threads T (1)] [--seed N (0)]\n"
+            "       [--checkpoint-every N (500)] [--eval-every N (0: each epoch; -1: never)]\n"
+            "       [--skip-bad (leave out unreadable images)] [--resume (continue OUTDIR/last)]\n"
+            "       writes OUTDIR/last.safetensors and OUTDIR/best.safetensors; Ctrl-C stops cleanly\n"
+            "eval: --weights FILE --data fashion-mnist[:DIR] | --data DIR [--size S] [--batch B]\n"
+            "       [--threads T] [--json]\n"
             "classify: --weights FILE [--size S (default: the model's)] [--top K (default 5)]\n"
             "       [--threads T] IMAGE... (JPEG or PNG; resized to S x S, normalised as spec 7.6)\n");
 }
@@ -92,6 +112,13 @@ static int parse_opts(int argc, char **argv, opts *o) {
     o->max_level = -1;
     o->warmup = 1;
     o->top = 5;
+    o->epochs = 1;
+    o->lr = 0.1;
+    o->momentum = 0.9;
+    o->wd = 4e-5;
+    o->smoothing = 0.1;
+    o->checkpoint_every = 500;
+    o->eval_every = 0;
     o->files = calloc((size_t)argc, sizeof *o->files);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -115,6 +142,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
         STR("--act", act)
         STR("--block-spec", block_spec)
         STR("--weights", weights)
+        STR("--data", data)
+        STR("--eval-data", eval_data)
+        STR("--schedule", schedule)
         STR("-o", out)
         STR("--output", out)
         INT("--classes", classes, 1, 100000)
@@ -129,6 +159,32 @@ static int parse_opts(int argc, char **argv, opts *o) {
         INT("--batch", batch, 1, 65536)
         INT("--warmup", warmup, 0, 1000)
         INT("--top", top, 1, 100000)
+        INT("--epochs", epochs, 1, 100000)
+        INT("--steps", steps, 1, 1000000000)
+        INT("--warmup-steps", warmup_steps, 0, 1000000000)
+        INT("--checkpoint-every", checkpoint_every, 0, 1000000000)
+        INT("--eval-every", eval_every, -1, 1000000000)
+#define DBL(flag, field, lo, hi)                                                 \
+    if (strcmp(a, flag) == 0) {                                                  \
+        char *end_;                                                              \
+        double x_ = v ? strtod(v, &end_) : 0;                                    \
+        if (!v || end_ == v || *end_ || !(x_ >= lo && x_ <= hi)) {               \
+            fprintf(stderr, "spinenet: error: %s needs a number in %g..%g, got '%s'\n", \
+                    flag, (double)lo, (double)hi, v ? v : "(nothing)");         \
+            return -1;                                                           \
+        }                                                                        \
+        o->field = x_;                                                           \
+        i++;                                                                     \
+        continue;                                                                \
+    }
+        DBL("--lr", lr, 0.0, 100.0)
+        DBL("--warmup-lr", warmup_lr, 0.0, 100.0)
+        DBL("--weight-decay", wd, 0.0, 1.0)
+        DBL("--momentum", momentum, 0.0, 0.9999)
+        DBL("--clip", clip, 0.0, 1e9)
+        DBL("--label-smoothing", smoothing, 0.0, 0.99)
+        DBL("--drop-rate", drop, 0.0, 0.99)
+#undef DBL
         if (strcmp(a, "--seed") == 0) {
             char *end;
             if (!v) return die("%s needs a value", a), -1;
@@ -142,6 +198,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         if (strcmp(a, "--json") == 0) { o->json = 1; continue; }
         if (strcmp(a, "--p2") == 0) { o->p2 = 1; continue; }
         if (strcmp(a, "--no-fold") == 0) { o->nofold = 1; continue; }
+        if (strcmp(a, "--resume") == 0) { o->resume = 1; continue; }
+        if (strcmp(a, "--skip-bad") == 0) { o->skip_bad = 1; continue; }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
@@ -386,6 +444,173 @@ static int cmd_bench(const opts *o) {
     return rc;
 }
 
+#define SN_FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* "fashion-mnist" or "fashion-mnist:DIR" -> the IDX folder; otherwise NULL (an image folder). */
+static const char *fmnist_dir(const char *spec) {
+    if (strcmp(spec, "fashion-mnist") == 0) return SN_FMNIST_DIR;
+    if (strncmp(spec, "fashion-mnist:", 14) == 0) return spec + 14;
+    return NULL;
+}
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+typedef struct {
+    int tty;
+    double last_print;
+} progress_state;
+
+static double now_s(void);
+
+/* One line per report: redrawn in place on a terminal, plain lines every few seconds otherwise. */
+static int on_progress(void *user, const sn_train_progress *p) {
+    progress_state *ps = user;
+    double t = now_s();
+    int final = p->step >= p->total_steps;
+    if (p->evaluated || final || g_stop || t - ps->last_print >= (ps->tty ? 0.2 : 10.0)) {
+        ps->last_print = t;
+        char ev[96] = "";
+        if (p->best_top1 >= 0) snprintf(ev, sizeof ev, "  best top-1 %.2f%%", 100 * p->best_top1);
+        if (p->evaluated)
+            snprintf(ev, sizeof ev, "  eval top-1 %.2f%% top-5 %.2f%% (best %.2f%%)", 100 * p->eval_top1,
+                     100 * p->eval_top5, 100 * p->best_top1);
+        long eta = (long)p->eta_s;
+        printf("%sepoch %lld  step %lld/%lld  loss %.4f  acc %.1f%%  lr %.4g  %.0f img/s  ETA %ld:%02ld%s%s",
+               ps->tty ? "\r\033[K" : "", (long long)p->epoch + 1, (long long)p->step,
+               (long long)p->total_steps, p->loss, 100 * p->accuracy, p->lr, p->images_per_s,
+               eta / 60, eta % 60, ev, ps->tty && !p->evaluated && !final ? "" : "\n");
+        fflush(stdout);
+    }
+    return g_stop ? 1 : 0;
+}
+
+static void on_log(void *user, sn_log_level level, const char *msg) {
+    (void)user;
+    fprintf(stderr, "spinenet: %s%s\n", level == SN_LOG_WARN ? "warning: " : "", msg);
+}
+
+static int cmd_train(const opts *o) {
+    if (!o->data) return die("%s", "train needs --data fashion-mnist or --data DIR");
+    if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
+    sn_train_config tc;
+    sn_train_config_defaults(&tc);
+    opts mo = *o;
+    if (!o->head) mo.head = "classifier";
+    if (!o->flavour) mo.flavour = "tpu"; /* serves small inputs such as 64x64 */
+    if (!o->size) mo.size = 64;
+    if (get_config(&mo, &tc.model)) return 1;
+    if (!o->classes) tc.model.num_classes = 0; /* take the dataset's */
+    const char *fm = fmnist_dir(o->data);
+    tc.data = fm ? SN_TRAIN_DATA_FASHION_MNIST : SN_TRAIN_DATA_FOLDER;
+    if (strlen(fm ? fm : o->data) >= sizeof tc.data_path) return die("%s", "--data path too long");
+    snprintf(tc.data_path, sizeof tc.data_path, "%s", fm ? fm : o->data);
+    if (o->eval_data) snprintf(tc.eval_path, sizeof tc.eval_path, "%s", o->eval_data);
+    tc.skip_bad = o->skip_bad;
+    tc.image_size = mo.size;
+    tc.batch = o->batch > 1 ? o->batch : 32;
+    tc.epochs = o->epochs;
+    tc.steps = o->steps;
+    int cosine = !o->schedule || strcmp(o->schedule, "cosine") == 0;
+    if (!cosine && strcmp(o->schedule, "constant") != 0)
+        return die("unknown --schedule '%s' (cosine or constant)", o->schedule);
+    sn_lr_schedule_init(&tc.lr, cosine ? SN_LR_COSINE : SN_LR_CONSTANT, o->lr);
+    tc.lr.warmup_steps = o->warmup_steps;
+    tc.lr.warmup_init_lr = o->warmup_lr;
+    sn_sgd_config_default(&tc.sgd);
+    tc.sgd.momentum = o->momentum;
+    tc.sgd.weight_decay = o->wd;
+    tc.sgd.clip_norm = o->clip;
+    tc.label_smoothing = (float)o->smoothing;
+    tc.drop_path_rate = (float)o->drop;
+    tc.threads = o->threads;
+    tc.seed = o->seed;
+    snprintf(tc.out_dir, sizeof tc.out_dir, "%s", o->out);
+    tc.checkpoint_every = o->checkpoint_every;
+    tc.eval_every = o->eval_every;
+    tc.resume = o->resume;
+    progress_state ps = {isatty(STDOUT_FILENO), 0};
+    tc.progress = on_progress;
+    tc.log = on_log;
+    tc.user = &ps;
+    signal(SIGINT, on_sigint);
+    sn_trainer *t = NULL;
+    if (sn_trainer_create(&tc, &t) != SN_OK) return fail_status();
+    double t0 = now_s();
+    sn_status st = sn_trainer_run(t);
+    if (st != SN_OK) {
+        fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+        sn_trainer_free(t);
+        return 1;
+    }
+    char best[64] = "no evaluation";
+    if (sn_trainer_best_top1(t) >= 0)
+        snprintf(best, sizeof best, "best eval top-1 %.2f%%", 100 * sn_trainer_best_top1(t));
+    printf("%s after %lld steps in %.1f s; %s; checkpoints in %s\n", g_stop ? "stopped" : "done",
+           (long long)sn_trainer_step(t), now_s() - t0, best, o->out);
+    sn_trainer_free(t);
+    return 0;
+}
+
+static int cmd_eval(const opts *o) {
+    if (!o->weights) return die("%s", "eval needs --weights FILE (a classifier)");
+    if (!o->data) return die("%s", "eval needs --data fashion-mnist or --data DIR");
+    sn_model *m = NULL;
+    if (get_model(o, &m)) return 1;
+    const sn_config *c = sn_model_config(m);
+    if (c->head != SN_HEAD_CLASSIFIER) {
+        sn_model_free(m);
+        return die("%s: not a classifier", o->weights);
+    }
+    sn_dataset *ds = NULL;
+    const char *fm = fmnist_dir(o->data);
+    sn_status st;
+    if (fm) {
+        st = sn_fashion_mnist_open(fm, 0, &ds);
+    } else {
+        sn_folder_options fo;
+        memset(&fo, 0, sizeof fo);
+        fo.skip_bad = o->skip_bad;
+        sn_folder_stats fs;
+        st = sn_folder_open(o->data, &fo, &ds, &fs);
+    }
+    int64_t *conf = NULL;
+    double top1 = 0, top5 = 0;
+    int k = c->num_classes;
+    if (st == SN_OK) {
+        conf = calloc((size_t)k * k, sizeof *conf);
+        st = sn_trainer_evaluate(m, ds, o->size ? o->size : c->input_size, o->batch > 1 ? o->batch : 64,
+                                 o->threads, NULL, &top1, &top5, conf);
+    }
+    if (st != SN_OK) {
+        fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+    } else if (o->json) {
+        printf("{\"top1\": %.6f, \"top5\": %.6f, \"count\": %d, \"confusion\": [", top1, top5, ds->count);
+        for (int i = 0; i < k; i++) {
+            printf("%s[", i ? ", " : "");
+            for (int j = 0; j < k; j++) printf("%s%lld", j ? ", " : "", (long long)conf[i * k + j]);
+            printf("]");
+        }
+        printf("]}\n");
+    } else {
+        printf("%d images: top-1 %.2f%%, top-5 %.2f%%\nconfusion (rows: true class, columns: predicted)\n",
+               ds->count, 100 * top1, 100 * top5);
+        for (int i = 0; i < k && k <= 50; i++) {
+            const char *name = sn_model_class_name(m, i);
+            printf("%-14.14s", name ? name : "");
+            for (int j = 0; j < k; j++) printf(" %6lld", (long long)conf[i * k + j]);
+            printf("\n");
+        }
+    }
+    free(conf);
+    sn_dataset_free(ds);
+    sn_model_free(m);
+    return st == SN_OK ? 0 : 1;
+}
+
 /* Top-k classes of each image; an unreadable image is reported and the others still run. */
 static int cmd_classify(const opts *o) {
     if (!o->weights) return die("%s", "classify needs --weights FILE (a classifier)");
@@ -468,8 +693,9 @@ int main(int argc, char **argv) {
     }
     opts o;
     if (strcmp(cmd, "info") != 0 && strcmp(cmd, "init") != 0 && strcmp(cmd, "bench") != 0 &&
-        strcmp(cmd, "classify") != 0)
-        return die("unknown command '%s' (info, init, bench, classify, version; see spinenet --help)",
+        strcmp(cmd, "classify") != 0 && strcmp(cmd, "train") != 0 && strcmp(cmd, "eval") != 0)
+        return die("unknown command '%s' (info, init, bench, train, eval, classify, version; see "
+                   "spinenet --help)",
                    cmd);
     int rc;
     if (parse_opts(argc, argv, &o))
@@ -482,6 +708,10 @@ int main(int argc, char **argv) {
         rc = cmd_init(&o);
     else if (strcmp(cmd, "classify") == 0)
         rc = cmd_classify(&o);
+    else if (strcmp(cmd, "train") == 0)
+        rc = cmd_train(&o);
+    else if (strcmp(cmd, "eval") == 0)
+        rc = cmd_eval(&o);
     else
         rc = cmd_bench(&o);
     free(o.files);

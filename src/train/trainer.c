@@ -201,7 +201,11 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         return sn_error(SN_ERR_INVALID_ARG, "label smoothing and drop-path rate must be in [0, 1)");
     if (cfg->resume && !cfg->out_dir[0])
         return sn_error(SN_ERR_INVALID_ARG, "resume needs the output directory of the run");
-    sn_status st = sn_lr_schedule_check(&cfg->lr);
+    /* A cosine schedule with no length decays over the whole run (filled in below). */
+    sn_lr_schedule lr_probe = cfg->lr;
+    if (lr_probe.kind == SN_LR_COSINE && lr_probe.total_steps <= 0)
+        lr_probe.total_steps = lr_probe.warmup_steps + 1;
+    sn_status st = sn_lr_schedule_check(&lr_probe);
     if (st != SN_OK) return st;
     sn_trainer *t = sn_calloc(1, sizeof *t);
     if (!t) return SN_ERR_OOM;
@@ -257,6 +261,10 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     if ((st = sn_loader_create(t->train_ds, &lc, &t->loader)) != SN_OK) goto fail;
     t->per_epoch = sn_loader_batches_per_epoch(t->loader);
     t->total_steps = t->cfg.steps > 0 ? t->cfg.steps : t->cfg.epochs * t->per_epoch;
+    if (t->cfg.lr.kind == SN_LR_COSINE && t->cfg.lr.total_steps <= 0) {
+        t->cfg.lr.total_steps = t->total_steps;
+        if ((st = sn_lr_schedule_check(&t->cfg.lr)) != SN_OK) goto fail;
+    }
 
     if (t->cfg.out_dir[0]) {
         /* Create the directory (one level) if needed; an existing one is fine. */
