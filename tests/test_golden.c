@@ -9,39 +9,11 @@
 #include "core.h"
 #include "model.h"
 #include "safetensors.h"
+#include "golden_fill.h"
 #include "spinenet.h"
 #include "test.h"
 
 #define SEED 1234
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* The fill ranges of tests/golden/README.md. */
-static void golden_fill_params(sn_model *m) {
-    for (int i = 0; i < sn_model_num_params(m); i++) {
-        sn_param p;
-        sn_model_param_at(m, i, &p);
-        double lo, hi;
-        if (ends_with(p.name, ".weight")) {
-            double fan = p.ndim == 4 ? (double)(p.shape[0] * p.shape[1] * p.shape[2]) : (double)p.shape[0];
-            hi = sqrt(3.0 / fan);
-            lo = -hi;
-        } else if (ends_with(p.name, ".gamma")) {
-            lo = 0.8;
-            hi = 1.2;
-        } else if (ends_with(p.name, ".var")) {
-            lo = 0.5;
-            hi = 1.5;
-        } else {
-            lo = -0.1; /* bias, beta, mean */
-            hi = 0.1;
-        }
-        sn_hash_fill(p.data, p.count, p.name, SEED, lo, hi);
-    }
-}
 
 static int meta_i(const sn_st_file *f, const char *k, int def) {
     const char *v = sn_st_meta(f, k);
@@ -106,7 +78,7 @@ static void run_case(const char *dir, const char *file) {
     st = sn_model_create_uninit(&cfg, &m);
     CHECK(st == SN_OK, "%s: create: %s", file, sn_last_error());
     if (st != SN_OK) goto out;
-    golden_fill_params(m);
+    golden_fill_params(m, SEED);
     /* The reference counted its parameters independently (weights, biases, BN gamma/beta). */
     const char *np = sn_st_meta(&g, "num_params");
     int n_rows;

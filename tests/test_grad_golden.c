@@ -10,35 +10,11 @@
 #include "core.h"
 #include "model.h"
 #include "safetensors.h"
+#include "golden_fill.h"
 #include "spinenet.h"
 #include "test.h"
 
 #define SEED 1234
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-static void golden_fill_params(sn_model *m) {
-    for (int i = 0; i < sn_model_num_params(m); i++) {
-        sn_param p;
-        sn_model_param_at(m, i, &p);
-        double lo = -0.1, hi = 0.1;
-        if (ends_with(p.name, ".weight")) {
-            double fan = p.ndim == 4 ? (double)(p.shape[0] * p.shape[1] * p.shape[2]) : (double)p.shape[0];
-            hi = sqrt(3.0 / fan);
-            lo = -hi;
-        } else if (ends_with(p.name, ".gamma")) {
-            lo = 0.8;
-            hi = 1.2;
-        } else if (ends_with(p.name, ".var")) {
-            lo = 0.5;
-            hi = 1.5;
-        }
-        sn_hash_fill(p.data, p.count, p.name, SEED, lo, hi);
-    }
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -76,7 +52,7 @@ static void run_case(const char *dir, const char *file) {
     st = sn_model_create_uninit(&cfg, &m);
     CHECK(st == SN_OK, "%s: %s", file, sn_last_error());
     if (st != SN_OK) goto out;
-    golden_fill_params(m);
+    golden_fill_params(m, SEED);
     np = sn_model_num_params(m);
     grads = calloc((size_t)np, sizeof *grads);
     for (int i = 0; i < np; i++) {
@@ -125,7 +101,7 @@ static void run_case(const char *dir, const char *file) {
         sn_param p;
         sn_model_param_at(m, i, &p);
         char key[256];
-        if (ends_with(p.name, ".mean") || ends_with(p.name, ".var")) {
+        if (gf_ends_with(p.name, ".mean") || gf_ends_with(p.name, ".var")) {
             snprintf(key, sizeof key, "running.%s", p.name);
             t = sn_st_find(&g, key);
             CHECK(t && t->count == p.count, "%s: %s missing", file, key);

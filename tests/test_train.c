@@ -8,6 +8,7 @@
 
 #include "core.h"
 #include "model.h"
+#include "golden_fill.h"
 #include "spinenet.h"
 #include "test.h"
 
@@ -16,27 +17,6 @@ typedef struct {
     float **grads;
     int np;
 } trainer;
-
-static void fill(sn_model *m) {
-    for (int i = 0; i < sn_model_num_params(m); i++) {
-        sn_param p;
-        sn_model_param_at(m, i, &p);
-        size_t len = strlen(p.name);
-        double lo = -0.1, hi = 0.1;
-        if (len > 7 && strcmp(p.name + len - 7, ".weight") == 0) {
-            double fan = p.ndim == 4 ? (double)(p.shape[0] * p.shape[1] * p.shape[2]) : (double)p.shape[0];
-            hi = sqrt(3.0 / fan);
-            lo = -hi;
-        } else if (len > 6 && strcmp(p.name + len - 6, ".gamma") == 0) {
-            lo = 0.8;
-            hi = 1.2;
-        } else if (len > 4 && strcmp(p.name + len - 4, ".var") == 0) {
-            lo = 0.5;
-            hi = 1.5;
-        }
-        sn_hash_fill(p.data, p.count, p.name, 99, lo, hi);
-    }
-}
 
 static int setup(trainer *t, const char *model, sn_flavour fl, sn_act act, float drop, int threads,
                  int n, int size) {
@@ -49,7 +29,7 @@ static int setup(trainer *t, const char *model, sn_flavour fl, sn_act act, float
     c.drop_path_rate = drop;
     t->m = NULL;
     if (sn_model_create(&c, 1, &t->m) != SN_OK) return -1;
-    fill(t->m);
+    golden_fill_params(t->m, 99);
     sn_model_set_threads(t->m, threads);
     if (sn_model_plan_train(t->m, n, size, size) != SN_OK) return -1;
     t->np = sn_model_num_params(t->m);
