@@ -31,7 +31,7 @@ static int fail_status(void) {
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
     const char *data, *eval_data, *schedule;
-    double lr, warmup_lr, wd, momentum, clip, smoothing, drop;
+    double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area;
     int epochs, steps, warmup_steps, resume, skip_bad, checkpoint_every, eval_every;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
         warmup, top;
@@ -93,6 +93,7 @@ static void usage(FILE *f) {
             "       [--schedule cosine|constant (cosine)] [--warmup-steps N (0)] [--warmup-lr LR (0)]\n"
             "       [--momentum M (0.9)] [--weight-decay WD (4e-5, on kernels)] [--clip NORM (off)]\n"
             "       [--label-smoothing S (0.1)] [--drop-rate R (0)] [--threads T (1)] [--seed N (0)]\n"
+            "       [--min-crop-area A (0.08: random crops keep A..1 of the image; 1: no cropping)]\n"
             "       [--checkpoint-every N (500)] [--eval-every N (0: each epoch; -1: never)]\n"
             "       [--skip-bad (leave out unreadable images)] [--resume (continue OUTDIR/last)]\n"
             "       writes OUTDIR/last.safetensors and OUTDIR/best.safetensors; Ctrl-C stops cleanly\n"
@@ -119,6 +120,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
     o->smoothing = 0.1;
     o->checkpoint_every = 500;
     o->eval_every = 0;
+    o->min_area = 0.08;
     o->files = calloc((size_t)argc, sizeof *o->files);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -184,6 +186,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         DBL("--clip", clip, 0.0, 1e9)
         DBL("--label-smoothing", smoothing, 0.0, 0.99)
         DBL("--drop-rate", drop, 0.0, 0.99)
+        DBL("--min-crop-area", min_area, 0.01, 1.0)
 #undef DBL
         if (strcmp(a, "--seed") == 0) {
             char *end;
@@ -526,6 +529,7 @@ static int cmd_train(const opts *o) {
     tc.sgd.clip_norm = o->clip;
     tc.label_smoothing = (float)o->smoothing;
     tc.drop_path_rate = (float)o->drop;
+    tc.aug.min_area = (float)o->min_area;
     tc.threads = o->threads;
     tc.seed = o->seed;
     snprintf(tc.out_dir, sizeof tc.out_dir, "%s", o->out);
