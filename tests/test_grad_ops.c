@@ -216,6 +216,38 @@ static void test_act(void) {
     sn_act_backward_f32(SN_ACT_RELU, nk, kx, ones, NULL, 1);
 }
 
+/* Equal values (+0 == -0: accumulating onto +0 turns a -0 product into +0). */
+static int same_values(const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* sn_act_grad_f32 assigns what sn_act_backward_f32 adds: the values of accumulating onto zeros,
+ * in place (out == dy) too, and the same bits for any thread count. */
+static void test_act_grad(void) {
+    const size_t n = 70001;
+    float *x = frand(n, -8, 8), *dy = frand(n, -1, 1);
+    for (size_t i = 0; i < 9; i++) x[i * 1000] = (float)i - 4.0f; /* kinks, exactly */
+    x[9000] = 6.0f;
+    x[9001] = -3.0f;
+    for (size_t a = 0; a < NACTS; a++) {
+        const sn_act act = all_acts[a];
+        float *ref = fzero(n), *o1 = frand(n, -5, 5), *o2 = frand(n, -5, 5);
+        sn_act_backward_f32(act, n, x, dy, ref, 1);
+        sn_act_grad_f32(act, n, x, dy, o1, 1);
+        sn_act_grad_f32(act, n, x, dy, o2, 2);
+        float *io = fcopy(dy, n);
+        sn_act_grad_f32(act, n, x, io, io, 3);
+        CHECK(same_values(o1, ref, n), "act grad %s: differs from the accumulating kernel",
+              sn_act_name(act));
+        CHECK(same_bits(o2, o1, n) && same_bits(io, o1, n),
+              "act grad %s: threads or in place differ", sn_act_name(act));
+        sn_free(ref), sn_free(o1), sn_free(o2), sn_free(io);
+    }
+    sn_free(x), sn_free(dy);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Batch-norm, training mode                                                                */
 
@@ -329,6 +361,119 @@ static void test_bn_case(size_t rows, int c, float shift) {
     sn_free(b.x), sn_free(b.gamma), sn_free(b.beta), sn_free(b.r);
     sn_free(x), sn_free(gamma), sn_free(beta), sn_free(r), sn_free(y), sn_free(sm);
     sn_free(si), sn_free(rm0), sn_free(rv0);
+}
+
+/* The fused BN + activation of the training path against the plain pair (sn_batchnorm_train_f32,
+ * sn_act_f32, sn_act_backward_f32, sn_batchnorm_train_backward_f32), plus a finite-difference
+ * check of its own backward and thread determinism. */
+typedef struct {
+    bn_ctx b;
+    sn_act act;
+} bnact_ctx;
+
+static double bnact_loss(const void *p) {
+    const bnact_ctx *q = p;
+    const bn_ctx *b = &q->b;
+    double s = 0.0;
+    for (int ch = 0; ch < b->c; ch++) {
+        double m, v;
+        bn_stats(b, ch, &m, &v);
+        const double is = 1.0 / sqrt(v + b->eps);
+        for (size_t i = 0; i < b->rows; i++) {
+            const size_t k = i * b->c + ch;
+            s += act_d(q->act, b->gamma[ch] * (b->x[k] - m) * is + b->beta[ch]) * b->r[k];
+        }
+    }
+    return s;
+}
+
+static double max_rel_err(const float *got, const float *want, size_t n) {
+    double mx = 0.0, e = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(want[i]) > mx) mx = fabs(want[i]);
+    if (mx < 1.0) mx = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - want[i]) / mx;
+        if (!(d <= e)) e = d;
+    }
+    return e;
+}
+
+static void test_bn_act_case(size_t rows, int c, float shift, sn_act act, int fd) {
+    const size_t n = rows * (size_t)c;
+    const float eps = 1e-3f, mom = 0.99f;
+    float *x = frand(n, -2, 2), *gamma = frand((size_t)c, 0.5f, 1.5f);
+    float *beta = frand((size_t)c, -1, 1), *dy = frand(n, -1, 1);
+    for (size_t i = 0; i < n; i++) x[i] += shift;
+    /* Plain pair. */
+    float *u = fzero(n), *yp = fzero(n), *sm = fzero((size_t)c), *si = fzero((size_t)c);
+    float *rm = frand((size_t)c, -1, 1), *rv = frand((size_t)c, 0.5f, 2);
+    float *rm2 = fcopy(rm, (size_t)c), *rv2 = fcopy(rv, (size_t)c);
+    sn_batchnorm_train_f32(rows, c, x, gamma, beta, eps, mom, 1, rm, rv, u, sm, si, 2);
+    sn_act_f32(act, n, u, yp, 2);
+    float *du = fzero(n), *dxp = fzero(n), *dgp = fzero((size_t)c), *dbp = fzero((size_t)c);
+    sn_act_backward_f32(act, n, u, dy, du, 2);
+    sn_batchnorm_train_backward_f32(rows, c, x, gamma, sm, si, du, dxp, dgp, dbp, 2);
+    /* Fused. */
+    float *yf = fzero(n), *fm = fzero((size_t)c), *fi = fzero((size_t)c);
+    sn_batchnorm_act_train_f32(rows, c, x, gamma, beta, eps, mom, 1, rm2, rv2, act, yf, fm, fi, 2);
+    float *dxf = frand(n, -9, 9), *dgf = fzero((size_t)c), *dbf = fzero((size_t)c);
+    sn_batchnorm_act_train_backward_f32(rows, c, x, gamma, beta, fm, fi, act, dy, dxf, dgf, dbf, 2);
+    const char *an = sn_act_name(act);
+    double e = max_rel_err(yf, yp, n);
+    CHECK(e < 2e-5, "bn+%s %zux%d shift %g: y err %g", an, rows, c, shift, e);
+    e = fmax(max_rel_err(fm, sm, (size_t)c), max_rel_err(fi, si, (size_t)c));
+    CHECK(e < 1e-6, "bn+%s %zux%d shift %g: saved stats err %g", an, rows, c, shift, e);
+    e = fmax(max_rel_err(rm2, rm, (size_t)c), max_rel_err(rv2, rv, (size_t)c));
+    CHECK(e < 1e-6, "bn+%s %zux%d: running stats err %g", an, rows, c, e);
+    e = max_rel_err(dxf, dxp, n);
+    CHECK(e < 1e-4, "bn+%s %zux%d shift %g: dx err %g", an, rows, c, shift, e);
+    e = fmax(max_rel_err(dgf, dgp, (size_t)c), max_rel_err(dbf, dbp, (size_t)c));
+    CHECK(e < 1e-4, "bn+%s %zux%d: dgamma/dbeta err %g", an, rows, c, e);
+    if (fd) {
+        bnact_ctx q = {{rows, c, eps, dfrom(x, n), dfrom(gamma, (size_t)c), dfrom(beta, (size_t)c),
+                        dfrom(dy, n)},
+                       act};
+        double *fx = fd_grad(bnact_loss, &q, q.b.x, n);
+        double *fg = fd_grad(bnact_loss, &q, q.b.gamma, (size_t)c);
+        double *fb = fd_grad(bnact_loss, &q, q.b.beta, (size_t)c);
+        e = grad_err(dxf, fx, n);
+        CHECK(e < GRAD_TOL, "bn+%s %zux%d: dx vs finite differences err %g", an, rows, c, e);
+        e = fmax(grad_err(dgf, fg, (size_t)c), grad_err(dbf, fb, (size_t)c));
+        CHECK(e < GRAD_TOL, "bn+%s %zux%d: dgamma/dbeta vs finite differences err %g", an, rows,
+              c, e);
+        sn_free(fx), sn_free(fg), sn_free(fb);
+        sn_free(q.b.x), sn_free(q.b.gamma), sn_free(q.b.beta), sn_free(q.b.r);
+    }
+    /* Thread counts give the same bits; NULL outputs are skipped without changing the rest. */
+    float *y1 = fzero(n), *s1 = fzero(2 * (size_t)c), *d1 = fzero(n), *g1 = fzero(2 * (size_t)c);
+    sn_batchnorm_act_train_f32(rows, c, x, gamma, beta, eps, mom, 0, NULL, NULL, act, y1, s1,
+                               s1 + c, 1);
+    sn_batchnorm_act_train_backward_f32(rows, c, x, gamma, beta, s1, s1 + c, act, dy, d1, g1,
+                                        g1 + c, 3);
+    float *g2 = fzero(2 * (size_t)c);
+    sn_batchnorm_act_train_backward_f32(rows, c, x, gamma, beta, s1, s1 + c, act, dy, NULL, g2,
+                                        NULL, 1);
+    CHECK(same_bits(y1, yf, n) && same_bits(s1, fm, (size_t)c) && same_bits(s1 + c, fi, (size_t)c),
+          "bn+%s %zux%d: forward differs across thread counts", an, rows, c);
+    CHECK(same_bits(d1, dxf, n) && same_bits(g1, dgf, (size_t)c) &&
+              same_bits(g1 + c, dbf, (size_t)c) && same_bits(g2, dgf, (size_t)c),
+          "bn+%s %zux%d: backward differs across thread counts or with NULL outputs", an, rows, c);
+    sn_free(y1), sn_free(s1), sn_free(d1), sn_free(g1), sn_free(g2);
+    sn_free(x), sn_free(gamma), sn_free(beta), sn_free(dy), sn_free(u), sn_free(yp), sn_free(sm);
+    sn_free(si), sn_free(rm), sn_free(rv), sn_free(rm2), sn_free(rv2), sn_free(du), sn_free(dxp);
+    sn_free(dgp), sn_free(dbp), sn_free(yf), sn_free(fm), sn_free(fi), sn_free(dxf), sn_free(dgf);
+    sn_free(dbf);
+}
+
+static void test_bn_act(void) {
+    for (size_t a = 0; a < NACTS; a++) {
+        test_bn_act_case(37, 13, 0.0f, all_acts[a], 1);
+        test_bn_act_case(16 * 256 + 37, 130, 0.0f, all_acts[a], 0); /* 16 blocks, 2 chunks */
+    }
+    test_bn_act_case(5, 3, 10.0f, SN_ACT_RELU, 1);
+    test_bn_act_case(3000, 20, 100.0f, SN_ACT_SWISH, 0); /* one-pass variance, mean far off 0 */
+    test_bn_act_case(1, 4, 0.0f, SN_ACT_NONE, 0);
 }
 
 static void test_bn_threads(void) {
@@ -729,6 +874,8 @@ int main(void) {
     test_bn_case(5, 3, 10.0f); /* a mean far from 0: the two-pass variance must hold up */
     test_bn_case(2, 1, 0.0f);
     test_bn_threads();
+    test_act_grad();
+    test_bn_act();
     test_pool();
     test_resize();
     test_gap();

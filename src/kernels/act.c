@@ -75,6 +75,8 @@ void sn_act_f32(sn_act act, size_t count, const float *x, float *y, int nthreads
 }
 
 /* ---- Backward ----------------------------------------------------------------------------
+ * dy is loaded unconditionally before the select so that the loops compile to vector blends;
+ * a load inside the branch keeps them scalar, and the sign of x is unpredictable.
  * Derivatives at the kinks follow PyTorch's one-sided conventions, so that gradients match a
  * PyTorch port bit for bit in sign and support:
  *   relu'(0) = 0;  relu6' = 1 only on the open interval (0, 6);
@@ -88,11 +90,16 @@ static void act_backward_range(sn_act act, size_t count, const float *x, const f
         for (size_t i = 0; i < count; i++) dx[i] += dy[i];
         return;
     case SN_ACT_RELU:
-        for (size_t i = 0; i < count; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            const float g = dy[i];
+            dx[i] += x[i] > 0.0f ? g : 0.0f;
+        }
         return;
     case SN_ACT_RELU6:
-        for (size_t i = 0; i < count; i++)
-            dx[i] += (x[i] > 0.0f && x[i] < 6.0f) ? dy[i] : 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            const float g = dy[i];
+            dx[i] += (x[i] > 0.0f && x[i] < 6.0f) ? g : 0.0f;
+        }
         return;
     case SN_ACT_HSWISH:
         for (size_t i = 0; i < count; i++) {
@@ -102,8 +109,10 @@ static void act_backward_range(sn_act act, size_t count, const float *x, const f
         }
         return;
     case SN_ACT_HSIGMOID:
-        for (size_t i = 0; i < count; i++)
-            dx[i] += (x[i] > -3.0f && x[i] < 3.0f) ? dy[i] * 0.16667f : 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            const float g = dy[i] * 0.16667f;
+            dx[i] += (x[i] > -3.0f && x[i] < 3.0f) ? g : 0.0f;
+        }
         return;
     case SN_ACT_SIGMOID:
         for (size_t i = 0; i < count; i++) {
@@ -138,5 +147,70 @@ void sn_act_backward_f32(sn_act act, size_t count, const float *x, const float *
         if (i0 < count)
             act_backward_range(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, dy + i0,
                                dx + i0);
+    }
+}
+
+/* out = dy * act'(x), assigned (not accumulated); out may alias dy. */
+void sn_act_grad_range_f32(sn_act act, size_t count, const float *x, const float *dy, float *out) {
+    switch (act) {
+    case SN_ACT_NONE:
+        if (out != dy)
+            for (size_t i = 0; i < count; i++) out[i] = dy[i];
+        return;
+    case SN_ACT_RELU:
+        for (size_t i = 0; i < count; i++) {
+            const float g = dy[i];
+            out[i] = x[i] > 0.0f ? g : 0.0f;
+        }
+        return;
+    case SN_ACT_RELU6:
+        for (size_t i = 0; i < count; i++) {
+            const float g = dy[i];
+            out[i] = (x[i] > 0.0f && x[i] < 6.0f) ? g : 0.0f;
+        }
+        return;
+    case SN_ACT_HSWISH:
+        for (size_t i = 0; i < count; i++) {
+            const float v = x[i];
+            const float d = v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
+            out[i] = dy[i] * d;
+        }
+        return;
+    case SN_ACT_HSIGMOID:
+        for (size_t i = 0; i < count; i++) {
+            const float g = dy[i] * 0.16667f;
+            out[i] = (x[i] > -3.0f && x[i] < 3.0f) ? g : 0.0f;
+        }
+        return;
+    case SN_ACT_SIGMOID:
+        for (size_t i = 0; i < count; i++) {
+            const float s = sigmoid_stable(x[i]);
+            out[i] = dy[i] * (s * (1.0f - s));
+        }
+        return;
+    case SN_ACT_SWISH:
+        for (size_t i = 0; i < count; i++) {
+            const float s = sigmoid_stable(x[i]);
+            out[i] = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
+        }
+        return;
+    }
+}
+
+void sn_act_grad_f32(sn_act act, size_t count, const float *x, const float *dy, float *out,
+                     int nthreads) {
+    size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
+    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
+    if (nt <= 1) {
+        sn_act_grad_range_f32(act, count, x, dy, out);
+        return;
+    }
+    const size_t chunk = (count + nt - 1) / nt;
+#pragma omp parallel for num_threads((int)nt) schedule(static)
+    for (size_t t = 0; t < nt; t++) {
+        const size_t i0 = t * chunk;
+        if (i0 < count)
+            sn_act_grad_range_f32(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, dy + i0,
+                                  out + i0);
     }
 }

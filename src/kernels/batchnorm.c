@@ -202,3 +202,224 @@ void sn_batchnorm_train_backward_f32(size_t rows, int c, const float *x, const f
         }
     }
 }
+
+/* ---- Fused training-mode batch-norm + activation ------------------------------------------
+ * The forward takes the statistics in one pass and writes only y = act(bn(x)); the backward
+ * recomputes the pre-activation from x and the saved statistics, so neither the BN output nor
+ * the activation's gradient is ever stored: two passes over x and dy in all, where the unfused
+ * pair makes five over larger data. Sums are taken in float over TROWS rows at a time, then in
+ * double, with the same row blocks (a function of rows alone) as channel_sums: the bits do not
+ * depend on the thread count. */
+#define FCH 128
+#define TROWS 16
+
+typedef struct {
+    int nb;
+    size_t per;
+    int nt;
+} row_split;
+
+static row_split split_rows(size_t rows, int nthreads) {
+    row_split s;
+    s.nb = row_blocks(rows);
+    s.per = (rows + (size_t)s.nb - 1) / (size_t)s.nb;
+    s.nt = nthreads > 0 ? nthreads : 1;
+    if (s.nt > s.nb) s.nt = s.nb;
+    return s;
+}
+
+/* A shift close to the batch mean (the mean of up to 64 evenly spaced rows) so that the one-pass
+ * variance sum(d^2)/N - (sum(d)/N)^2 of d = x - shift does not cancel. */
+static void mean_estimate(size_t rows, int c, int c0, int cn, const float *x, float *shift) {
+    const size_t m = rows < 64 ? rows : 64;
+    double acc[FCH];
+    for (int k = 0; k < cn; k++) acc[k] = 0.0;
+    for (size_t i = 0; i < m; i++) {
+        const float *xr = x + (i * rows / m) * (size_t)c + c0;
+        for (int k = 0; k < cn; k++) acc[k] += xr[k];
+    }
+    for (int k = 0; k < cn; k++) shift[k] = (float)(acc[k] / (double)m);
+}
+
+void sn_batchnorm_act_train_f32(size_t rows, int c, const float *x, const float *gamma,
+                                const float *beta, float eps, float momentum,
+                                int unbiased_running_var, float *running_mean, float *running_var,
+                                sn_act act, float *y, float *save_mean, float *save_invstd,
+                                int nthreads) {
+    if (rows == 0 || c <= 0) return;
+    const row_split rs = split_rows(rows, nthreads);
+    for (int c0 = 0; c0 < c; c0 += FCH) {
+        const int cn = c - c0 < FCH ? c - c0 : FCH;
+        float shift[FCH];
+        mean_estimate(rows, c, c0, cn, x, shift);
+        double p1[NBLK][FCH], p2[NBLK][FCH];
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            double *q1 = p1[blk], *q2 = p2[blk];
+            for (int k = 0; k < cn; k++) q1[k] = q2[k] = 0.0;
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                float f1[FCH], f2[FCH];
+                for (int k = 0; k < cn; k++) f1[k] = f2[k] = 0.0f;
+                for (size_t i = r; i < re; i++) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    for (int k = 0; k < cn; k++) {
+                        const float d = xr[k] - shift[k];
+                        f1[k] += d;
+                        f2[k] += d * d;
+                    }
+                }
+                for (int k = 0; k < cn; k++) {
+                    q1[k] += f1[k];
+                    q2[k] += f2[k];
+                }
+            }
+        }
+        float mul[FCH], mu[FCH], add[FCH];
+        for (int k = 0; k < cn; k++) {
+            double s1 = 0.0, s2 = 0.0;
+            for (int blk = 0; blk < rs.nb; blk++) {
+                s1 += p1[blk][k];
+                s2 += p2[blk][k];
+            }
+            const double dm = s1 / (double)rows;
+            double var = s2 / (double)rows - dm * dm;
+            if (var < 0.0) var = 0.0;
+            const double mean = (double)shift[k] + dm;
+            const float fmean = (float)mean, finv = (float)(1.0 / sqrt(var + (double)eps));
+            const int ch = c0 + k;
+            if (save_mean) save_mean[ch] = fmean;
+            if (save_invstd) save_invstd[ch] = finv;
+            const double mom = momentum;
+            if (running_mean) running_mean[ch] = (float)(mom * running_mean[ch] + (1.0 - mom) * mean);
+            if (running_var) {
+                const double v = (unbiased_running_var && rows > 1)
+                                     ? var * (double)rows / (double)(rows - 1)
+                                     : var;
+                running_var[ch] = (float)(mom * running_var[ch] + (1.0 - mom) * v);
+            }
+            /* From the rounded statistics, exactly as the backward recomputes it. */
+            mul[k] = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)finv);
+            mu[k] = fmean;
+            add[k] = beta ? beta[ch] : 0.0f;
+        }
+        if (!y) continue;
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                for (size_t i = r; i < re; i++) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    float *yr = y + i * (size_t)c + c0;
+                    for (int k = 0; k < cn; k++) yr[k] = (xr[k] - mu[k]) * mul[k] + add[k];
+                    if (cn != c && act != SN_ACT_NONE) sn_act_f32(act, (size_t)cn, yr, yr, 1);
+                }
+                if (cn == c && act != SN_ACT_NONE) {
+                    float *yt = y + r * (size_t)c;
+                    sn_act_f32(act, (re - r) * (size_t)c, yt, yt, 1);
+                }
+            }
+        }
+    }
+}
+
+/* d = dy * act'(u) for rows r..re of channels c0..c0+cn, u = (x - mu) * mul + add recomputed;
+ * d is a dense tile [re - r][cn]. */
+static void grad_tile(sn_act act, size_t r, size_t re, int c, int c0, int cn, const float *x,
+                      const float *dy, const float *mu, const float *mul, const float *add,
+                      float *u, float *d) {
+    size_t j = 0;
+    for (size_t i = r; i < re; i++, j += (size_t)cn) {
+        const float *dr = dy + i * (size_t)c + c0;
+        for (int k = 0; k < cn; k++) d[j + (size_t)k] = dr[k];
+        if (act == SN_ACT_NONE) continue;
+        const float *xr = x + i * (size_t)c + c0;
+        for (int k = 0; k < cn; k++) u[j + (size_t)k] = (xr[k] - mu[k]) * mul[k] + add[k];
+    }
+    if (act != SN_ACT_NONE) sn_act_grad_range_f32(act, j, u, d, d);
+}
+
+void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, const float *gamma,
+                                         const float *beta, const float *save_mean,
+                                         const float *save_invstd, sn_act act, const float *dy,
+                                         float *dx, float *dgamma, float *dbeta, int nthreads) {
+    if (rows == 0 || c <= 0) return;
+    if (!dx && !dgamma && !dbeta) return;
+    const row_split rs = split_rows(rows, nthreads);
+    for (int c0 = 0; c0 < c; c0 += FCH) {
+        const int cn = c - c0 < FCH ? c - c0 : FCH;
+        float mu[FCH], is[FCH], mul[FCH], add[FCH];
+        for (int k = 0; k < cn; k++) {
+            const int ch = c0 + k;
+            mu[k] = save_mean[ch];
+            is[k] = save_invstd[ch];
+            mul[k] = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)save_invstd[ch]);
+            add[k] = beta ? beta[ch] : 0.0f;
+        }
+        double p1[NBLK][FCH], p2[NBLK][FCH];
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            double *q1 = p1[blk], *q2 = p2[blk];
+            for (int k = 0; k < cn; k++) q1[k] = q2[k] = 0.0;
+            float u[TROWS * FCH], d[TROWS * FCH];
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d);
+                float f1[FCH], f2[FCH];
+                for (int k = 0; k < cn; k++) f1[k] = f2[k] = 0.0f;
+                size_t j = 0;
+                for (size_t i = r; i < re; i++, j += (size_t)cn) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    for (int k = 0; k < cn; k++) {
+                        const float g = d[j + (size_t)k];
+                        f1[k] += g;
+                        f2[k] += g * ((xr[k] - mu[k]) * is[k]);
+                    }
+                }
+                for (int k = 0; k < cn; k++) {
+                    q1[k] += f1[k];
+                    q2[k] += f2[k];
+                }
+            }
+        }
+        float a[FCH], mdy[FCH], mdyx[FCH];
+        for (int k = 0; k < cn; k++) {
+            double sdy = 0.0, sdyx = 0.0;
+            for (int blk = 0; blk < rs.nb; blk++) {
+                sdy += p1[blk][k];
+                sdyx += p2[blk][k];
+            }
+            if (dbeta) dbeta[c0 + k] += (float)sdy;
+            if (dgamma) dgamma[c0 + k] += (float)sdyx;
+            a[k] = mul[k];
+            mdy[k] = (float)(sdy / (double)rows);
+            mdyx[k] = (float)(sdyx / (double)rows);
+        }
+        if (!dx) continue;
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            float u[TROWS * FCH], d[TROWS * FCH];
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d);
+                size_t j = 0;
+                for (size_t i = r; i < re; i++, j += (size_t)cn) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    float *gr = dx + i * (size_t)c + c0;
+                    for (int k = 0; k < cn; k++) {
+                        const float xhat = (xr[k] - mu[k]) * is[k];
+                        gr[k] = a[k] * (d[j + (size_t)k] - mdy[k] - xhat * mdyx[k]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -116,6 +116,12 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
 void sn_act_backward_f32(sn_act act, size_t count, const float *x, const float *dy, float *dx,
                          int nthreads);
 
+/* out = dy * act'(x), assigned rather than accumulated; out may be dy itself. The _range form is
+ * single-threaded. */
+void sn_act_grad_f32(sn_act act, size_t count, const float *x, const float *dy, float *out,
+                     int nthreads);
+void sn_act_grad_range_f32(sn_act act, size_t count, const float *x, const float *dy, float *out);
+
 /* Training-mode batch-norm over rows x c: batch mean and biased variance per channel,
  * y = gamma * (x - mean) * inv_std + beta with inv_std = 1/sqrt(var + eps); writes save_mean and
  * save_invstd [c] for the backward; when running_mean/var are non-NULL updates them as
@@ -131,6 +137,25 @@ void sn_batchnorm_train_backward_f32(size_t rows, int c, const float *x, const f
                                      const float *save_mean, const float *save_invstd,
                                      const float *dy, float *dx, float *dgamma, float *dbeta,
                                      int nthreads);
+
+/* Fused y = act(batchnorm_train(x)), the training path's kernel: the same statistics,
+ * save_mean/save_invstd and running-average update as sn_batchnorm_train_f32 (taken in one pass
+ * about a shift near the mean), then y = act((x - save_mean) * mul + beta) with
+ * mul = float(gamma * save_invstd), computed from the saved (rounded) statistics so that the
+ * backward can recompute the activation's input exactly. Nothing but y and the statistics is
+ * written. y may be NULL (statistics only). */
+void sn_batchnorm_act_train_f32(size_t rows, int c, const float *x, const float *gamma,
+                                const float *beta, float eps, float momentum,
+                                int unbiased_running_var, float *running_mean, float *running_var,
+                                sn_act act, float *y, float *save_mean, float *save_invstd,
+                                int nthreads);
+/* Backward of sn_batchnorm_act_train_f32 for dy = dL/dy: dx = (assigned, not accumulated) the
+ * gradient at x through the activation and the batch statistics; dgamma += sum(g * xhat),
+ * dbeta += sum(g) with g = dy * act'(u). Any of dx, dgamma, dbeta may be NULL. */
+void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, const float *gamma,
+                                         const float *beta, const float *save_mean,
+                                         const float *save_invstd, sn_act act, const float *dy,
+                                         float *dx, float *dgamma, float *dbeta, int nthreads);
 
 /* Max-pool backward: each dy goes to the window cell that won the forward (the first maximum in
  * row-major window order; padded cells never win). */

@@ -31,7 +31,7 @@ sn_node sn_node_init(sn_op op) {
     nd.act = SN_ACT_NONE;
     nd.scale = 1.0f;
     nd.block = SN_BLOCK_STEM;
-    nd.off_z = nd.off_u = nd.off_stats = nd.goff = SIZE_MAX;
+    nd.off_z = nd.off_stats = nd.goff = SIZE_MAX;
     return nd;
 }
 

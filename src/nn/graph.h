@@ -79,8 +79,8 @@ typedef struct {
     int last_use;
     float *fw, *fb;    /* folded weights and bias (owned), when BN is folded */
     /* training plan: what the backward needs besides the node outputs (SIZE_MAX = none) */
-    size_t off_z;      /* conv output before BN / ADD sum before the activation */
-    size_t off_u;      /* BN output before the activation */
+    size_t off_z;      /* conv output before BN, or ADD/DENSE sum before the activation (the
+                        * fused BN+act backward recomputes the BN output from it) */
     size_t off_stats;  /* BN batch mean and inverse std, 2*c floats */
     size_t goff;       /* gradient of the output, in the gradient arena */
 } sn_node;

@@ -16,7 +16,7 @@ sn_status sn_graph_plan_train(sn_graph *g) {
         sn_node *nd = &g->nodes[i];
         size_t elems = sn_node_elems(nd), sz = rounded(elems);
         if (elems > biggest) biggest = elems;
-        nd->off_z = nd->off_u = nd->off_stats = SIZE_MAX;
+        nd->off_z = nd->off_stats = SIZE_MAX;
         nd->goff = goff;
         goff += sz;
         if (nd->op == SN_OP_INPUT) continue;
@@ -26,10 +26,6 @@ sn_status sn_graph_plan_train(sn_graph *g) {
         off += sz;
         if (bn || act) {
             nd->off_z = off; /* conv output (or ADD/DENSE sum) before BN and activation */
-            off += sz;
-        }
-        if (bn && act) {
-            nd->off_u = off; /* BN output, the activation's input */
             off += sz;
         }
         if (bn) {
@@ -70,9 +66,9 @@ sn_status sn_graph_plan_train(sn_graph *g) {
 
 static float *at(sn_graph *g, size_t off) { return g->arena + off; }
 
-/* The buffer holding a node's value before its activation ("pre"), or its output if none. */
+/* The buffer holding a node's value before its activation (not for convs with batch-norm,
+ * whose activation input is recomputed from z by the fused backward). */
 static float *pre_act(sn_graph *g, const sn_node *nd) {
-    if (nd->off_u != SIZE_MAX) return at(g, nd->off_u);
     if (nd->off_z != SIZE_MAX) return at(g, nd->off_z);
     return at(g, nd->offset);
 }
@@ -99,16 +95,16 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
             sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data,
                                          &ep, nd->h, nd->w, z, g->nthreads);
             if (st != SN_OK) return st;
-            float *u = z;
             if (nd->p_gamma >= 0) {
-                u = nd->off_u != SIZE_MAX ? at(g, nd->off_u) : y;
                 float *stats = at(g, nd->off_stats);
-                sn_batchnorm_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z,
-                                       pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data, nd->bn_eps,
-                                       bn_momentum, unbiased_running_var, pt->t[nd->p_mean].data,
-                                       pt->t[nd->p_var].data, u, stats, stats + nd->c, g->nthreads);
+                sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z,
+                                           pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data,
+                                           nd->bn_eps, bn_momentum, unbiased_running_var,
+                                           pt->t[nd->p_mean].data, pt->t[nd->p_var].data, nd->act,
+                                           y, stats, stats + nd->c, g->nthreads);
+            } else if (nd->act != SN_ACT_NONE) {
+                sn_act_f32(nd->act, count, z, y, g->nthreads);
             }
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, u, y, g->nthreads);
             break;
         }
         case SN_OP_ADD: {
@@ -173,26 +169,23 @@ sn_status sn_graph_backward(sn_graph *g, const sn_paramtab *pt, int out_node, co
         /* Through the trailing activation: dz = dy * act'(pre). */
         const float *dz = dy;
         if (nd->act != SN_ACT_NONE && nd->op != SN_OP_CONV) {
-            memset(s0, 0, count * sizeof(float));
-            sn_act_backward_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
+            sn_act_grad_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
             dz = s0;
         }
         switch (nd->op) {
         case SN_OP_CONV: {
             const float *d = dy;
-            if (nd->act != SN_ACT_NONE) {
-                memset(s0, 0, count * sizeof(float));
-                sn_act_backward_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
-                d = s0;
-            }
             if (nd->p_gamma >= 0) {
                 const float *stats = at(g, nd->off_stats);
-                memset(s1, 0, count * sizeof(float));
-                sn_batchnorm_train_backward_f32(
+                sn_batchnorm_act_train_backward_f32(
                     (size_t)nd->n * nd->h * nd->w, nd->c, at(g, nd->off_z), pt->t[nd->p_gamma].data,
-                    stats, stats + nd->c, d, s1, grads ? grads[nd->p_gamma] : NULL,
-                    grads ? grads[nd->p_beta] : NULL, g->nthreads);
+                    pt->t[nd->p_beta].data, stats, stats + nd->c, nd->act, dy, s1,
+                    grads ? grads[nd->p_gamma] : NULL, grads ? grads[nd->p_beta] : NULL,
+                    g->nthreads);
                 d = s1;
+            } else if (nd->act != SN_ACT_NONE) {
+                sn_act_grad_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
+                d = s0;
             }
             sn_status st = sn_conv2d_backward_f32(
                 &nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data, nd->h, nd->w, d, dx,
