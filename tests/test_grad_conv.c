@@ -588,8 +588,14 @@ static void test_conv_backward_oom(void) {
 
 int main(void) {
     test_conv_backward_oom();
-    test_gemm_ex();
-    test_conv_backward();
+    /* Every instruction set this CPU and build support, against the double references. */
+    for (int isa = 0; isa < SN_ISA_COUNT; isa++) {
+        if (!sn_isa_available((sn_isa)isa)) continue;
+        CHECK(sn_isa_set((sn_isa)isa) == SN_OK, "select isa %s", sn_isa_name((sn_isa)isa));
+        printf("isa %s\n", sn_isa_name((sn_isa)isa));
+        test_gemm_ex();
+        test_conv_backward();
+    }
     printf("%d convolution backward cases\n", g_bcases);
     const bcase fd[] = {
         {2, 7, 6, 5, 6, 1, 3, 1, 0}, {1, 8, 9, 6, 4, 2, 3, 2, 0}, {1, 9, 7, 5, 5, 5, 5, 2, 0},

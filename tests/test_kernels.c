@@ -172,6 +172,36 @@ static void gemm_case(int m, int n, int k, int lda, int ldb, int ldc, int accumu
     sn_free(got);
 }
 
+/* Each fast build against the portable one on the same inputs, directly. */
+static void test_gemm_isa_vs_generic(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {7, 33, 19}, {130, 270, 300}, {513, 24, 144},
+                                    {64, 144, 24}, {17, 5, 700}};
+    for (int isa = 1; isa < SN_ISA_COUNT; isa++) {
+        if (!sn_isa_available((sn_isa)isa)) continue;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            float *a = rand_buf((size_t)m * k, -1, 1), *b = rand_buf((size_t)k * n, -1, 1);
+            float *cg = rand_buf((size_t)m * n, -1, 1);
+            float *cf = sn_alloc((size_t)m * n * sizeof *cf);
+            memcpy(cf, cg, (size_t)m * n * sizeof *cf);
+            sn_isa_set(SN_ISA_GENERIC);
+            sn_gemm_f32(m, n, k, a, k, b, n, cg, n, 1, 2);
+            sn_isa_set((sn_isa)isa);
+            sn_gemm_f32(m, n, k, a, k, b, n, cf, n, 1, 2);
+            /* |a|, |b| <= 1: each sum has k + 1 terms of magnitude <= 1. */
+            double e = 0.0;
+            for (size_t i = 0; i < (size_t)m * n; i++) {
+                const double d = fabs((double)cf[i] - cg[i]) / (double)(k + 1);
+                if (!(d <= e)) e = d;
+            }
+            CHECK(e <= TOL, "gemm %s vs generic %dx%dx%d: err %g", sn_isa_name((sn_isa)isa), m, n,
+                  k, e);
+            sn_free(a), sn_free(b), sn_free(cg), sn_free(cf);
+        }
+    }
+    sn_isa_set(SN_ISA_GENERIC);
+}
+
 static void test_gemm(void) {
     gemm_case(1, 1, 1, 1, 1, 1, 0);
     gemm_case(3, 5, 7, 9, 6, 8, 0);
@@ -724,9 +754,20 @@ static void test_gap_dense(void) {
 
 int main(void) {
     test_padding();
-    test_gemm();
-    test_conv_sweep();
-    test_conv_special();
+    /* The GEMM behind every convolution, in each instruction set this CPU and build support,
+     * against the double references (so the fast builds are checked as strictly as the plain). */
+    for (int isa = 0; isa < SN_ISA_COUNT; isa++) {
+        if (!sn_isa_available((sn_isa)isa)) {
+            printf("isa %s: not available here, skipped\n", sn_isa_name((sn_isa)isa));
+            continue;
+        }
+        CHECK(sn_isa_set((sn_isa)isa) == SN_OK, "select isa %s", sn_isa_name((sn_isa)isa));
+        printf("isa %s\n", sn_isa_name((sn_isa)isa));
+        test_gemm();
+        test_conv_sweep();
+        test_conv_special();
+    }
+    test_gemm_isa_vs_generic();
     test_conv_errors();
     test_batchnorm();
     test_act();

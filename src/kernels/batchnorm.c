@@ -312,13 +312,22 @@ void sn_batchnorm_act_train_f32(size_t rows, int c, const float *x, const float 
             const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
             for (size_t r = r0; r < r1; r += TROWS) {
                 const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                /* ReLU inline; the rest through the activation kernel, a tile at a time. */
+                const int other = act != SN_ACT_NONE && act != SN_ACT_RELU;
                 for (size_t i = r; i < re; i++) {
                     const float *xr = x + i * (size_t)c + c0;
                     float *yr = y + i * (size_t)c + c0;
+                    if (act == SN_ACT_RELU) {
+                        for (int k = 0; k < cn; k++) {
+                            const float v = (xr[k] - mu[k]) * mul[k] + add[k];
+                            yr[k] = v > 0.0f ? v : 0.0f;
+                        }
+                        continue;
+                    }
                     for (int k = 0; k < cn; k++) yr[k] = (xr[k] - mu[k]) * mul[k] + add[k];
-                    if (cn != c && act != SN_ACT_NONE) sn_act_f32(act, (size_t)cn, yr, yr, 1);
+                    if (cn != c && other) sn_act_f32(act, (size_t)cn, yr, yr, 1);
                 }
-                if (cn == c && act != SN_ACT_NONE) {
+                if (cn == c && other) {
                     float *yt = y + r * (size_t)c;
                     sn_act_f32(act, (re - r) * (size_t)c, yt, yt, 1);
                 }
@@ -327,20 +336,37 @@ void sn_batchnorm_act_train_f32(size_t rows, int c, const float *x, const float 
     }
 }
 
-/* d = dy * act'(u) for rows r..re of channels c0..c0+cn, u = (x - mu) * mul + add recomputed;
- * d is a dense tile [re - r][cn]. */
-static void grad_tile(sn_act act, size_t r, size_t re, int c, int c0, int cn, const float *x,
-                      const float *dy, const float *mu, const float *mul, const float *add,
-                      float *u, float *d) {
-    size_t j = 0;
-    for (size_t i = r; i < re; i++, j += (size_t)cn) {
-        const float *dr = dy + i * (size_t)c + c0;
-        for (int k = 0; k < cn; k++) d[j + (size_t)k] = dr[k];
-        if (act == SN_ACT_NONE) continue;
-        const float *xr = x + i * (size_t)c + c0;
-        for (int k = 0; k < cn; k++) u[j + (size_t)k] = (xr[k] - mu[k]) * mul[k] + add[k];
+/* g = dy * act'(u) for rows r..re of channels c0..c0+cn, u = (x - mu) * mul + add recomputed.
+ * Returns the rows' g with leading dimension *ld: dy itself without an activation, else the
+ * dense tile d [re - r][cn] (u is scratch of the same size). */
+static const float *grad_tile(sn_act act, size_t r, size_t re, int c, int c0, int cn,
+                              const float *x, const float *dy, const float *mu, const float *mul,
+                              const float *add, float *u, float *d, size_t *ld) {
+    if (act == SN_ACT_NONE) {
+        *ld = (size_t)c;
+        return dy + r * (size_t)c + c0;
     }
-    if (act != SN_ACT_NONE) sn_act_grad_range_f32(act, j, u, d, d);
+    *ld = (size_t)cn;
+    size_t j = 0;
+    if (act == SN_ACT_RELU) {
+        for (size_t i = r; i < re; i++, j += (size_t)cn) {
+            const float *xr = x + i * (size_t)c + c0, *dr = dy + i * (size_t)c + c0;
+            for (int k = 0; k < cn; k++) {
+                const float v = (xr[k] - mu[k]) * mul[k] + add[k], g = dr[k];
+                d[j + (size_t)k] = v > 0.0f ? g : 0.0f;
+            }
+        }
+        return d;
+    }
+    for (size_t i = r; i < re; i++, j += (size_t)cn) {
+        const float *xr = x + i * (size_t)c + c0, *dr = dy + i * (size_t)c + c0;
+        for (int k = 0; k < cn; k++) {
+            d[j + (size_t)k] = dr[k];
+            u[j + (size_t)k] = (xr[k] - mu[k]) * mul[k] + add[k];
+        }
+    }
+    sn_act_grad_range_f32(act, j, u, d, d);
+    return d;
 }
 
 void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, const float *gamma,
@@ -370,14 +396,15 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
             float u[TROWS * FCH], d[TROWS * FCH];
             for (size_t r = r0; r < r1; r += TROWS) {
                 const size_t re = r + TROWS < r1 ? r + TROWS : r1;
-                grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d);
+                size_t ld;
+                const float *gt = grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d, &ld);
                 float f1[FCH], f2[FCH];
                 for (int k = 0; k < cn; k++) f1[k] = f2[k] = 0.0f;
                 size_t j = 0;
-                for (size_t i = r; i < re; i++, j += (size_t)cn) {
+                for (size_t i = r; i < re; i++, j += ld) {
                     const float *xr = x + i * (size_t)c + c0;
                     for (int k = 0; k < cn; k++) {
-                        const float g = d[j + (size_t)k];
+                        const float g = gt[j + (size_t)k];
                         f1[k] += g;
                         f2[k] += g * ((xr[k] - mu[k]) * is[k]);
                     }
@@ -409,14 +436,15 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
             float u[TROWS * FCH], d[TROWS * FCH];
             for (size_t r = r0; r < r1; r += TROWS) {
                 const size_t re = r + TROWS < r1 ? r + TROWS : r1;
-                grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d);
+                size_t ld;
+                const float *gt = grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d, &ld);
                 size_t j = 0;
-                for (size_t i = r; i < re; i++, j += (size_t)cn) {
+                for (size_t i = r; i < re; i++, j += ld) {
                     const float *xr = x + i * (size_t)c + c0;
                     float *gr = dx + i * (size_t)c + c0;
                     for (int k = 0; k < cn; k++) {
                         const float xhat = (xr[k] - mu[k]) * is[k];
-                        gr[k] = a[k] * (d[j + (size_t)k] - mdy[k] - xhat * mdyx[k]);
+                        gr[k] = a[k] * (gt[j + (size_t)k] - mdy[k] - xhat * mdyx[k]);
                     }
                 }
             }

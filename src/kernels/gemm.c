@@ -1,14 +1,20 @@
-/* Plain-C blocked single-precision GEMM (optionally with transposed operands for the backward
- * passes), the engine behind every convolution. */
-#include "kernels.h"
-
+/* Blocked single-precision GEMM (optionally with transposed operands for the backward passes),
+ * the engine behind every convolution: the portable C build of gemm_impl.h, the AVX2 + FMA build
+ * beside it (gemm_avx2.c), and the run-time choice between them. An AVX-512 build is not shipped:
+ * this project's machines expose AVX2 only, so it could not be tested here. */
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core.h"
+#include "gemm_isa.h"
+#include "kernels.h"
 
 /* Register tile of the micro-kernel: MR rows of A broadcast against NR packed columns of B. The
  * compiler keeps the accumulators in vector registers only when it fully unrolls the rows and
- * vectorises the columns (see the pragmas below). With the baseline x86-64 ISA (16 SSE
+ * vectorises the columns (see the pragmas in gemm_impl.h). With the baseline x86-64 ISA (16 SSE
  * registers) 6x8 is the largest tile that fits: 12 accumulators, 2 B vectors, 1 broadcast; 4x16
- * spills. Per-ISA tuning is the later fast-kernel issue. */
+ * spills. */
 #ifndef SN_GEMM_MR
 #define SN_GEMM_MR 6
 #endif
@@ -25,163 +31,84 @@
  * that every output element is summed in the same order whatever nthreads is. */
 #define MC (20 * MR)
 #define NC 256
+#define SN_GEMM_RUN sn_gemm_run_generic
+#include "gemm_impl.h"
 
-static int imin(int a, int b) { return a < b ? a : b; }
+/* ---- Instruction-set choice -------------------------------------------------------------- */
 
-/* Copy B[0..kc)[0..nr) into a dense kc x NR panel, zero-filling the unused columns so that the
- * micro-kernel never needs a column-tail variant. */
-static void pack_b(int kc, int nr, const float *b, int ldb, float *bp) {
-    if (nr == NR) {
-        for (int p = 0; p < kc; p++)
-            memcpy(bp + (size_t)p * NR, b + (size_t)p * ldb, NR * sizeof *bp);
+static const char *const isa_names[] = {"generic", "avx2"};
+
+const char *sn_isa_name(sn_isa isa) {
+    return (unsigned)isa < sizeof isa_names / sizeof isa_names[0] ? isa_names[isa] : "unknown";
+}
+
+int sn_isa_available(sn_isa isa) {
+    switch (isa) {
+    case SN_ISA_GENERIC: return 1;
+#if defined(SN_HAVE_AVX2)
+    case SN_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default: return 0;
+    }
+}
+
+/* -1 until first use; then the ISA in use. */
+static atomic_int g_isa = -1;
+
+static sn_isa best_isa(void) {
+    const char *env = getenv("SN_ISA");
+    if (env && *env) {
+        for (int i = 0; i < SN_ISA_COUNT; i++)
+            if (strcmp(env, isa_names[i]) == 0 && sn_isa_available((sn_isa)i)) return (sn_isa)i;
+        /* An unknown or unavailable request falls back to the portable path, never to a guess. */
+        return SN_ISA_GENERIC;
+    }
+    for (int i = SN_ISA_COUNT - 1; i > 0; i--)
+        if (sn_isa_available((sn_isa)i)) return (sn_isa)i;
+    return SN_ISA_GENERIC;
+}
+
+sn_isa sn_isa_active(void) {
+    int v = atomic_load(&g_isa);
+    if (v < 0) {
+        v = (int)best_isa();
+        atomic_store(&g_isa, v);
+    }
+    return (sn_isa)v;
+}
+
+sn_status sn_isa_set(sn_isa isa) {
+    if ((unsigned)isa >= SN_ISA_COUNT)
+        return sn_error(SN_ERR_INVALID_ARG, "unknown instruction set %d", (int)isa);
+    if (!sn_isa_available(isa))
+        return sn_error(SN_ERR_UNSUPPORTED, "instruction set %s: not supported by this %s",
+                        sn_isa_name(isa), "CPU or build");
+    atomic_store(&g_isa, (int)isa);
+    return SN_OK;
+}
+
+static void gemm_dispatch(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                          const float *b, int ldb, float *c, int ldc, int accumulate,
+                          int nthreads) {
+    switch (sn_isa_active()) {
+#if defined(SN_HAVE_AVX2)
+    case SN_ISA_AVX2:
+        sn_gemm_run_avx2(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
         return;
-    }
-    for (int p = 0; p < kc; p++) {
-        const float *src = b + (size_t)p * ldb;
-        float *dst = bp + (size_t)p * NR;
-        int j = 0;
-        for (; j < nr; j++) dst[j] = src[j];
-        for (; j < NR; j++) dst[j] = 0.0f;
-    }
-}
-
-/* The same panel from a transposed B: op(B)[p][j] = b[j][p], so each of the nr source rows is
- * read contiguously along k and scattered with stride NR. */
-static void pack_bt(int kc, int nr, const float *b, int ldb, float *bp) {
-    for (int j = 0; j < nr; j++) {
-        const float *src = b + (size_t)j * ldb;
-        for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = src[p];
-    }
-    for (int j = nr; j < NR; j++)
-        for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = 0.0f;
-}
-
-/* op(A) block rows [0, mr) x k range [0, kc) from a transposed A (op(A)[i][p] = a[p][i]) into a
- * row-major buffer of leading dimension KC, so that the untouched micro-kernel can read it like
- * an ordinary A. Source rows are read contiguously. */
-static void pack_at(int mr, int kc, const float *a, int lda, float *ap) {
-    for (int p = 0; p < kc; p++) {
-        const float *src = a + (size_t)p * lda;
-        for (int i = 0; i < mr; i++) ap[(size_t)i * KC + p] = src[i];
-    }
-}
-
-/* One MR x NR tile over kc. Row tails read a duplicate of row 0 instead of a shorter loop, so a
- * row's result does not depend on where a tile boundary falls. */
-static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const float *bp,
-                         float *c, int ldc, int accumulate) {
-    const float *ar[MR];
-    for (int i = 0; i < MR; i++) ar[i] = a + (size_t)(i < mr ? i : 0) * lda;
-
-    float acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
-
-    for (int p = 0; p < kc; p++) {
-        const float *bq = bp + (size_t)p * NR;
-        /* Unrolled rows keep the accumulators in registers at -O2 too (GCC and Clang honour
-         * this pragma); without the simd hint GCC vectorises along p and spills them. */
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            const float av = ar[i][p];
-#pragma omp simd
-            for (int j = 0; j < NR; j++) acc[i][j] += av * bq[j];
-        }
-    }
-
-    if (mr == MR && nr == NR) {
-        for (int i = 0; i < MR; i++) {
-            float *ci = c + (size_t)i * ldc;
-            if (accumulate)
-                for (int j = 0; j < NR; j++) ci[j] += acc[i][j];
-            else
-                for (int j = 0; j < NR; j++) ci[j] = acc[i][j];
-        }
-        return;
-    }
-    for (int i = 0; i < mr; i++) {
-        float *ci = c + (size_t)i * ldc;
-        for (int j = 0; j < nr; j++) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
-    }
-}
-
-/* C block [m][n] += / = op(A) [m][k] * op(B) [k][n] on the calling thread; m <= MC. For a
- * transposed A, `a` points at the block's first column (a + i0) and each K block of op(A) is
- * packed once, then reused by every N panel. */
-static void gemm_block(int ta, int tb, int m, int n, int k, const float *a, int lda,
-                       const float *b, int ldb, float *c, int ldc, int accumulate) {
-    float bp[KC * NR];
-    /* Only the transposed-A path touches this (120 KiB, well within a thread's stack). */
-    float ap[ta ? MC * KC : 1];
-    for (int pc = 0; pc < k; pc += KC) {
-        const int kc = imin(KC, k - pc);
-        /* Later K blocks add onto the partial sums of earlier ones. */
-        const int acc = accumulate || pc > 0;
-        const float *ablk = a + (size_t)pc;
-        int la = lda;
-        if (ta) {
-            pack_at(m, kc, a + (size_t)pc * lda, lda, ap);
-            ablk = ap;
-            la = KC;
-        }
-        for (int jc = 0; jc < n; jc += NR) {
-            const int nr = imin(NR, n - jc);
-            if (tb)
-                pack_bt(kc, nr, b + (size_t)jc * ldb + pc, ldb, bp);
-            else
-                pack_b(kc, nr, b + (size_t)pc * ldb + jc, ldb, bp);
-            for (int i = 0; i < m; i += MR)
-                micro_kernel(kc, imin(MR, m - i), nr, ablk + (size_t)i * la, la, bp,
-                             c + (size_t)i * ldc + jc, ldc, acc);
-        }
-    }
-}
-
-/* Start of op(A) row i0 and op(B) column j0 inside the stored matrices. */
-static const float *a_at(int ta, const float *a, int lda, int i0) {
-    return ta ? a + i0 : a + (size_t)i0 * lda;
-}
-static const float *b_at(int tb, const float *b, int ldb, int j0) {
-    return tb ? b + (size_t)j0 * ldb : b + j0;
-}
-
-/* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
- * of k by one thread, so results never depend on nthreads. */
-static void gemm_run(int ta, int tb, int m, int n, int k, const float *a, int lda,
-                     const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        if (!accumulate)
-            for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof *c);
-        return;
-    }
-    const int mb = (m + MC - 1) / MC, nb = (n + NC - 1) / NC;
-    const int jobs = mb * nb;
-    int nt = nthreads > 0 ? nthreads : 1;
-    if (nt > jobs) nt = jobs;
-    if (nt <= 1) {
-        /* No parallel region at all: convolutions call this from inside their own. */
-        for (int job = 0; job < jobs; job++) {
-            const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
-            gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), k, a_at(ta, a, lda, i0), lda,
-                       b_at(tb, b, ldb, j0), ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
-        }
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int job = 0; job < jobs; job++) {
-        const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
-        gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), k, a_at(ta, a, lda, i0), lda,
-                   b_at(tb, b, ldb, j0), ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
+#endif
+    default: sn_gemm_run_generic(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
     }
 }
 
 void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
                  int ldc, int accumulate, int nthreads) {
-    gemm_run(0, 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
+    gemm_dispatch(0, 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
 }
 
 void sn_gemm_ex_f32(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                     const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
-    gemm_run(trans_a != 0, trans_b != 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
+    gemm_dispatch(trans_a != 0, trans_b != 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate,
+                  nthreads);
 }

@@ -1,0 +1,15 @@
+/* The GEMM of gemm_impl.h built for AVX2 + FMA (CMake compiles this file with -mavx2 -mfma
+ * -ffp-contract=fast): 16 ymm registers hold a 6 x 16 tile (12 accumulators). */
+#include "gemm_isa.h"
+
+#if defined(SN_HAVE_AVX2)
+#define MR 6
+#define NR 16
+#define KC 256
+#define MC (20 * MR)
+#define NC 256
+#define SN_GEMM_RUN sn_gemm_run_avx2
+#include "gemm_impl.h"
+#else
+typedef int sn_gemm_avx2_unused; /* ISO C forbids an empty translation unit */
+#endif

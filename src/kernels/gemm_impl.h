@@ -1,0 +1,161 @@
+/* The blocked GEMM, written once and compiled once per instruction set: the including file
+ * defines MR, NR (register tile), KC, MC, NC (cache blocks) and SN_GEMM_RUN (the name of the
+ * driver it exports), and compiles with that ISA's flags; the compiler turns the column loops
+ * into that ISA's vectors. Results are the same for any thread count within one ISA (fixed
+ * blocks, each output element summed by one thread in one order); across ISAs they differ by
+ * rounding (FMA, vector width), which tests/test_kernels.c bounds against the plain path.
+ * Included by gemm.c (portable C), gemm_avx2.c and gemm_avx512.c only. */
+#include <string.h>
+
+#include "kernels.h"
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* Copy B[0..kc)[0..nr) into a dense kc x NR panel, zero-filling the unused columns so that the
+ * micro-kernel never needs a column-tail variant. */
+static void pack_b(int kc, int nr, const float *b, int ldb, float *bp) {
+    if (nr == NR) {
+        for (int p = 0; p < kc; p++)
+            memcpy(bp + (size_t)p * NR, b + (size_t)p * ldb, NR * sizeof *bp);
+        return;
+    }
+    for (int p = 0; p < kc; p++) {
+        const float *src = b + (size_t)p * ldb;
+        float *dst = bp + (size_t)p * NR;
+        int j = 0;
+        for (; j < nr; j++) dst[j] = src[j];
+        for (; j < NR; j++) dst[j] = 0.0f;
+    }
+}
+
+/* The same panel from a transposed B: op(B)[p][j] = b[j][p], so each of the nr source rows is
+ * read contiguously along k and scattered with stride NR. */
+static void pack_bt(int kc, int nr, const float *b, int ldb, float *bp) {
+    for (int j = 0; j < nr; j++) {
+        const float *src = b + (size_t)j * ldb;
+        for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = src[p];
+    }
+    for (int j = nr; j < NR; j++)
+        for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = 0.0f;
+}
+
+/* op(A) block rows [0, mr) x k range [0, kc) from a transposed A (op(A)[i][p] = a[p][i]) into a
+ * row-major buffer of leading dimension KC, so that the untouched micro-kernel can read it like
+ * an ordinary A. Source rows are read contiguously. */
+static void pack_at(int mr, int kc, const float *a, int lda, float *ap) {
+    for (int p = 0; p < kc; p++) {
+        const float *src = a + (size_t)p * lda;
+        for (int i = 0; i < mr; i++) ap[(size_t)i * KC + p] = src[i];
+    }
+}
+
+/* One MR x NR tile over kc. Row tails read a duplicate of row 0 instead of a shorter loop, so a
+ * row's result does not depend on where a tile boundary falls. */
+static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const float *bp,
+                         float *c, int ldc, int accumulate) {
+    const float *ar[MR];
+    for (int i = 0; i < MR; i++) ar[i] = a + (size_t)(i < mr ? i : 0) * lda;
+
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
+
+    for (int p = 0; p < kc; p++) {
+        const float *bq = bp + (size_t)p * NR;
+        /* Unrolled rows keep the accumulators in registers at -O2 too (GCC and Clang honour
+         * this pragma); without the simd hint GCC vectorises along p and spills them. */
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            const float av = ar[i][p];
+#pragma omp simd
+            for (int j = 0; j < NR; j++) acc[i][j] += av * bq[j];
+        }
+    }
+
+    if (mr == MR && nr == NR) {
+        for (int i = 0; i < MR; i++) {
+            float *ci = c + (size_t)i * ldc;
+            if (accumulate)
+                for (int j = 0; j < NR; j++) ci[j] += acc[i][j];
+            else
+                for (int j = 0; j < NR; j++) ci[j] = acc[i][j];
+        }
+        return;
+    }
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        for (int j = 0; j < nr; j++) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
+    }
+}
+
+/* C block [m][n] += / = op(A) [m][k] * op(B) [k][n] on the calling thread; m <= MC. For a
+ * transposed A, `a` points at the block's first column (a + i0) and each K block of op(A) is
+ * packed once, then reused by every N panel. */
+static void gemm_block(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                       const float *b, int ldb, float *c, int ldc, int accumulate) {
+    float bp[KC * NR];
+    /* Only the transposed-A path touches this (120 KiB, well within a thread's stack). */
+    float ap[ta ? MC * KC : 1];
+    for (int pc = 0; pc < k; pc += KC) {
+        const int kc = imin(KC, k - pc);
+        /* Later K blocks add onto the partial sums of earlier ones. */
+        const int acc = accumulate || pc > 0;
+        const float *ablk = a + (size_t)pc;
+        int la = lda;
+        if (ta) {
+            pack_at(m, kc, a + (size_t)pc * lda, lda, ap);
+            ablk = ap;
+            la = KC;
+        }
+        for (int jc = 0; jc < n; jc += NR) {
+            const int nr = imin(NR, n - jc);
+            if (tb)
+                pack_bt(kc, nr, b + (size_t)jc * ldb + pc, ldb, bp);
+            else
+                pack_b(kc, nr, b + (size_t)pc * ldb + jc, ldb, bp);
+            for (int i = 0; i < m; i += MR)
+                micro_kernel(kc, imin(MR, m - i), nr, ablk + (size_t)i * la, la, bp,
+                             c + (size_t)i * ldc + jc, ldc, acc);
+        }
+    }
+}
+
+/* Start of op(A) row i0 and op(B) column j0 inside the stored matrices. */
+static const float *a_at(int ta, const float *a, int lda, int i0) {
+    return ta ? a + i0 : a + (size_t)i0 * lda;
+}
+static const float *b_at(int tb, const float *b, int ldb, int j0) {
+    return tb ? b + (size_t)j0 * ldb : b + j0;
+}
+
+/* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
+ * of k by one thread, so results never depend on nthreads. */
+void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                     const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof *c);
+        return;
+    }
+    const int mb = (m + MC - 1) / MC, nb = (n + NC - 1) / NC;
+    const int jobs = mb * nb;
+    int nt = nthreads > 0 ? nthreads : 1;
+    if (nt > jobs) nt = jobs;
+    if (nt <= 1) {
+        /* No parallel region at all: convolutions call this from inside their own. */
+        for (int job = 0; job < jobs; job++) {
+            const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
+            gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), k, a_at(ta, a, lda, i0), lda,
+                       b_at(tb, b, ldb, j0), ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int job = 0; job < jobs; job++) {
+        const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
+        gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), k, a_at(ta, a, lda, i0), lda,
+                   b_at(tb, b, ldb, j0), ldb, c + (size_t)i0 * ldc + j0, ldc, accumulate);
+    }
+}
+
