@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "data.h"
+#include "kernels.h"
 #include "trainer.h"
 #include "spinenet.h"
 
@@ -430,16 +431,17 @@ static int cmd_bench(const opts *o) {
         if (o->json)
             printf("{\"model\": \"%s\", \"height\": %d, \"width\": %d, \"batch\": %d, \"threads\": %d, "
                    "\"runs\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, "
-                   "\"macs\": %.0f, \"gflops\": %.2f, \"arena_mb\": %.1f, \"peak_rss_mb\": %.1f}\n",
+                   "\"macs\": %.0f, \"gflops\": %.2f, \"arena_mb\": %.1f, \"peak_rss_mb\": %.1f, "
+                   "\"isa\": \"%s\"}\n",
                    c->model, h, w, o->batch, o->threads, o->runs, med * 1e3, t[0] * 1e3,
                    t[o->runs - 1] * 1e3, macs, gflops,
-                   (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb);
+                   (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb, sn_isa_name(sn_isa_active()));
         else
             printf("%s %s %dx%d batch %d, %d thread(s): median %.1f ms over %d runs (min %.1f, max "
-                   "%.1f), %.2f GMACs, %.1f GFLOP/s; arena %.1f MB, peak RSS %.1f MB\n",
+                   "%.1f), %.2f GMACs, %.1f GFLOP/s; arena %.1f MB, peak RSS %.1f MB; GEMM %s\n",
                    c->model, sn_head_name(c->head), h, w, o->batch, o->threads, med * 1e3, o->runs,
                    t[0] * 1e3, t[o->runs - 1] * 1e3, macs / 1e9, gflops,
-                   (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb);
+                   (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb, sn_isa_name(sn_isa_active()));
     }
     free(x);
     free(t);
@@ -692,7 +694,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("spinenet %s\n", SN_VERSION_STRING);
+        printf("spinenet %s (GEMM kernels: %s; SN_ISA=generic selects the portable C path)\n",
+               SN_VERSION_STRING, sn_isa_name(sn_isa_active()));
         return 0;
     }
     opts o;
