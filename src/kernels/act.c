@@ -1,4 +1,5 @@
 /* Elementwise activations (relu, relu6, swish, hard-swish, sigmoid, hard-sigmoid). */
+#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <math.h>

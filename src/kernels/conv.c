@@ -1,5 +1,6 @@
-/* 2-D convolution (im2col + GEMM; direct depthwise) with fused epilogue, its backward
- * (col2im / im2col^T GEMMs), and padding helpers. */
+/* 2-D convolution (im2col + GEMM; direct depthwise) with fused epilogue, and its backward
+ * (col2im / im2col^T GEMMs). */
+#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <string.h>
@@ -9,25 +10,6 @@
 #endif
 
 #include "core.h"
-
-void sn_pad_same_1d(int in, int k, int stride, int *before, int *after) {
-    const int out = (in + stride - 1) / stride;
-    int total = (out - 1) * stride + k - in;
-    if (total < 0) total = 0;
-    *before = total / 2;
-    *after = total - total / 2;
-}
-
-void sn_pad_fixed_1d(int k, int *before, int *after) {
-    *before = (k - 1) / 2;
-    *after = (k - 1) - (k - 1) / 2;
-}
-
-int sn_window_out(int in, int k, int stride, int before, int after) {
-    const long padded = (long)in + before + after;
-    if (padded < k || stride < 1) return 0;
-    return (int)((padded - k) / stride + 1);
-}
 
 /* Output pixels per im2col tile. Big enough that re-packing the weight panels per tile costs
  * about 1% of the multiply-adds, small enough that a 3x3x512 tile (2.2 MB) stays modest; a

@@ -1,4 +1,5 @@
 /* Elementwise sums, scalar scaling and per-channel gating, and their backward passes. */
+#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 /* Elements summed at a time into a stack buffer: it makes aliasing of y with any input safe and

@@ -1,4 +1,5 @@
 /* Global average pooling over the spatial positions of an NHWC tensor, forward and backward. */
+#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 /* Channels summed at a time; the double accumulators live on the stack (no failure path). */

@@ -8,6 +8,10 @@
 
 #include "spinenet.h"
 
+#if defined(SN_KERNEL_IMPL)
+#include "kernel_isa.h"
+#endif
+
 /* Explicit padding of a 2-D window op (conv or pool) along both axes. */
 typedef struct {
     int top, left, bottom, right;

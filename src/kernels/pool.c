@@ -1,4 +1,5 @@
 /* Max-pooling over k x k windows with explicit padding, forward and backward. */
+#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <math.h>
