@@ -124,7 +124,12 @@ sn_status sn_model_save(const sn_model *m, const char *path);
 void sn_model_free(sn_model *m);
 const sn_config *sn_model_config(const sn_model *m);
 
-/* Threads used by every kernel of this model (default 1; <= 0 means all cores). */
+/* Threads used by every kernel of this model (default 1; <= 0 means all cores). The kernels use
+ * OpenMP (libgomp); on a machine shared with other busy processes, start the program with
+ * GOMP_SPINCOUNT=10000 (or OMP_WAIT_POLICY=passive) in its environment, as the spinenet tool
+ * does for itself: libgomp's default spinning at barriers can make 2 threads 10x slower than 1
+ * when another process holds a core. The environment variable SN_ISA=generic selects the
+ * portable C kernels instead of the AVX2 build. */
 sn_status sn_model_set_threads(sn_model *m, int nthreads);
 /* Inference folds batch-norm into the convolutions (default on). Takes effect at plan. */
 sn_status sn_model_set_fold_bn(sn_model *m, int fold);

@@ -438,7 +438,8 @@ static int cmd_bench(const opts *o) {
                    (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb, sn_isa_name(sn_isa_active()));
         else
             printf("%s %s %dx%d batch %d, %d thread(s): median %.1f ms over %d runs (min %.1f, max "
-                   "%.1f), %.2f GMACs, %.1f GFLOP/s; arena %.1f MB, peak RSS %.1f MB; GEMM %s\n",
+                   "%.1f), %.2f GMACs, %.1f GFLOP/s; arena %.1f MB, peak RSS %.1f MB; "
+                   "kernels %s\n",
                    c->model, sn_head_name(c->head), h, w, o->batch, o->threads, med * 1e3, o->runs,
                    t[0] * 1e3, t[o->runs - 1] * 1e3, macs / 1e9, gflops,
                    (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb, sn_isa_name(sn_isa_active()));
@@ -708,7 +709,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("spinenet %s (GEMM kernels: %s; SN_ISA=generic selects the portable C path)\n",
+        printf("spinenet %s (kernels: %s; SN_ISA=generic selects the portable C build)\n",
                SN_VERSION_STRING, sn_isa_name(sn_isa_active()));
         return 0;
     }

@@ -294,7 +294,8 @@ void sn_batchnorm_act_train_f32(size_t rows, int c, const float *x, const float 
             if (save_mean) save_mean[ch] = fmean;
             if (save_invstd) save_invstd[ch] = finv;
             const double mom = momentum;
-            if (running_mean) running_mean[ch] = (float)(mom * running_mean[ch] + (1.0 - mom) * mean);
+            if (running_mean)
+                running_mean[ch] = (float)(mom * running_mean[ch] + (1.0 - mom) * mean);
             if (running_var) {
                 const double v = (unbiased_running_var && rows > 1)
                                      ? var * (double)rows / (double)(rows - 1)
