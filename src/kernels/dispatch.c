@@ -1,5 +1,6 @@
 /* The public kernel names: each calls the build of the active instruction set (kernel_isa.h).
- * Generated from the prototypes in kernels.h; keep in step with it. */
+ * One entry per public function of the twice-built files, with the prototype of kernels.h; keep
+ * the two (and the list in kernel_isa.h) in step. */
 #include <stdint.h>
 
 #include "kernels.h"
