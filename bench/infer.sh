@@ -107,8 +107,9 @@ for c in "${cases[@]}"; do
     if ! $py bench/infer_torch.py export --model "$m" --size "$s" --onnx "$onnx.tmp" \
          --spinenet "$exe" 2> "$out/export.log" >/dev/null; then
       echo "infer.sh: ONNX export failed (see $out/export.log); ORT skipped for $m" >&2
-      rm -f "$onnx.tmp"
+      rm -f "$onnx.tmp" "$onnx.tmp.ref.json"
     else
+      mv "$onnx.tmp.ref.json" "$onnx.ref.json"
       mv "$onnx.tmp" "$onnx"
     fi
   fi
@@ -182,6 +183,8 @@ for k, r in sorted(res.items()):
             k[0], k[1], k[2], ", ".join("%s %.1f" % kv for kv in r["variants"].items())))
     if k[3] == "ort" and "ort_version" in r:
         ver = r["ort_version"]
+        print("ONNX Runtime %s @%d, %d thread(s): outputs %s" % (k[0], k[1], k[2],
+                                                               r.get("check", "not checked")))
 if any(k[3] == "ort" for k in res):
     print("ONNX Runtime (onnxruntime-node) %s" % ver)
 EOF

@@ -33,6 +33,25 @@ async function main() {
   }
   const feeds = {};
   feeds[session.inputNames[0]] = new ort.Tensor("float32", data, [1, 3, size, size]);
+  // Same numbers as PyTorch? (MODEL.onnx.ref.json, written by infer_torch.py export)
+  let check = "no reference";
+  const fs = require("fs");
+  if (fs.existsSync(file + ".ref.json")) {
+    const ref = JSON.parse(fs.readFileSync(file + ".ref.json", "utf8"));
+    const out = await session.run(feeds);
+    const names = session.outputNames;
+    if (names.length !== ref.length) throw new Error("output count " + names.length + " != " + ref.length);
+    let worst = 0;
+    names.forEach((nm, k) => {
+      const d = out[nm].data;
+      for (let i = 0; i < ref[k].head.length; i++) {
+        const e = Math.abs(d[i] - ref[k].head[i]) / Math.max(1, ref[k].absmax);
+        if (e > worst) worst = e;
+      }
+    });
+    if (worst > 1e-3) throw new Error("outputs differ from PyTorch: " + worst);
+    check = "ok (max rel. error " + worst.toExponential(1) + " vs PyTorch)";
+  }
   for (let i = 0; i < warmup; i++) await session.run(feeds);
   const ts = [];
   for (let i = 0; i < runs; i++) {
@@ -49,7 +68,7 @@ async function main() {
   } catch (e) { /* unknown */ }
   console.log(JSON.stringify({
     median_ms: +median.toFixed(3), min_ms: +ts[0].toFixed(3), threads, runs, size,
-    peak_rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(1), ort_version: version,
+    peak_rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(1), ort_version: version, check,
   }));
 }
 

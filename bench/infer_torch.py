@@ -145,8 +145,16 @@ class Model(nn.Module):
         self.net = FloatNet(self, args.model, args.flavour, args.head, args.classes,
                             activation=args.act or None)
         self.size = args.size
-        with torch.no_grad():  # a first pass creates the parameters (as buffers)
-            self.net.forward(torch.zeros(1, 3, args.size, args.size))
+        # a shape-only pass (no data: Net's ops skip the arithmetic) creates the parameters
+        self.net.H, self.net.W = args.size, args.size
+        f = G.Feat(None, 1, 3, args.size, args.size)
+        outs = self.net.backbone_mobile(f) if self.net.mobile else self.net.backbone_spinenet(f)
+        eps = {l: self.net.conv_bn(outs[l], "endpoints.%d" % l, 1, self.net.v["ep"])
+               for l in range(self.net.min_level, self.net.max_level + 1)}
+        if args.head == "retinanet":
+            self.net.retinanet(eps)
+        elif args.head == "classifier":
+            self.net.classifier(eps)
 
     def forward(self, x):
         return self.net.forward(x)
@@ -158,6 +166,17 @@ def info_params(args):
     if args.act:
         cmd += ["--act", args.act]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def lcg_input(size):
+    """The input of bench/infer_ort.js: s = s * 1103515245 + 12345 mod 2^32, s / 2^31 - 1."""
+    n = 3 * size * size
+    vals = [0.0] * n
+    st = 12345
+    for i in range(n):
+        st = (st * 1103515245 + 12345) & 0xFFFFFFFF
+        vals[i] = st / 2147483648.0 - 1.0
+    return torch.tensor(vals, dtype=torch.float32).view(1, 3, size, size)
 
 
 def time_fn(fn, x, warmup, runs):
@@ -192,7 +211,11 @@ def main():
     if args.head == "classifier" and args.classes == 91:
         args.classes = 1001
 
-    torch.set_num_threads(args.threads)
+    # Tracing, export and the checks run eager float32 code once: with one thread, torch 1.13
+    # sends 1x1 convolutions of batch 1 to its BLAS path (Debian's reference BLAS here: slow),
+    # so those use every core; only the timed runs use --threads.
+    build_threads = max(args.threads, os.cpu_count() or 1)
+    torch.set_num_threads(build_threads)
     torch.set_num_interop_threads(1)
     model = Model(args).eval()
     ours = model.net.num_params()
@@ -209,6 +232,12 @@ def main():
         with torch.no_grad():
             torch.onnx.export(model, (x,), args.onnx, opset_version=args.opset,
                               input_names=["input"], do_constant_folding=True)
+            # reference outputs for bench/infer_ort.js's check, on the input it builds
+            xl = lcg_input(args.size)
+            ref = [{"absmax": float(o.abs().max()), "head": o.flatten()[:64].tolist()}
+                   for o in model(xl)]
+        with open(args.onnx + ".ref.json", "w") as fh:
+            json.dump(ref, fh)
         print(json.dumps({"onnx": args.onnx, "params": ours, "opset": args.opset}))
         return
 
@@ -228,6 +257,7 @@ def main():
             else:
                 fn = m
             out = fn(xi)
+        torch.set_num_threads(args.threads)
         if ref is None:
             ref = out
         else:  # every variant computes the same thing
@@ -237,6 +267,7 @@ def main():
                 raise SystemExit("infer_torch: %s differs from eager: %g" % (var, err))
         med, mn = time_fn(fn, xi, args.warmup, args.runs)
         results[var] = med
+        torch.set_num_threads(build_threads)
         print("infer_torch: threads %d %-9s median %.2f ms (min %.2f)" % (args.threads, var, med, mn),
               file=sys.stderr)
     best = min(results, key=results.get)
