@@ -123,7 +123,9 @@ static void gemm_ex_case(int ta, int tb, int m, int n, int k, int accumulate) {
 
 static void test_gemm_ex(void) {
     static const int sizes[][3] = {{1, 1, 1},    {3, 5, 7},     {7, 13, 5},    {37, 29, 300},
-                                   {130, 19, 9}, {11, 270, 17}, {125, 9, 513}, {6, 8, 0}};
+                                   {130, 19, 9}, {11, 270, 17}, {125, 9, 513}, {6, 8, 0},
+                                   /* few blocks, long k: k is cut into chunks (gemm_split_k) */
+                                   {21, 30, 9000}};
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)

@@ -209,6 +209,8 @@ static void test_gemm(void) {
     gemm_case(7, 33, 19, 19, 40, 35, 1);
     gemm_case(130, 270, 300, 301, 275, 272, 0); /* crosses the M, N and K blocks */
     gemm_case(257, 17, 513, 513, 17, 17, 1);
+    gemm_case(37, 45, 9000, 9000, 45, 47, 1);   /* long k, few blocks: split into k chunks */
+    gemm_case(3, 300, 8200, 8201, 300, 300, 0); /* ... two N blocks, a short last chunk */
     gemm_case(5, 9, 0, 1, 9, 9, 0);             /* k = 0 zeroes C */
     gemm_case(5, 9, 0, 1, 9, 9, 1);             /* ... or leaves it */
 }

@@ -5,6 +5,7 @@
  * blocks, each output element summed by one thread in one order); across ISAs they differ by
  * rounding (FMA, vector width), which tests/test_kernels.c bounds against the plain path.
  * Included by gemm.c (portable C), gemm_avx2.c and gemm_avx512.c only. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -128,8 +129,52 @@ static const float *b_at(int tb, const float *b, int ldb, int j0) {
     return tb ? b + (size_t)j0 * ldb : b + j0;
 }
 
+/* Long, thin products (the weight gradients: C is cin x cout, k runs over every pixel) have too
+ * few MC x NC blocks to keep the threads busy, so k is cut into chunks as well: each (chunk,
+ * block) job writes its own partial C, and the partials are added in chunk order. Whether and
+ * how k is cut depends on m, n and k only, never on nthreads, so the bits do not either. Returns
+ * 0 (and does nothing) when the partials cannot be allocated; the caller then runs unsplit. */
+#define KSPLIT_MIN 4096 /* rows of k per chunk, at least; a multiple of KC */
+#define KSPLIT_MAX_CHUNKS 16
+static int gemm_split_k(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float *c, int ldc, int accumulate, int nt) {
+    const int nb = (n + NC - 1) / NC, jobs = ((m + MC - 1) / MC) * nb;
+    int ks = KSPLIT_MIN;
+    if ((k + ks - 1) / ks > KSPLIT_MAX_CHUNKS) {
+        ks = (k + KSPLIT_MAX_CHUNKS - 1) / KSPLIT_MAX_CHUNKS;
+        ks = (ks + KC - 1) / KC * KC;
+    }
+    const int nk = (k + ks - 1) / ks;
+    const size_t csz = (size_t)m * n;
+    float *part = malloc((size_t)nk * csz * sizeof *part);
+    if (!part) return 0;
+    const int total = nk * jobs;
+    if (nt > total) nt = total;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (int q = 0; q < total; q++) {
+        const int kc = q / jobs, job = q % jobs;
+        const int i0 = (job / nb) * MC, j0 = (job % nb) * NC, k0 = kc * ks;
+        const float *ab = ta ? a + (size_t)k0 * lda + i0 : a + (size_t)i0 * lda + k0;
+        const float *bb = tb ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0;
+        gemm_block(ta, tb, imin(MC, m - i0), imin(NC, n - j0), imin(ks, k - k0), ab, lda, bb, ldb,
+                   part + (size_t)kc * csz + (size_t)i0 * n + j0, n, 0);
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * ldc;
+        for (int j = 0; j < n; j++) {
+            float v = accumulate ? ci[j] : 0.0f;
+            for (int kc = 0; kc < nk; kc++) v += part[(size_t)kc * csz + (size_t)i * n + j];
+            ci[j] = v;
+        }
+    }
+    free(part);
+    return 1;
+}
+
 /* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
- * of k by one thread, so results never depend on nthreads. */
+ * of k by one thread (or over fixed chunks of k, see gemm_split_k), so results never depend on
+ * nthreads. */
 void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
                      const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
     if (m <= 0 || n <= 0) return;
@@ -141,6 +186,9 @@ void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
     const int mb = (m + MC - 1) / MC, nb = (n + NC - 1) / NC;
     const int jobs = mb * nb;
     int nt = nthreads > 0 ? nthreads : 1;
+    if (jobs < 4 && k >= 2 * KSPLIT_MIN &&
+        gemm_split_k(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nt))
+        return;
     if (nt > jobs) nt = jobs;
     if (nt <= 1) {
         /* No parallel region at all: convolutions call this from inside their own. */
