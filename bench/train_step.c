@@ -112,6 +112,7 @@ static int fail(const char *what, sn_status st) {
 }
 
 int main(int argc, char **argv) {
+    sn_tame_openmp_spinning(argv);
     options o = {.model = "spinenet-mobile-49xs", .flavour = "tpu", .size = 64, .batch = 64,
                  .threads = 1, .steps = 20, .warmup = 3, .classes = 10, .lr = 0.01, .wd = 4e-5,
                  .smoothing = 0.1, .seed = 1};

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "core.h"
 #include "data.h"
 #include "kernels.h"
 #include "trainer.h"
@@ -684,21 +685,8 @@ static int cmd_classify(const opts *o) {
     return failed ? 1 : 0;
 }
 
-/* OpenMP's default wait policy spins for about a millisecond at every barrier. When another
- * process holds one of the cores (this project's machines are shared), the spinning thread
- * burns the time slice its partner needs, and a 2-thread training step ran 10x slower than with
- * 1 thread (measured: 20 steps in 53 s instead of 5.5 s). A short spin keeps the uncontended
- * speed and removes the collapse. libgomp reads its settings when it is loaded, before main, so
- * the tool re-executes itself once with GOMP_SPINCOUNT set, unless the user chose a policy. */
-static void tame_openmp_spinning(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    /* Not re-executed (no /proc): carry on with the default policy. */
-}
-
 int main(int argc, char **argv) {
-    tame_openmp_spinning(argv);
+    sn_tame_openmp_spinning(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -11,6 +11,12 @@
 #define SN_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define SN_PRINTF(a, b)
+/* For the project's programs (spinenet, bench), first thing in main: unless OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is set, re-execute the program once with GOMP_SPINCOUNT=10000 (libgomp reads
+ * it only at load time), so that 2 threads do not collapse on a shared machine. Returns if the
+ * re-execution is not needed or not possible. Never called by the library itself. */
+void sn_tame_openmp_spinning(char **argv);
+
 #endif
 
 /* Record a message for sn_last_error() and return `s`, so that callers can write
@@ -47,5 +53,11 @@ double sn_rng_uniform(sn_rng *r); /* [0,1) */
 double sn_rng_normal(sn_rng *r);
 /* Truncated normal: resample outside +-2 stddev (TF's truncated_normal). */
 double sn_rng_truncnormal(sn_rng *r, double stddev);
+
+/* For the project's programs (spinenet, bench), first thing in main: unless OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is set, re-execute the program once with GOMP_SPINCOUNT=10000 (libgomp reads
+ * it only at load time), so that 2 threads do not collapse on a shared machine. Returns if the
+ * re-execution is not needed or not possible. Never called by the library itself. */
+void sn_tame_openmp_spinning(char **argv);
 
 #endif
