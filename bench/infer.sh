@@ -15,10 +15,12 @@ usage: bash bench/infer.sh [options]
   --threads "1 2"      thread counts (default "1 2")
   --runs N             timed runs per side (default 10, at least 10 for the table's claim)
   --warmup N           untimed runs first (default 2)
-  --torch-variants L   PyTorch variants tried, best reported (default frozen,frozen_cl,ofi,ofi_cl;
-                       also eager,eager_cl). frozen = torch.jit.freeze(trace); ofi =
-                       torch.jit.optimize_for_inference (freeze + oneDNN convolutions); _cl =
-                       channels_last
+  --torch-variants L   PyTorch variants tried, best reported (default ofi,ofi_cl,frozen,frozen_cl
+                       for Mobile SpineNet, ofi for the others; also eager,eager_cl).
+                       frozen = torch.jit.freeze(trace); ofi = torch.jit.optimize_for_inference
+                       (freeze + oneDNN convolutions); _cl = channels_last. frozen at 1 thread
+                       sends batch-1 1x1 convolutions to BLAS (Debian's reference BLAS here), so
+                       it is minutes per run on SpineNet-49 at 640
   --skip-torch --skip-ort   leave a peer out
   --no-build           do not run scripts/build.sh (use build/spinenet as it is)
   --json FILE          also write every measurement as JSON lines to FILE
@@ -27,7 +29,7 @@ set; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed for the PyTorch side onl
 EOF
 }
 
-model="" size="" case_sel=all threads="1 2" runs=10 warmup=2 tvars="frozen,frozen_cl,ofi,ofi_cl"
+model="" size="" case_sel=all threads="1 2" runs=10 warmup=2 tvars=""
 skip_torch=0 skip_ort=0 build=1 json_out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -113,15 +115,19 @@ for c in "${cases[@]}"; do
       mv "$onnx.tmp" "$onnx"
     fi
   fi
+  tv=$tvars
+  if [ -z "$tv" ]; then
+    case "$m" in spinenet-mobile-*) tv=ofi,ofi_cl,frozen,frozen_cl ;; *) tv=ofi ;; esac
+  fi
   for t in $threads; do
     echo "infer.sh: $m @$s, $t thread(s): ours" >&2
     r=$("$exe" bench --model "$m" --size "$s" --threads "$t" --runs "$runs" --json)
     echo "{\"side\": \"ours\", \"model\": \"$m\", \"size\": $s, \"threads\": $t, \"r\": $r}" >> "$res"
     if [ "$skip_torch" = 0 ]; then
-      echo "infer.sh: $m @$s, $t thread(s): PyTorch ($tvars)" >&2
+      echo "infer.sh: $m @$s, $t thread(s): PyTorch ($tv)" >&2
       if r=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $py bench/infer_torch.py time \
                --model "$m" --size "$s" --threads "$t" --runs "$runs" --warmup "$warmup" \
-               --variants "$tvars" --spinenet "$exe" 2> >(grep -v 'Warning\|^ \|^$' >&2)); then
+               --variants "$tv" --spinenet "$exe" 2> >(grep -v 'Warning\|^ \|^$' >&2)); then
         echo "{\"side\": \"torch\", \"model\": \"$m\", \"size\": $s, \"threads\": $t, \"r\": $r}" >> "$res"
       else
         echo "infer.sh: PyTorch run failed" >&2
