@@ -79,10 +79,9 @@ exe=./build/spinenet
 # peak-FMA probe
 gcc -O2 -mavx2 -mfma -fopenmp bench/infer_peak.c -o "$out/infer_peak"
 py=/usr/bin/python3
-have_torch=1
 if ! $py -c 'import torch' 2>/dev/null; then
   echo "infer.sh: no PyTorch (apt-get install python3-torch python3-numpy); peers skipped" >&2
-  have_torch=0 skip_torch=1 skip_ort=1
+  skip_torch=1 skip_ort=1
 fi
 if [ "$skip_ort" = 0 ] && [ ! -d bench/node_modules/onnxruntime-node ]; then
   echo "infer.sh: installing onnxruntime-node into bench/node_modules (bundled CPU library)" >&2
@@ -104,7 +103,9 @@ for c in "${cases[@]}"; do
   info=$("$exe" info --model "$m" --size "$s" --json)
   echo "{\"side\": \"info\", \"model\": \"$m\", \"size\": $s, \"r\": $info}" >> "$res"
   onnx="$out/$m-$s.onnx"
-  if [ "$skip_ort" = 0 ] && [ ! -s "$onnx" ]; then
+  # (re-)export when missing or older than the code that defines the network
+  if [ "$skip_ort" = 0 ] && { [ ! -s "$onnx" ] || [ ! -s "$onnx.ref.json" ] ||
+       [ "$onnx" -ot bench/infer_torch.py ] || [ "$onnx" -ot tests/golden/gen_golden.py ]; }; then
     echo "infer.sh: exporting $m @$s to $onnx" >&2
     if ! $py bench/infer_torch.py export --model "$m" --size "$s" --onnx "$onnx.tmp" \
          --spinenet "$exe" 2> "$out/export.log" >/dev/null; then
