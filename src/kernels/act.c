@@ -84,134 +84,93 @@ void sn_act_f32(sn_act act, size_t count, const float *x, float *y, int nthreads
  *   hardswish'(x) = 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3 (both ends inclusive, so -1/2 at
  *   -3 and 3/2 at 3, as torch.nn.functional.hardswish's backward), 1 for x > 3;
  *   hardsigmoid'(x) = 0.16667 (the forward's constant) on the open interval (-3, 3), else 0. */
-static void act_backward_range(sn_act act, size_t count, const float *x, const float *dy,
-                               float *dx) {
+/* g = dy * act'(x) for each element, then out += g (accumulate) or out = g; out may be dy when
+ * assigning (each element is read before it is written). One copy of every derivative; the
+ * accumulate test is loop-invariant, so the compiler splits each loop in two. */
+#define EMIT(i, g)                                                                                 \
+    do {                                                                                           \
+        const float g_ = (g);                                                                      \
+        out[i] = accumulate ? out[i] + g_ : g_;                                                    \
+    } while (0)
+
+static void act_grad_range(sn_act act, size_t count, const float *x, const float *dy, float *out,
+                           int accumulate) {
     switch (act) {
     case SN_ACT_NONE:
-        for (size_t i = 0; i < count; i++) dx[i] += dy[i];
+        if (accumulate || out != dy)
+            for (size_t i = 0; i < count; i++) EMIT(i, dy[i]);
         return;
     case SN_ACT_RELU:
         for (size_t i = 0; i < count; i++) {
             const float g = dy[i];
-            dx[i] += x[i] > 0.0f ? g : 0.0f;
+            EMIT(i, x[i] > 0.0f ? g : 0.0f);
         }
         return;
     case SN_ACT_RELU6:
         for (size_t i = 0; i < count; i++) {
             const float g = dy[i];
-            dx[i] += (x[i] > 0.0f && x[i] < 6.0f) ? g : 0.0f;
+            EMIT(i, (x[i] > 0.0f && x[i] < 6.0f) ? g : 0.0f);
         }
         return;
     case SN_ACT_HSWISH:
         for (size_t i = 0; i < count; i++) {
             const float v = x[i];
             const float d = v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
-            dx[i] += dy[i] * d;
+            EMIT(i, dy[i] * d);
         }
         return;
     case SN_ACT_HSIGMOID:
         for (size_t i = 0; i < count; i++) {
             const float g = dy[i] * 0.16667f;
-            dx[i] += (x[i] > -3.0f && x[i] < 3.0f) ? g : 0.0f;
+            EMIT(i, (x[i] > -3.0f && x[i] < 3.0f) ? g : 0.0f);
         }
         return;
     case SN_ACT_SIGMOID:
         for (size_t i = 0; i < count; i++) {
-            const float s = sigmoid_stable(x[i]);
-            dx[i] += dy[i] * (s * (1.0f - s));
+            const float sg = sigmoid_stable(x[i]);
+            EMIT(i, dy[i] * (sg * (1.0f - sg)));
         }
         return;
     case SN_ACT_SWISH:
         /* d/dx x*s(x) = s + x*s*(1-s) = s*(1 + x*(1-s)). */
         for (size_t i = 0; i < count; i++) {
-            const float s = sigmoid_stable(x[i]);
-            dx[i] += dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
+            const float sg = sigmoid_stable(x[i]);
+            EMIT(i, dy[i] * (sg * (1.0f + x[i] * (1.0f - sg))));
         }
         return;
+    }
+}
+#undef EMIT
+
+/* Elementwise: any split gives the same bits. */
+static void act_grad_run(sn_act act, size_t count, const float *x, const float *dy, float *out,
+                         int accumulate, int nthreads) {
+    size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
+    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
+    if (nt <= 1) {
+        act_grad_range(act, count, x, dy, out, accumulate);
+        return;
+    }
+    const size_t chunk = (count + nt - 1) / nt;
+#pragma omp parallel for num_threads((int)nt) schedule(static)
+    for (size_t t = 0; t < nt; t++) {
+        const size_t i0 = t * chunk;
+        if (i0 < count)
+            act_grad_range(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, dy + i0,
+                           out + i0, accumulate);
     }
 }
 
 void sn_act_backward_f32(sn_act act, size_t count, const float *x, const float *dy, float *dx,
                          int nthreads) {
-    if (!dx) return;
-    size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
-    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
-    if (nt <= 1) {
-        act_backward_range(act, count, x, dy, dx);
-        return;
-    }
-    /* Elementwise: any split gives the same bits. */
-    const size_t chunk = (count + nt - 1) / nt;
-#pragma omp parallel for num_threads((int)nt) schedule(static)
-    for (size_t t = 0; t < nt; t++) {
-        const size_t i0 = t * chunk;
-        if (i0 < count)
-            act_backward_range(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, dy + i0,
-                               dx + i0);
-    }
+    if (dx) act_grad_run(act, count, x, dy, dx, 1, nthreads);
 }
 
-/* out = dy * act'(x), assigned (not accumulated); out may alias dy. */
 void sn_act_grad_range_f32(sn_act act, size_t count, const float *x, const float *dy, float *out) {
-    switch (act) {
-    case SN_ACT_NONE:
-        if (out != dy)
-            for (size_t i = 0; i < count; i++) out[i] = dy[i];
-        return;
-    case SN_ACT_RELU:
-        for (size_t i = 0; i < count; i++) {
-            const float g = dy[i];
-            out[i] = x[i] > 0.0f ? g : 0.0f;
-        }
-        return;
-    case SN_ACT_RELU6:
-        for (size_t i = 0; i < count; i++) {
-            const float g = dy[i];
-            out[i] = (x[i] > 0.0f && x[i] < 6.0f) ? g : 0.0f;
-        }
-        return;
-    case SN_ACT_HSWISH:
-        for (size_t i = 0; i < count; i++) {
-            const float v = x[i];
-            const float d = v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
-            out[i] = dy[i] * d;
-        }
-        return;
-    case SN_ACT_HSIGMOID:
-        for (size_t i = 0; i < count; i++) {
-            const float g = dy[i] * 0.16667f;
-            out[i] = (x[i] > -3.0f && x[i] < 3.0f) ? g : 0.0f;
-        }
-        return;
-    case SN_ACT_SIGMOID:
-        for (size_t i = 0; i < count; i++) {
-            const float s = sigmoid_stable(x[i]);
-            out[i] = dy[i] * (s * (1.0f - s));
-        }
-        return;
-    case SN_ACT_SWISH:
-        for (size_t i = 0; i < count; i++) {
-            const float s = sigmoid_stable(x[i]);
-            out[i] = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
-        }
-        return;
-    }
+    act_grad_range(act, count, x, dy, out, 0);
 }
 
 void sn_act_grad_f32(sn_act act, size_t count, const float *x, const float *dy, float *out,
                      int nthreads) {
-    size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
-    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
-    if (nt <= 1) {
-        sn_act_grad_range_f32(act, count, x, dy, out);
-        return;
-    }
-    const size_t chunk = (count + nt - 1) / nt;
-#pragma omp parallel for num_threads((int)nt) schedule(static)
-    for (size_t t = 0; t < nt; t++) {
-        const size_t i0 = t * chunk;
-        if (i0 < count)
-            sn_act_grad_range_f32(act, (count - i0 < chunk ? count - i0 : chunk), x + i0, dy + i0,
-                                  out + i0);
-    }
+    act_grad_run(act, count, x, dy, out, 0, nthreads);
 }
