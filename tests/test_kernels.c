@@ -407,14 +407,21 @@ static void test_conv_errors(void) {
     d.pad = (sn_pad){0, 0, 0, 0};
     CHECK_OK(sn_conv2d_f32(&d, 1, 2, 2, x, wt, NULL, 0, 0, y, 1));
 
-    /* The im2col buffer is the one allocation; failing it must report OOM and leak nothing. */
+    /* The weight panels and the im2col buffers are the two allocations (kept between calls as
+     * scratch, so released first); failing either must report OOM and leak nothing, and the
+     * next call must work. */
     d.pad = (sn_pad){1, 1, 1, 1};
-    sn_clear_error();
-    sn_alloc_fail_after(1);
-    const sn_status st = sn_conv2d_f32(&d, 1, 4, 4, x, wt, NULL, 4, 4, y, 2);
-    sn_alloc_fail_after(0);
-    CHECK(st == SN_ERR_OOM, "injected OOM gave %s", sn_status_name(st));
-    CHECK(strlen(sn_last_error()) > 0, "OOM without message");
+    for (int nth = 1; nth <= 2; nth++) {
+        sn_scratch_release();
+        sn_clear_error();
+        sn_alloc_fail_after(nth);
+        const sn_status st = sn_conv2d_f32(&d, 1, 4, 4, x, wt, NULL, 4, 4, y, 2);
+        sn_alloc_fail_after(0);
+        CHECK(st == SN_ERR_OOM, "injected OOM at allocation %d gave %s", nth,
+              sn_status_name(st));
+        CHECK(strlen(sn_last_error()) > 0, "OOM without message");
+        CHECK_OK(sn_conv2d_f32(&d, 1, 4, 4, x, wt, NULL, 4, 4, y, 2));
+    }
 }
 
 /* ---- batch-norm ------------------------------------------------------------------------ */

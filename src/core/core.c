@@ -77,6 +77,37 @@ void *sn_calloc(size_t count, size_t size) {
 
 void sn_free(void *p) { free(p); }
 
+static _Thread_local struct {
+    void *p;
+    size_t bytes;
+} g_scratch[SN_SCRATCH_SLOTS];
+
+void *sn_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= SN_SCRATCH_SLOTS) {
+        sn_error(SN_ERR_INVALID_ARG, "scratch slot %d out of range", slot);
+        return NULL;
+    }
+    if (bytes <= g_scratch[slot].bytes && g_scratch[slot].p) return g_scratch[slot].p;
+    sn_free(g_scratch[slot].p);
+    g_scratch[slot].p = NULL;
+    g_scratch[slot].bytes = 0;
+    /* A little headroom, so that a slowly growing sequence of requests reallocates rarely. */
+    const size_t want = bytes + bytes / 8;
+    void *p = sn_alloc(want >= bytes ? want : bytes);
+    if (!p) return NULL;
+    g_scratch[slot].p = p;
+    g_scratch[slot].bytes = want >= bytes ? want : bytes;
+    return p;
+}
+
+void sn_scratch_release(void) {
+    for (int i = 0; i < SN_SCRATCH_SLOTS; i++) {
+        sn_free(g_scratch[i].p);
+        g_scratch[i].p = NULL;
+        g_scratch[i].bytes = 0;
+    }
+}
+
 int sn_resolve_threads(int requested) {
     if (requested > 0) return requested;
 #ifdef _OPENMP

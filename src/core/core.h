@@ -31,6 +31,19 @@ void sn_free(void *p);
 /* Test hook: make the Nth allocation from now fail (0 disables). */
 void sn_alloc_fail_after(long n);
 
+/* Work buffers that outlive the call: slot `slot` (0 .. SN_SCRATCH_SLOTS-1) of the calling
+ * thread, grown when `bytes` exceeds it and otherwise returned as it is (contents undefined).
+ * Reusing them matters here: fresh pages cost ~12 us per 4 KiB on first touch, which made the
+ * per-call im2col and weight-panel buffers of a convolution cost as much as its arithmetic.
+ * Valid until the next call with the same slot on this thread or sn_scratch_release(); NULL
+ * (error set) when the memory cannot be had. Kernels call it only from the calling thread,
+ * before their parallel regions. */
+enum { SN_SCRATCH_COLS, SN_SCRATCH_PACKB, SN_SCRATCH_BWD_COLS, SN_SCRATCH_BWD_PARTS,
+       SN_SCRATCH_SLOTS };
+void *sn_scratch(int slot, size_t bytes);
+/* Frees this thread's work buffers (sn_graph_free and sn_model_free call it). */
+void sn_scratch_release(void);
+
 /* Number of threads to use for a request (<= 0: all available cores). */
 int sn_resolve_threads(int requested);
 

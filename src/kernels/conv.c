@@ -80,9 +80,10 @@ static void im2col_tile(const conv_args *c, int g, long m0, int mt, float *col) 
     }
 }
 
-/* Grouped convolution as one GEMM per group and tile. A 1x1, stride-1, unpadded convolution
- * reads the NHWC input directly as its A matrix (lda = cin); anything else goes through a
- * per-thread im2col buffer of TILE_M rows. */
+/* Grouped convolution as one GEMM per group and tile. The weight matrix of each group is packed
+ * into the GEMM's panel layout once per call and shared by every tile. A 1x1, stride-1,
+ * unpadded convolution reads the NHWC input directly as its A matrix (lda = cin); anything
+ * else goes through a per-thread im2col buffer of TILE_M rows (never a full im2col matrix). */
 static sn_status conv_gemm(const conv_args *c, int nt) {
     const sn_conv_desc *d = c->d;
     const int cg = d->cin / d->groups, og = d->cout / d->groups;
@@ -94,12 +95,22 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
                        d->pad.right == 0;
     if (nt > ntiles) nt = (int)ntiles;
 
+    /* Read once: the packed layout belongs to one instruction set. */
+    const sn_isa isa = sn_isa_active();
+    const size_t pg = sn_gemm_packb_f32(isa, 0, kdim, og, NULL, d->cout, NULL);
+    const size_t pbytes = (size_t)d->groups * pg * sizeof(float);
+    float *packed = sn_scratch(SN_SCRATCH_PACKB, pbytes);
+    if (!packed)
+        return sn_error(SN_ERR_OOM, "conv2d: cannot allocate %zu bytes of weight panels", pbytes);
+    for (int g = 0; g < d->groups; g++)
+        sn_gemm_packb_f32(isa, 0, kdim, og, c->wt + (size_t)g * og, d->cout, packed + g * pg);
+
     float *cols = NULL;
     const size_t per_thread = (size_t)TILE_M * kdim;
     if (!direct) {
         const size_t bytes = (size_t)nt * per_thread * sizeof *cols;
-        /* Allocated here, not per thread inside the region, so a failure is one clean return. */
-        cols = sn_alloc(bytes);
+        /* Taken here, not per thread inside the region, so a failure is one clean return. */
+        cols = sn_scratch(SN_SCRATCH_COLS, bytes);
         if (!cols)
             return sn_error(SN_ERR_OOM, "conv2d: cannot allocate %zu bytes of im2col buffers",
                             bytes);
@@ -128,13 +139,12 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
                     a = col;
                     lda = kdim;
                 }
-                sn_gemm_f32(mt, og, kdim, a, lda, c->wt + (size_t)g * og, d->cout,
-                            yt + (size_t)g * og, d->cout, 0, 1);
+                sn_gemm_packed_f32(isa, mt, og, kdim, a, lda, packed + g * pg,
+                                   yt + (size_t)g * og, d->cout, 0);
             }
             epilogue_rows(c, m0, mt);
         }
     }
-    sn_free(cols);
     return SN_OK;
 }
 

@@ -32,6 +32,8 @@
 #define MC (20 * MR)
 #define NC 256
 #define SN_GEMM_RUN sn_gemm_run_generic
+#define SN_GEMM_PACKB sn_gemm_packb_generic
+#define SN_GEMM_PACKED sn_gemm_packed_generic
 #include "gemm_impl.h"
 
 /* ---- Instruction-set choice -------------------------------------------------------------- */
@@ -111,4 +113,23 @@ void sn_gemm_ex_f32(int trans_a, int trans_b, int m, int n, int k, const float *
                     const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
     gemm_dispatch(trans_a != 0, trans_b != 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate,
                   nthreads);
+}
+
+size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, int ldb,
+                         float *packed) {
+#if defined(SN_HAVE_AVX2)
+    if (isa == SN_ISA_AVX2) return sn_gemm_packb_avx2(trans_b != 0, k, n, b, ldb, packed);
+#endif
+    return sn_gemm_packb_generic(trans_b != 0, k, n, b, ldb, packed);
+}
+
+void sn_gemm_packed_f32(sn_isa isa, int m, int n, int k, const float *a, int lda,
+                        const float *packed, float *c, int ldc, int accumulate) {
+#if defined(SN_HAVE_AVX2)
+    if (isa == SN_ISA_AVX2) {
+        sn_gemm_packed_avx2(m, n, k, a, lda, packed, c, ldc, accumulate);
+        return;
+    }
+#endif
+    sn_gemm_packed_generic(m, n, k, a, lda, packed, c, ldc, accumulate);
 }

@@ -9,6 +9,8 @@
 #define MC (20 * MR)
 #define NC 256
 #define SN_GEMM_RUN sn_gemm_run_avx2
+#define SN_GEMM_PACKB sn_gemm_packb_avx2
+#define SN_GEMM_PACKED sn_gemm_packed_avx2
 #include "gemm_impl.h"
 #else
 typedef int sn_gemm_avx2_unused; /* ISO C forbids an empty translation unit */

@@ -73,6 +73,16 @@ const char *sn_isa_name(sn_isa isa);
 void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
                  int ldc, int accumulate, int nthreads);
 
+/* The same product with op(B) (B, or B^T when trans_b) packed once and reused by many row
+ * tiles (the convolutions). sn_gemm_packb_f32 returns the packed size in floats and writes it
+ * when `packed` is not NULL; the layout belongs to `isa`, so pack and multiply with the same one
+ * (read sn_isa_active() once). sn_gemm_packed_f32 runs on the calling thread and gives the
+ * same bits as sn_gemm_f32 for m <= 120. */
+size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, int ldb,
+                         float *packed);
+void sn_gemm_packed_f32(sn_isa isa, int m, int n, int k, const float *a, int lda,
+                        const float *packed, float *c, int ldc, int accumulate);
+
 /* Inference batch-norm over the last axis: y = gamma*(x-mean)/sqrt(var+eps) + beta. */
 void sn_batchnorm_f32(size_t rows, int c, const float *x, const float *gamma, const float *beta,
                       const float *mean, const float *var, float eps, float *y, int nthreads);

@@ -49,6 +49,8 @@ sn_status sn_parse_head(const char *s, sn_head *out) {
 
 void sn_model_free(sn_model *m) {
     if (!m) return;
+    /* The kernels' work buffers of this thread go too (they are re-made on the next call). */
+    sn_scratch_release();
     sn_graph_free(&m->graph);
     sn_paramtab_free(&m->params);
     sn_free(m->specs);
