@@ -151,6 +151,21 @@ sn_status sn_model_output(const sn_model *m, const char *name, sn_output *out);
 /* Bytes of the activation arena of the current plan. */
 size_t sn_model_arena_bytes(const sn_model *m);
 
+/* Per-layer timing of sn_model_run (off by default; costs two clock reads per layer). Switching
+ * it on or re-planning zeroes the counters. sn_model_profile fills up to `max` entries, one per
+ * layer in execution order, and returns the number of layers (call with max 0 to size). */
+typedef struct {
+    const char *op;  /* "conv", "add", "maxpool", "upsample", "resize", "gap", "dense", ... */
+    const char *act; /* activation applied by the layer: "none", "relu", "swish", ... */
+    int batch, in_h, in_w, in_c, out_h, out_w, out_c;
+    int kh, kw, stride, groups; /* convolutions only, else 0 */
+    int64_t macs;               /* multiply-adds per run (convolutions and dense layers) */
+    double seconds;             /* summed over `runs` runs */
+    long runs;
+} sn_layer_profile;
+sn_status sn_model_set_profile(sn_model *m, int on);
+int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max);
+
 /* Class names (optional; saved in the weight file's metadata). Names are copied; none may
  * contain a newline. sn_model_class_name returns NULL when unnamed or out of range. */
 sn_status sn_model_set_class_names(sn_model *m, const char *const *names, int n);

@@ -23,6 +23,9 @@ echo "$table" | grep -Eq "^ +16 +7 +mbconv +112 +3x3" && ok || bad "mobile info 
   && ok || bad "init failed"
 out=$("$sn" bench --weights "$tmp/m.safetensors" --size 128 --runs 2 --threads 2 --json) && ok || bad "bench failed"
 echo "$out" | grep -q '"median_ms"' && ok || bad "bench json: $out"
+# --profile: the JSON stays one valid object, with the per-shape table in it.
+out=$("$sn" bench --weights "$tmp/m.safetensors" --size 128 --runs 2 --profile --json) && ok || bad "bench --profile failed"
+echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["profile"]; assert d["profile_runs"]==2 and len(p)>10 and all(r["ms"]>=0 for r in p) and any(r["layer"].startswith("conv 3x3") for r in p), d' && ok || bad "bench --profile json: $out"
 # The same seed writes the same bytes.
 "$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/m2.safetensors" >/dev/null
 cmp -s "$tmp/m.safetensors" "$tmp/m2.safetensors" && ok || bad "init is not reproducible"

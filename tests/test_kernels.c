@@ -207,7 +207,7 @@ static void test_gemm_isa_vs_generic(void) {
  * several K blocks. */
 static void test_gemm_packed(void) {
     static const int shapes[][3] = {{1, 1, 1}, {7, 33, 19}, {120, 270, 300}, {61, 24, 144},
-                                    {6, 16, 513}, {17, 5, 700}, {120, 64, 0}};
+                                    {6, 16, 513}, {17, 5, 700}, {120, 64, 0}, {45, 200, 600}};
     for (int isa = 0; isa < SN_ISA_COUNT; isa++) {
         if (!sn_isa_available((sn_isa)isa)) continue;
         sn_isa_set((sn_isa)isa);
@@ -226,13 +226,41 @@ static void test_gemm_packed(void) {
                     CHECK(sn_gemm_packb_f32((sn_isa)isa, tb, k, n, b, ldb, pb) == pf,
                           "packb size changes");
                     sn_gemm_ex_f32(0, tb, m, n, k, a, lda, b, ldb, c1, ldc, acc, 1);
-                    sn_gemm_packed_f32((sn_isa)isa, m, n, k, a, lda, pb, c2, ldc, acc);
+                    sn_gemm_packed_f32((sn_isa)isa, m, 0, n, 0, k, a, lda, pb, k, c2, ldc, acc);
                     int same = 1;
                     for (int i = 0; i < m; i++)
                         same &= memcmp(c1 + (size_t)i * ldc, c2 + (size_t)i * ldc,
                                        (size_t)n * sizeof *c1) == 0;
                     CHECK(same, "packed gemm %s tb=%d acc=%d %dx%dx%d differs from sn_gemm",
                           sn_isa_name((sn_isa)isa), tb, acc, m, n, k);
+                    /* Block by block, as the convolution sums it: column blocks of 64 and K
+                     * blocks of SN_GEMM_KC, the first assigning (or accumulating), the rest
+                     * accumulating, must give the same bits again. */
+                    memcpy(c2, c1, (size_t)m * ldc * sizeof *c2);
+                    float *c3 = rand_buf((size_t)m * ldc, -1, 1);
+                    if (acc)
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++)
+                                c3[(size_t)i * ldc + j] = c2[(size_t)i * ldc + j];
+                    sn_gemm_ex_f32(0, tb, m, n, k, a, lda, b, ldb, c2, ldc, acc, 1);
+                    for (int n0 = 0; n0 < n; n0 += SN_GEMM_N_ALIGN) {
+                        const int nn = n - n0 < SN_GEMM_N_ALIGN ? n - n0 : SN_GEMM_N_ALIGN;
+                        if (k == 0)
+                            sn_gemm_packed_f32((sn_isa)isa, m, n0, nn, 0, 0, a, lda, pb, k,
+                                               c3 + n0, ldc, acc);
+                        for (int k0 = 0; k0 < k; k0 += SN_GEMM_KC) {
+                            const int kc = k - k0 < SN_GEMM_KC ? k - k0 : SN_GEMM_KC;
+                            sn_gemm_packed_f32((sn_isa)isa, m, n0, nn, k0, kc, a + k0, lda, pb,
+                                               k, c3 + n0, ldc, acc || k0 > 0);
+                        }
+                    }
+                    same = 1;
+                    for (int i = 0; i < m; i++)
+                        same &= memcmp(c2 + (size_t)i * ldc, c3 + (size_t)i * ldc,
+                                       (size_t)n * sizeof *c2) == 0;
+                    CHECK(same, "blocked packed gemm %s tb=%d acc=%d %dx%dx%d differs",
+                          sn_isa_name((sn_isa)isa), tb, acc, m, n, k);
+                    sn_free(c3);
                     sn_free(a), sn_free(b), sn_free(c1), sn_free(c2), sn_free(pb);
                 }
     }
@@ -398,6 +426,12 @@ static void test_conv_special(void) {
     run_conv_case(&cc);
     /* 1x1 stride 1: the input is the GEMM's A; wide N crosses the N block. */
     cc = (conv_case){1, 20, 19, 300, 270, 1, 1, 1, 2, {0}, 1, 1, 0, SN_ACT_RELU};
+    run_conv_case(&cc);
+    /* K blocks that cut through a tap and more than one column block (NBLK), plain and
+     * grouped, for the blocked im2col of the forward. */
+    cc = (conv_case){1, 11, 10, 44, 290, 1, 3, 2, 1, {0}, 1, 1, 0, SN_ACT_SWISH};
+    run_conv_case(&cc);
+    cc = (conv_case){2, 8, 9, 120, 530, 2, 3, 1, 0, {0}, 0, 1, 1, SN_ACT_NONE};
     run_conv_case(&cc);
     /* 1x1 grouped, direct A with an offset per group. */
     cc = (conv_case){3, 9, 11, 12, 18, 3, 1, 1, 2, {0}, 0, 1, 1, SN_ACT_NONE};

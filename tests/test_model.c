@@ -148,6 +148,45 @@ static void test_fold(const char *model, sn_head head) {
     sn_model_free(m);
 }
 
+/* Per-layer profile: one entry per layer, every layer timed, the convolutions' and dense
+ * layers' multiply-adds summing to the model's, counters reset by re-planning. */
+static void test_profile(void) {
+    sn_config c;
+    CHECK_OK(sn_config_init(&c, "spinenet-49s"));
+    sn_model *m = NULL;
+    CHECK_OK(sn_model_create(&c, 1, &m));
+    if (!m) return;
+    CHECK(sn_model_profile(m, NULL, 0) == 0, "profile before plan");
+    int rows;
+    int64_t params, macs;
+    CHECK_OK(sn_model_info(m, 128, 128, NULL, 0, &rows, &params, &macs));
+    CHECK_OK(sn_model_plan(m, 1, 128, 128));
+    CHECK(sn_model_profile(m, NULL, 0) == 0, "profile while off");
+    CHECK_OK(sn_model_set_profile(m, 1));
+    float *x = calloc((size_t)128 * 128 * 3, sizeof *x);
+    for (int r = 0; r < 2; r++) CHECK_OK(sn_model_run(m, x));
+    const int n = sn_model_profile(m, NULL, 0);
+    CHECK(n > 100, "%d profiled layers", n);
+    sn_layer_profile *lp = calloc((size_t)(n > 0 ? n : 1), sizeof *lp);
+    CHECK(sn_model_profile(m, lp, n) == n, "profile count");
+    int64_t sum = 0;
+    int timed = 0, convs = 0;
+    for (int i = 0; i < n; i++) {
+        sum += lp[i].macs;
+        timed += lp[i].runs == 2 && lp[i].seconds >= 0.0;
+        if (strcmp(lp[i].op, "conv") == 0) convs += lp[i].kh > 0 && lp[i].out_c > 0;
+    }
+    CHECK(sum == macs, "profiled MACs %lld vs model %lld", (long long)sum, (long long)macs);
+    CHECK(timed == n, "%d of %d layers timed over 2 runs", timed, n);
+    CHECK(convs > 50, "%d convolutions described", convs);
+    CHECK_OK(sn_model_plan(m, 1, 128, 128));
+    CHECK(sn_model_profile(m, lp, 1) == n && lp[0].runs == 0 && lp[0].seconds == 0.0,
+          "re-plan resets the counters");
+    free(lp);
+    free(x);
+    sn_model_free(m);
+}
+
 /* ------------------------------------------------------------ files */
 
 static void test_save_load(void) {
@@ -430,6 +469,7 @@ int main(void) {
     test_fold("spinenet-49s", SN_HEAD_RETINANET);
     test_fold("spinenet-mobile-49", SN_HEAD_RETINANET);
     test_fold("spinenet-49s", SN_HEAD_CLASSIFIER);
+    test_profile();
     test_oom();
     rmdir(g_dir);
     return TEST_SUMMARY();

@@ -36,7 +36,7 @@ typedef struct {
     double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area;
     int epochs, steps, warmup_steps, resume, skip_bad, checkpoint_every, eval_every;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
-        warmup, top;
+        warmup, top, profile;
     uint64_t seed;
     const char **files;
     int n_files;
@@ -87,7 +87,9 @@ static void usage(FILE *f) {
             "info:  [--json]                       JSON: {\"params\": N, \"macs\": N, ...}\n"
             "init:  -o FILE [--seed N (default 0)]\n"
             "bench: [--threads T (default 1)] [--runs N (default 10)] [--batch B (default 1)]\n"
-            "       [--no-fold] [--json]\n"
+            "       [--warmup N (default 1)] [--no-fold] [--json]\n"
+            "       [--profile (then N more runs, timed layer by layer: time and GFLOP/s per\n"
+            "        layer shape and per op, largest first)]\n"
             "train: --data fashion-mnist[:DIR] | --data DIR (one subfolder per class)\n"
             "       [--eval-data DIR (folders; fashion-mnist uses its t10k split)] -o OUTDIR\n"
             "       [--model M] [--flavour F (tpu serves any size >= 64)] [--act A] [--size S (64)]\n"
@@ -203,6 +205,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         if (strcmp(a, "--json") == 0) { o->json = 1; continue; }
         if (strcmp(a, "--p2") == 0) { o->p2 = 1; continue; }
         if (strcmp(a, "--no-fold") == 0) { o->nofold = 1; continue; }
+        if (strcmp(a, "--profile") == 0) { o->profile = 1; continue; }
         if (strcmp(a, "--resume") == 0) { o->resume = 1; continue; }
         if (strcmp(a, "--skip-bad") == 0) { o->skip_bad = 1; continue; }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -385,6 +388,99 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Layers of one shape (op, window, stride, groups, input and output size, activation) summed. */
+typedef struct {
+    char key[96];
+    int count;
+    int64_t macs;
+    double seconds;
+} prof_group;
+
+static int cmp_group(const void *a, const void *b) {
+    double x = ((const prof_group *)a)->seconds, y = ((const prof_group *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+/* Groups the per-layer times of `runs` profiled runs by shape and prints them, largest first
+ * (text), or appends them as "profile": [...] to the JSON object being printed. */
+static int print_profile(sn_model *m, int json) {
+    const int n = sn_model_profile(m, NULL, 0);
+    sn_layer_profile *lp = calloc((size_t)(n > 0 ? n : 1), sizeof *lp);
+    prof_group *gr = calloc((size_t)(n > 0 ? n : 1), sizeof *gr);
+    prof_group ops[16];
+    memset(ops, 0, sizeof ops);
+    int ng = 0, nops = 0;
+    if (!lp || !gr) {
+        free(lp);
+        free(gr);
+        return die("%s", "out of memory");
+    }
+    sn_model_profile(m, lp, n);
+    const long runs = n > 0 && lp[0].runs > 0 ? lp[0].runs : 1;
+    double total = 0.0;
+    for (int i = 0; i < n; i++) {
+        const sn_layer_profile *p = &lp[i];
+        char key[96];
+        if (p->kh)
+            snprintf(key, sizeof key, "%s %dx%d/%d%s %dx%dx%d -> %dx%dx%d %s", p->op, p->kh, p->kw,
+                     p->stride, p->groups == 1 ? "" : (p->groups == p->in_c ? " dw" : " grouped"),
+                     p->in_h, p->in_w, p->in_c, p->out_h, p->out_w, p->out_c, p->act);
+        else
+            snprintf(key, sizeof key, "%s %dx%dx%d -> %dx%dx%d %s", p->op, p->in_h, p->in_w, p->in_c,
+                     p->out_h, p->out_w, p->out_c, p->act);
+        int g = 0;
+        while (g < ng && strcmp(gr[g].key, key) != 0) g++;
+        if (g == ng) {
+            memcpy(gr[ng].key, key, sizeof key);
+            ng++;
+        }
+        gr[g].count++;
+        gr[g].macs += p->macs;
+        gr[g].seconds += p->seconds / runs;
+        int k = 0;
+        const char *opk = p->kh ? (p->groups > 1 && p->groups == p->in_c ? "conv dw" :
+                                   p->kh == 1 && p->kw == 1 ? "conv 1x1" : "conv kxk")
+                                : p->op;
+        while (k < nops && strcmp(ops[k].key, opk) != 0) k++;
+        if (k == nops && nops < 16) {
+            snprintf(ops[nops].key, sizeof ops[nops].key, "%s", opk);
+            nops++;
+        }
+        if (k < nops) {
+            ops[k].count++;
+            ops[k].macs += p->macs;
+            ops[k].seconds += p->seconds / runs;
+        }
+        total += p->seconds / runs;
+    }
+    qsort(gr, (size_t)ng, sizeof *gr, cmp_group);
+    qsort(ops, (size_t)nops, sizeof *ops, cmp_group);
+    if (json) {
+        printf(", \"profile_runs\": %ld, \"profile\": [", runs);
+        for (int g = 0; g < ng; g++)
+            printf("%s{\"layer\": \"%s\", \"count\": %d, \"ms\": %.4f, \"gflops\": %.2f}",
+                   g ? ", " : "", gr[g].key, gr[g].count, gr[g].seconds * 1e3,
+                   gr[g].seconds > 0 ? 2.0 * (double)gr[g].macs / gr[g].seconds / 1e9 : 0.0);
+        printf("]");
+    } else {
+        printf("\nprofile: %ld runs, %.1f ms per run in the layers\n", runs, total * 1e3);
+        printf("%-16s %6s %10s %6s %10s\n", "op", "layers", "ms/run", "%", "GFLOP/s");
+        for (int k = 0; k < nops; k++)
+            printf("%-16s %6d %10.2f %6.1f %10.1f\n", ops[k].key, ops[k].count,
+                   ops[k].seconds * 1e3, total > 0 ? 100.0 * ops[k].seconds / total : 0.0,
+                   ops[k].seconds > 0 ? 2.0 * (double)ops[k].macs / ops[k].seconds / 1e9 : 0.0);
+        printf("\n%-58s %6s %10s %6s %10s\n", "layer shape", "layers", "ms/run", "%", "GFLOP/s");
+        for (int g = 0; g < ng && g < 30; g++)
+            printf("%-58s %6d %10.2f %6.1f %10.1f\n", gr[g].key, gr[g].count,
+                   gr[g].seconds * 1e3, total > 0 ? 100.0 * gr[g].seconds / total : 0.0,
+                   gr[g].seconds > 0 ? 2.0 * (double)gr[g].macs / gr[g].seconds / 1e9 : 0.0);
+        if (ng > 30) printf("(%d more shapes)\n", ng - 30);
+    }
+    free(lp);
+    free(gr);
+    return 0;
+}
+
 static int cmd_bench(const opts *o) {
     sn_model *m = NULL;
     if (get_model(o, &m)) return 1;
@@ -433,7 +529,7 @@ static int cmd_bench(const opts *o) {
             printf("{\"model\": \"%s\", \"height\": %d, \"width\": %d, \"batch\": %d, \"threads\": %d, "
                    "\"runs\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, "
                    "\"macs\": %.0f, \"gflops\": %.2f, \"arena_mb\": %.1f, \"peak_rss_mb\": %.1f, "
-                   "\"isa\": \"%s\"}\n",
+                   "\"isa\": \"%s\"",
                    c->model, h, w, o->batch, o->threads, o->runs, med * 1e3, t[0] * 1e3,
                    t[o->runs - 1] * 1e3, macs, gflops,
                    (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb, sn_isa_name(sn_isa_active()));
@@ -445,6 +541,14 @@ static int cmd_bench(const opts *o) {
                    t[0] * 1e3, t[o->runs - 1] * 1e3, macs / 1e9, gflops,
                    (double)sn_model_arena_bytes(m) / 1048576.0, rss_mb, sn_isa_name(sn_isa_active()));
     }
+    /* Layer by layer, in separate runs so the clock reads do not touch the timings above. */
+    if (!rc && o->profile) {
+        if (sn_model_set_profile(m, 1) != SN_OK) rc = fail_status();
+        for (int i = 0; i < o->runs && !rc; i++)
+            if (sn_model_run(m, x) != SN_OK) rc = fail_status();
+        if (!rc) rc = print_profile(m, o->json);
+    }
+    if (!rc && o->json) printf("}\n");
     free(x);
     free(t);
     sn_model_free(m);

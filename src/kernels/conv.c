@@ -16,6 +16,8 @@
  * multiple of the GEMM's 4-, 6- and 8-row register tiles. Fixed, so tile boundaries never depend
  * on the thread count. */
 #define TILE_M 120
+/* Output channels per column block of the forward GEMM (a multiple of SN_GEMM_N_ALIGN). */
+#define NBLK 256
 
 typedef struct {
     const sn_conv_desc *d;
@@ -80,6 +82,35 @@ static void im2col_tile(const conv_args *c, int g, long m0, int mt, float *col) 
     }
 }
 
+/* Columns [k0, k0+kc) of rows [m0, m0+mt) of the im2col matrix of group g (see im2col_tile),
+ * into col with leading dimension kc: one K block of the GEMM's A, built just before it is used
+ * so that it is still in cache (a whole 3x3x256 tile is 1.1 MB, beyond a core's L2). */
+static void im2col_cols(const conv_args *c, int g, long m0, int mt, int k0, int kc, float *col) {
+    const sn_conv_desc *d = c->d;
+    const int cg = d->cin / d->groups;
+    const long plane = (long)c->oh * c->ow;
+    const int t0 = k0 / cg, t1 = (k0 + kc - 1) / cg; /* taps (ky, kx) touched */
+    for (int r = 0; r < mt; r++) {
+        const long q = m0 + r;
+        const int b = (int)(q / plane);
+        const int oy = (int)((q % plane) / c->ow), ox = (int)(q % c->ow);
+        const int iy0 = oy * d->stride_h - d->pad.top, ix0 = ox * d->stride_w - d->pad.left;
+        float *dst = col + (size_t)r * kc;
+        for (int tap = t0; tap <= t1; tap++) {
+            const int lo = tap == t0 ? k0 - tap * cg : 0;
+            const int hi = tap == t1 ? k0 + kc - tap * cg : cg;
+            const int iy = iy0 + tap / d->kw, ix = ix0 + tap % d->kw;
+            if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w)
+                memset(dst, 0, (size_t)(hi - lo) * sizeof *dst);
+            else
+                memcpy(dst,
+                       c->x + (((size_t)b * c->h + iy) * c->w + ix) * d->cin + (size_t)g * cg + lo,
+                       (size_t)(hi - lo) * sizeof *dst);
+            dst += hi - lo;
+        }
+    }
+}
+
 /* Grouped convolution as one GEMM per group and tile. The weight matrix of each group is packed
  * into the GEMM's panel layout once per call and shared by every tile. A 1x1, stride-1,
  * unpadded convolution reads the NHWC input directly as its A matrix (lda = cin); anything
@@ -106,7 +137,8 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
         sn_gemm_packb_f32(isa, 0, kdim, og, c->wt + (size_t)g * og, d->cout, packed + g * pg);
 
     float *cols = NULL;
-    const size_t per_thread = (size_t)TILE_M * kdim;
+    const int kblk = kdim < SN_GEMM_KC ? kdim : SN_GEMM_KC;
+    const size_t per_thread = (size_t)TILE_M * kblk;
     if (!direct) {
         const size_t bytes = (size_t)nt * per_thread * sizeof *cols;
         /* Taken here, not per thread inside the region, so a failure is one clean return. */
@@ -129,18 +161,25 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
             const int mt = (int)(m - m0 < TILE_M ? m - m0 : TILE_M);
             float *yt = c->y + (size_t)m0 * d->cout;
             for (int g = 0; g < d->groups; g++) {
-                const float *a;
-                int lda;
-                if (direct) {
-                    a = c->x + (size_t)m0 * d->cin + (size_t)g * cg;
-                    lda = d->cin;
-                } else {
-                    im2col_tile(c, g, m0, mt, col);
-                    a = col;
-                    lda = kdim;
+                const float *pb = packed + g * pg;
+                float *yg = yt + (size_t)g * og;
+                /* Column blocks of NBLK outputs keep the C tile in L2 over the K blocks; the
+                 * im2col block is rebuilt per column block (cheap next to the GEMM). */
+                for (int n0 = 0; n0 < og; n0 += NBLK) {
+                    const int nn = og - n0 < NBLK ? og - n0 : NBLK;
+                    if (direct) {
+                        sn_gemm_packed_f32(isa, mt, n0, nn, 0, kdim,
+                                           c->x + (size_t)m0 * d->cin + (size_t)g * cg, d->cin,
+                                           pb, kdim, yg + n0, d->cout, 0);
+                        continue;
+                    }
+                    for (int k0 = 0; k0 < kdim; k0 += kblk) {
+                        const int kc = kdim - k0 < kblk ? kdim - k0 : kblk;
+                        im2col_cols(c, g, m0, mt, k0, kc, col);
+                        sn_gemm_packed_f32(isa, mt, n0, nn, k0, kc, col, kc, pb, kdim, yg + n0,
+                                           d->cout, k0 > 0);
+                    }
                 }
-                sn_gemm_packed_f32(isa, mt, og, kdim, a, lda, packed + g * pg,
-                                   yt + (size_t)g * og, d->cout, 0);
             }
             epilogue_rows(c, m0, mt);
         }

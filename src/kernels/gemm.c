@@ -123,13 +123,14 @@ size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, 
     return sn_gemm_packb_generic(trans_b != 0, k, n, b, ldb, packed);
 }
 
-void sn_gemm_packed_f32(sn_isa isa, int m, int n, int k, const float *a, int lda,
-                        const float *packed, float *c, int ldc, int accumulate) {
+void sn_gemm_packed_f32(sn_isa isa, int m, int n0, int n, int k0, int k, const float *a,
+                        int lda, const float *packed, int ktotal, float *c, int ldc,
+                        int accumulate) {
 #if defined(SN_HAVE_AVX2)
     if (isa == SN_ISA_AVX2) {
-        sn_gemm_packed_avx2(m, n, k, a, lda, packed, c, ldc, accumulate);
+        sn_gemm_packed_avx2(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
         return;
     }
 #endif
-    sn_gemm_packed_generic(m, n, k, a, lda, packed, c, ldc, accumulate);
+    sn_gemm_packed_generic(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
 }

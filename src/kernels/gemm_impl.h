@@ -10,6 +10,9 @@
 
 #include "kernels.h"
 
+_Static_assert(KC == SN_GEMM_KC, "kernels.h documents the K block");
+_Static_assert(SN_GEMM_N_ALIGN % NR == 0, "packed column offsets must fall on panels");
+
 static int imin(int a, int b) { return a < b ? a : b; }
 
 /* Copy B[0..kc)[0..nr) into a dense kc x NR panel, zero-filling the unused columns so that the
@@ -226,17 +229,20 @@ size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp) {
     return (size_t)((n + NR - 1) / NR) * panel;
 }
 
-/* C [m][n] (+)= A [m][k] (lda) * packed B on the calling thread, in the same K-block, panel and
- * row-tile order as gemm_block, so the bits equal those of the unpacked driver's for m <= MC. */
-void SN_GEMM_PACKED(int m, int n, int k, const float *a, int lda, const float *bp, float *c,
-                    int ldc, int accumulate) {
+/* C [m][n] (+)= A [m][k] (lda) * rows [k0, k0+k) x columns [n0, n0+n) of a B packed with
+ * `ktotal` rows, on the calling thread, in gemm_block's K-block, panel and row-tile order: with
+ * k0 a multiple of KC and m <= MC, the bits are those of the unpacked driver's. n0 must be a
+ * multiple of NR. */
+void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda,
+                    const float *bp, int ktotal, float *c, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (!accumulate)
             for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof *c);
         return;
     }
-    const size_t panel = (size_t)k * NR;
+    const size_t panel = (size_t)ktotal * NR;
+    bp += (size_t)(n0 / NR) * panel + (size_t)k0 * NR;
     for (int pc = 0; pc < k; pc += KC) {
         const int kc = imin(KC, k - pc);
         const int acc = accumulate || pc > 0;

@@ -10,8 +10,8 @@
 
 #define SN_GEMM_PACKB_ARGS int tb, int k, int n, const float *b, int ldb, float *bp
 #define SN_GEMM_PACKED_ARGS                                                                      \
-    int m, int n, int k, const float *a, int lda, const float *bp, float *c, int ldc,            \
-        int accumulate
+    int m, int n0, int n, int k0, int k, const float *a, int lda, const float *bp, int ktotal,   \
+        float *c, int ldc, int accumulate
 
 void sn_gemm_run_generic(SN_GEMM_RUN_ARGS);
 size_t sn_gemm_packb_generic(SN_GEMM_PACKB_ARGS);

@@ -73,15 +73,21 @@ const char *sn_isa_name(sn_isa isa);
 void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
                  int ldc, int accumulate, int nthreads);
 
-/* The same product with op(B) (B, or B^T when trans_b) packed once and reused by many row
- * tiles (the convolutions). sn_gemm_packb_f32 returns the packed size in floats and writes it
- * when `packed` is not NULL; the layout belongs to `isa`, so pack and multiply with the same one
- * (read sn_isa_active() once). sn_gemm_packed_f32 runs on the calling thread and gives the
- * same bits as sn_gemm_f32 for m <= 120. */
+/* The same product with op(B) (B, or B^T when trans_b; k x n) packed once and reused by many
+ * row tiles (the convolutions). sn_gemm_packb_f32 returns the packed size in floats and writes
+ * it when `packed` is not NULL; the layout belongs to `isa`, so pack and multiply with the same
+ * one (read sn_isa_active() once). sn_gemm_packed_f32 runs on the calling thread:
+ * C [m][n] (ldc) (+)= A [m][k] (lda) * op(B)[k0 .. k0+k)[n0 .. n0+n), where `ktotal` is the k
+ * the panels were packed with and n0 is a multiple of SN_GEMM_N_ALIGN. With k0 a multiple of
+ * SN_GEMM_KC and m <= 120 it gives the bits of sn_gemm_f32 on the same operands, so a product
+ * may be summed K block by K block. */
+#define SN_GEMM_N_ALIGN 64
+#define SN_GEMM_KC 256
 size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, int ldb,
                          float *packed);
-void sn_gemm_packed_f32(sn_isa isa, int m, int n, int k, const float *a, int lda,
-                        const float *packed, float *c, int ldc, int accumulate);
+void sn_gemm_packed_f32(sn_isa isa, int m, int n0, int n, int k0, int k, const float *a,
+                        int lda, const float *packed, int ktotal, float *c, int ldc,
+                        int accumulate);
 
 /* Inference batch-norm over the last axis: y = gamma*(x-mean)/sqrt(var+eps) + beta. */
 void sn_batchnorm_f32(size_t rows, int c, const float *x, const float *gamma, const float *beta,

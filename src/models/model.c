@@ -173,8 +173,84 @@ sn_status sn_model_plan(sn_model *m, int batch, int height, int width) {
         return st;
     }
     m->graph.nthreads = m->nthreads;
+    if (m->profile) {
+        m->graph.prof_sec = sn_calloc((size_t)m->graph.n, sizeof *m->graph.prof_sec);
+        if (!m->graph.prof_sec) {
+            sn_graph_free(&m->graph);
+            return SN_ERR_OOM;
+        }
+    }
     m->planned = 1;
     return SN_OK;
+}
+
+sn_status sn_model_set_profile(sn_model *m, int on) {
+    if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_set_profile: NULL model");
+    m->profile = on != 0;
+    sn_graph *g = &m->graph;
+    sn_free(g->prof_sec);
+    g->prof_sec = NULL;
+    g->prof_runs = 0;
+    if (m->profile && m->planned && !g->training) {
+        g->prof_sec = sn_calloc((size_t)g->n, sizeof *g->prof_sec);
+        if (!g->prof_sec) return SN_ERR_OOM;
+    }
+    return SN_OK;
+}
+
+static const char *op_name(sn_op op) {
+    switch (op) {
+    case SN_OP_INPUT: return "input";
+    case SN_OP_CONV: return "conv";
+    case SN_OP_ADD: return "add";
+    case SN_OP_MAXPOOL: return "maxpool";
+    case SN_OP_UPSAMPLE: return "upsample";
+    case SN_OP_RESIZE: return "resize";
+    case SN_OP_GAP: return "gap";
+    case SN_OP_DENSE: return "dense";
+    case SN_OP_MUL_CHANNEL: return "mul_channel";
+    case SN_OP_SCALE: return "scale";
+    }
+    return "?";
+}
+
+int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max) {
+    if (!m || !m->planned || !m->graph.prof_sec) return 0;
+    const sn_graph *g = &m->graph;
+    int k = 0;
+    for (int i = 0; i < g->n; i++) {
+        const sn_node *nd = &g->nodes[i];
+        if (nd->op == SN_OP_INPUT) continue;
+        if (out && k < max) {
+            const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
+            sn_layer_profile *p = &out[k];
+            memset(p, 0, sizeof *p);
+            p->op = op_name(nd->op);
+            p->batch = nd->n;
+            p->in_c = x ? x->c : 0;
+            p->in_h = x ? x->h : 0;
+            p->in_w = x ? x->w : 0;
+            p->out_c = nd->c;
+            p->out_h = nd->h;
+            p->out_w = nd->w;
+            if (nd->op == SN_OP_CONV) {
+                const sn_conv_desc *d = &nd->conv;
+                p->kh = d->kh;
+                p->kw = d->kw;
+                p->stride = d->stride_h;
+                p->groups = d->groups;
+                p->macs = (int64_t)nd->n * nd->h * nd->w * nd->c * d->kh * d->kw *
+                          (d->cin / d->groups);
+            } else if (nd->op == SN_OP_DENSE) {
+                p->macs = (int64_t)nd->n * p->in_c * nd->c;
+            }
+            p->act = sn_act_name(nd->act);
+            p->seconds = g->prof_sec[i];
+            p->runs = g->prof_runs;
+        }
+        k++;
+    }
+    return k;
 }
 
 sn_status sn_model_run(sn_model *m, const float *input) {

@@ -25,6 +25,7 @@ struct sn_model {
     int planned;
     int nthreads;
     int fold;
+    int profile; /* time each node of the inference graph (sn_model_set_profile) */
     char *class_names; /* newline-separated, or NULL */
 };
 

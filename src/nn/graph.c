@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 
@@ -46,6 +47,7 @@ void sn_graph_free(sn_graph *g) {
     sn_free(g->arena);
     sn_free(g->grad_arena);
     sn_free(g->scratch);
+    sn_free(g->prof_sec);
     memset(g, 0, sizeof *g);
 }
 
@@ -219,8 +221,15 @@ static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
     return SN_OK;
 }
 
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
     g->input = input;
+    double t_prev = g->prof_sec ? seconds_now() : 0.0;
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
         const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
@@ -259,6 +268,12 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
         case SN_OP_SCALE: sn_scale_f32(sn_node_elems(nd), xd, nd->scale, y); break;
         }
         if (st != SN_OK) return st;
+        if (g->prof_sec) {
+            const double t = seconds_now();
+            g->prof_sec[i] += t - t_prev;
+            t_prev = t;
+        }
     }
+    if (g->prof_sec) g->prof_runs++;
     return SN_OK;
 }

@@ -101,6 +101,9 @@ typedef struct {
     int training;
     float *grad_arena;
     size_t grad_floats;
+    /* profiling (sn_model_set_profile): seconds spent in each node, summed over prof_runs */
+    double *prof_sec;
+    long prof_runs;
     float *scratch; /* two node-sized work buffers for the backward */
     size_t scratch_floats;
 } sn_graph;
