@@ -273,6 +273,8 @@ static void test_conv_backward(void) {
         {3, 12, 11, 10, 9, 1, 1, 2, 2},   {1, 8, 9, 6, 5, 1, 1, 1, 1},
         {1, 35, 33, 24, 24, 24, 3, 1, 0}, {2, 25, 26, 16, 16, 16, 5, 2, 0},
         {1, 5, 700, 3, 4, 1, 3, 1, 1},    {2, 19, 14, 12, 18, 3, 7, 1, 1},
+        /* dx column blocks (256 im2col columns) that cut through a tap, plain and grouped */
+        {1, 14, 13, 40, 70, 1, 3, 2, 1},  {1, 10, 9, 120, 40, 2, 3, 1, 0},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_bcase(&big[i]);
@@ -579,6 +581,7 @@ static void test_conv_backward_oom(void) {
         const sn_conv_desc d = make_desc(&cases[i]);
         float *x = rand_buf(6 * 5 * 4, -1, 1), *wt = rand_buf(9 * 4 * 6, -1, 1);
         float *dy = rand_buf(6 * 5 * 6, -1, 1), *dx = zbuf(6 * 5 * 4), *dw = zbuf(9 * 4 * 6);
+        sn_scratch_release(); /* the work buffer is kept between calls */
         sn_alloc_fail_after(1);
         const sn_status st = sn_conv2d_backward_f32(&d, 1, 6, 5, x, wt, 6, 5, dy, dx, dw, NULL, 2);
         sn_alloc_fail_after(0);

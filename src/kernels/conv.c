@@ -257,6 +257,8 @@ sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float 
 /* Output pixels per dw chunk: one im2col of this many rows and one GEMM whose k (< the GEMM's
  * KC of 256) is the chunk, so the partial dw is written once per chunk. Fixed, like TILE_M. */
 #define DW_CHUNK 240
+/* Columns of the im2col matrix per dx block (a multiple of SN_GEMM_N_ALIGN). */
+#define DX_NBLK 256
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
@@ -288,31 +290,32 @@ static sn_status conv_check(const sn_conv_desc *d, int n, int h, int w, int oh, 
     return SN_OK;
 }
 
-/* Scatter-add one im2col-shaped tile of gradients (rows [m0, m0+mt), group g) back onto the
- * input pixels it was gathered from; padding cells are dropped. */
-static void col2im_tile(const bwd_args *a, int g, long m0, int mt, const float *dcol) {
+/* Scatter-add columns [k0, k0+kc) of rows [m0, m0+mt) of an im2col-shaped gradient of group g
+ * (dcol, leading dimension kc) back onto the input pixels im2col_cols gathers them from;
+ * padding cells are dropped. */
+static void col2im_cols(const bwd_args *a, int g, long m0, int mt, int k0, int kc,
+                        const float *dcol) {
     const conv_args *c = &a->c;
     const sn_conv_desc *d = c->d;
     const int cg = d->cin / d->groups;
-    const int kdim = d->kh * d->kw * cg;
     const long plane = (long)c->oh * c->ow;
+    const int t0 = k0 / cg, t1 = (k0 + kc - 1) / cg;
     for (int r = 0; r < mt; r++) {
         const long q = m0 + r;
         const int b = (int)(q / plane);
         const int oy = (int)((q % plane) / c->ow), ox = (int)(q % c->ow);
         const int iy0 = oy * d->stride_h - d->pad.top, ix0 = ox * d->stride_w - d->pad.left;
-        const float *src = dcol + (size_t)r * kdim;
-        for (int ky = 0; ky < d->kh; ky++, src += (size_t)d->kw * cg) {
-            const int iy = iy0 + ky;
-            if (iy < 0 || iy >= c->h) continue;
-            float *row = a->dx + (((size_t)b * c->h + iy) * c->w) * d->cin + (size_t)g * cg;
-            for (int kx = 0; kx < d->kw; kx++) {
-                const int ix = ix0 + kx;
-                if (ix < 0 || ix >= c->w) continue;
-                float *dst = row + (size_t)ix * d->cin;
-                const float *s = src + (size_t)kx * cg;
-                for (int ci = 0; ci < cg; ci++) dst[ci] += s[ci];
+        const float *src = dcol + (size_t)r * kc;
+        for (int tap = t0; tap <= t1; tap++) {
+            const int lo = tap == t0 ? k0 - tap * cg : 0;
+            const int hi = tap == t1 ? k0 + kc - tap * cg : cg;
+            const int iy = iy0 + tap / d->kw, ix = ix0 + tap % d->kw;
+            if (iy >= 0 && iy < c->h && ix >= 0 && ix < c->w) {
+                float *dst = a->dx + (((size_t)b * c->h + iy) * c->w + ix) * d->cin +
+                             (size_t)g * cg + lo;
+                for (int ci = 0; ci < hi - lo; ci++) dst[ci] += src[ci];
             }
+            src += hi - lo;
         }
     }
 }
@@ -322,11 +325,14 @@ static void col2im_tile(const bwd_args *a, int g, long m0, int mt, const float *
  * ceil(kh/stride) rows: bands two apart never touch the same input row. All even bands run in
  * parallel, then all odd ones; every dx element thus receives its terms in the same order
  * (even band, then odd band, each in tile order) whatever the thread count. */
-static void conv_backward_dx(const bwd_args *a, float *dcols, size_t per_thread, int nt) {
+static void conv_backward_dx(const bwd_args *a, const float *packed, size_t pg, float *dcols,
+                             size_t per_thread, int nt) {
     const conv_args *c = &a->c;
     const sn_conv_desc *d = c->d;
-    const int cg = d->cin / d->groups, og = d->cout / d->groups;
+    const int og = d->cout / d->groups, cg = d->cin / d->groups;
     const int kdim = d->kh * d->kw * cg;
+    const int kblk = kdim < DX_NBLK ? kdim : DX_NBLK;
+    const sn_isa isa = sn_isa_active();
     const int band = imax((d->kh + d->stride_h - 1) / d->stride_h,
                           (BAND_PIXELS + c->ow - 1) / c->ow);
     const int nbands = (c->oh + band - 1) / band;
@@ -351,12 +357,16 @@ static void conv_backward_dx(const bwd_args *a, float *dcols, size_t per_thread,
                 const long q0 = b * plane + (long)r0 * c->ow, q1 = b * plane + (long)r1 * c->ow;
                 for (long m0 = q0; m0 < q1; m0 += TILE_M) {
                     const int mt = (int)(q1 - m0 < TILE_M ? q1 - m0 : TILE_M);
-                    for (int g = 0; g < d->groups; g++) {
-                        sn_gemm_ex_f32(0, 1, mt, kdim, og, a->dy + (size_t)m0 * d->cout + g * og,
-                                       d->cout, c->wt + (size_t)g * og, d->cout, dcol, kdim, 0,
-                                       1);
-                        col2im_tile(a, g, m0, mt, dcol);
-                    }
+                    for (int g = 0; g < d->groups; g++)
+                        /* dcol = dy_tile W_g^T one column block (of the im2col matrix) at a
+                         * time, scattered while it is still in cache. */
+                        for (int k0 = 0; k0 < kdim; k0 += kblk) {
+                            const int kc = kdim - k0 < kblk ? kdim - k0 : kblk;
+                            sn_gemm_packed_f32(isa, mt, k0, kc, 0, og,
+                                               a->dy + (size_t)m0 * d->cout + g * og, d->cout,
+                                               packed + g * pg, og, dcol, kc, 0);
+                            col2im_cols(a, g, m0, mt, k0, kc, dcol);
+                        }
                 }
             }
         }
@@ -544,21 +554,31 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
         a.dw = NULL;
     }
 
-    /* One allocation for everything so that a failure is a single clean return. */
+    /* One work buffer for everything (kept between calls: fresh pages are slow to touch), so
+     * that a failure is a single clean return: W^T packed per group for dx, per-thread dcol
+     * blocks, per-thread im2col chunks and partial dw/db for dw and db. */
+    const sn_isa isa = sn_isa_active();
     const long nchunks = (m + DW_CHUNK - 1) / DW_CHUNK;
     const int tw = nt < nchunks ? nt : (int)nchunks;
-    const size_t dcol_per = dx && !a.direct ? (size_t)TILE_M * kdim : 0;
+    const int dx_im2col = dx && !a.direct;
+    const size_t pg = dx_im2col ? sn_gemm_packb_f32(isa, 1, og, kdim, NULL, d->cout, NULL) : 0;
+    const size_t pack_size = (size_t)d->groups * pg;
+    const size_t dcol_per = dx_im2col ? (size_t)TILE_M * (kdim < DX_NBLK ? kdim : DX_NBLK) : 0;
     const size_t col_per = a.dw ? (size_t)DW_CHUNK * kdim : 0;
     const size_t part_size = (a.dw || db) ? (size_t)tw * (wsize + d->cout) : 0;
-    const size_t floats = (size_t)nt * dcol_per + (size_t)tw * col_per + part_size;
-    float *buf = sn_alloc(floats * sizeof(float));
+    const size_t floats = pack_size + (size_t)nt * dcol_per + (size_t)tw * col_per + part_size;
+    float *buf = sn_scratch(SN_SCRATCH_BWD, floats * sizeof(float));
     if (!buf)
         return sn_error(SN_ERR_OOM, "conv2d_backward: cannot allocate %zu bytes of work buffers",
                         floats * sizeof(float));
-    if (dx && !a.direct) conv_backward_dx(&a, buf, dcol_per, nt);
-    if (a.dw || db)
-        reduce_chunks(&a, nchunks, dw_chunk, wsize, buf + (size_t)nt * dcol_per,
-                      col_per ? buf + (size_t)nt * dcol_per + part_size : NULL, col_per, tw);
-    sn_free(buf);
+    float *packed = buf, *dcols = buf + pack_size;
+    float *parts = dcols + (size_t)nt * dcol_per, *cols = parts + part_size;
+    if (dx_im2col) {
+        for (int g = 0; g < d->groups; g++)
+            sn_gemm_packb_f32(isa, 1, og, kdim, wt + (size_t)g * og, d->cout, packed + g * pg);
+        conv_backward_dx(&a, packed, pg, dcols, dcol_per, nt);
+    }
+    if (a.dw || db) reduce_chunks(&a, nchunks, dw_chunk, wsize, parts, col_per ? cols : NULL,
+                                  col_per, tw);
     return SN_OK;
 }

@@ -8,10 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core.h"
 #include "kernels.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 _Static_assert(KC == SN_GEMM_KC, "kernels.h documents the K block");
-_Static_assert(SN_GEMM_N_ALIGN % NR == 0, "packed column offsets must fall on panels");
+_Static_assert(SN_GEMM_N_ALIGN % NR == 0 && NC % NR == 0, "packed column offsets must fall on panels");
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
@@ -175,6 +180,10 @@ static int gemm_split_k(int ta, int tb, int m, int n, int k, const float *a, int
     return 1;
 }
 
+size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp);
+void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda,
+                    const float *bp, int ktotal, float *c, int ldc, int accumulate);
+
 /* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
  * of k by one thread (or over fixed chunks of k, see gemm_split_k), so results never depend on
  * nthreads. */
@@ -193,6 +202,30 @@ void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
         gemm_split_k(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nt))
         return;
     if (nt > jobs) nt = jobs;
+    /* Many row blocks over one B (the 1x1 convolutions' dx, dense layers): pack all of op(B)
+     * once instead of once per row block, as the convolutions do; the packed product sums in
+     * gemm_block's order, so the bits are the same. Not inside a parallel region (the
+     * convolutions' own tiles come here with m <= MC anyway), so the scratch is the caller's. */
+    int in_parallel = 0;
+#ifdef _OPENMP
+    in_parallel = omp_in_parallel();
+#endif
+    if (!ta && mb >= 4 && !in_parallel) {
+        const size_t pf = SN_GEMM_PACKB(tb, k, n, NULL, ldb, NULL);
+        float *bp = sn_scratch(SN_SCRATCH_GEMM_B, pf * sizeof *bp);
+        if (bp) {
+            SN_GEMM_PACKB(tb, k, n, b, ldb, bp);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+            for (int job = 0; job < jobs; job++) {
+                const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
+                SN_GEMM_PACKED(imin(MC, m - i0), j0, imin(NC, n - j0), 0, k,
+                               a + (size_t)i0 * lda, lda, bp, k, c + (size_t)i0 * ldc + j0, ldc,
+                               accumulate);
+            }
+            return;
+        }
+        sn_clear_error(); /* no memory for the panels: the unpacked path needs none */
+    }
     if (nt <= 1) {
         /* No parallel region at all: convolutions call this from inside their own. */
         for (int job = 0; job < jobs; job++) {
