@@ -48,13 +48,22 @@ static void pack_bt(int kc, int nr, const float *b, int ldb, float *bp) {
         for (int p = 0; p < kc; p++) bp[(size_t)p * NR + j] = 0.0f;
 }
 
-/* op(A) block rows [0, mr) x k range [0, kc) from a transposed A (op(A)[i][p] = a[p][i]) into a
- * row-major buffer of leading dimension KC, so that the untouched micro-kernel can read it like
- * an ordinary A. Source rows are read contiguously. */
-static void pack_at(int mr, int kc, const float *a, int lda, float *ap) {
-    for (int p = 0; p < kc; p++) {
-        const float *src = a + (size_t)p * lda;
-        for (int i = 0; i < mr; i++) ap[(size_t)i * KC + p] = src[i];
+/* op(A) rows [0, m) x k range [0, kc) from a transposed A (op(A)[i][p] = a[p][i]) into MR-row
+ * micro-panels: kc steps of MR consecutive values, one per row, short panels padded with copies
+ * of their row 0 (as micro_kernel reads them). Source rows are read and the panel written
+ * contiguously. */
+static void pack_at(int m, int kc, const float *a, int lda, float *ap) {
+    for (int i0 = 0; i0 < m; i0 += MR, ap += (size_t)kc * MR) {
+        const int mr = imin(MR, m - i0);
+        for (int p = 0; p < kc; p++) {
+            const float *src = a + (size_t)p * lda + i0;
+            float *dst = ap + (size_t)p * MR;
+            if (mr == MR) {
+                for (int i = 0; i < MR; i++) dst[i] = src[i];
+            } else {
+                for (int i = 0; i < MR; i++) dst[i] = src[i < mr ? i : 0];
+            }
+        }
     }
 }
 
@@ -97,6 +106,36 @@ static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const 
     }
 }
 
+/* micro_kernel with A in an MR-row micro-panel (pack_at): one sequential stream instead of MR
+ * strided ones. The arithmetic is micro_kernel's term for term, so the bits are the same. */
+static void micro_kernel_pa(int kc, int mr, int nr, const float *ap, const float *bp, float *c,
+                            int ldc, int accumulate) {
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
+
+    for (int p = 0; p < kc; p++) {
+        const float *bq = bp + (size_t)p * NR;
+        const float *aq = ap + (size_t)p * MR;
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            const float av = aq[i];
+#pragma omp simd
+            for (int j = 0; j < NR; j++) acc[i][j] += av * bq[j];
+        }
+    }
+
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (nr == NR && accumulate)
+            for (int j = 0; j < NR; j++) ci[j] += acc[i][j];
+        else if (nr == NR)
+            for (int j = 0; j < NR; j++) ci[j] = acc[i][j];
+        else
+            for (int j = 0; j < nr; j++) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
+    }
+}
+
 /* C block [m][n] += / = op(A) [m][k] * op(B) [k][n] on the calling thread; m <= MC. For a
  * transposed A, `a` points at the block's first column (a + i0) and each K block of op(A) is
  * packed once, then reused by every N panel. */
@@ -104,27 +143,26 @@ static void gemm_block(int ta, int tb, int m, int n, int k, const float *a, int 
                        const float *b, int ldb, float *c, int ldc, int accumulate) {
     float bp[KC * NR];
     /* Only the transposed-A path touches this (120 KiB, well within a thread's stack). */
-    float ap[ta ? MC * KC : 1];
+    float ap[ta ? ((MC + MR - 1) / MR) * MR * KC : 1];
     for (int pc = 0; pc < k; pc += KC) {
         const int kc = imin(KC, k - pc);
         /* Later K blocks add onto the partial sums of earlier ones. */
         const int acc = accumulate || pc > 0;
-        const float *ablk = a + (size_t)pc;
-        int la = lda;
-        if (ta) {
-            pack_at(m, kc, a + (size_t)pc * lda, lda, ap);
-            ablk = ap;
-            la = KC;
-        }
+        if (ta) pack_at(m, kc, a + (size_t)pc * lda, lda, ap);
         for (int jc = 0; jc < n; jc += NR) {
             const int nr = imin(NR, n - jc);
             if (tb)
                 pack_bt(kc, nr, b + (size_t)jc * ldb + pc, ldb, bp);
             else
                 pack_b(kc, nr, b + (size_t)pc * ldb + jc, ldb, bp);
-            for (int i = 0; i < m; i += MR)
-                micro_kernel(kc, imin(MR, m - i), nr, ablk + (size_t)i * la, la, bp,
-                             c + (size_t)i * ldc + jc, ldc, acc);
+            for (int i = 0; i < m; i += MR) {
+                if (ta)
+                    micro_kernel_pa(kc, imin(MR, m - i), nr, ap + (size_t)i * kc, bp,
+                                    c + (size_t)i * ldc + jc, ldc, acc);
+                else
+                    micro_kernel(kc, imin(MR, m - i), nr, a + (size_t)i * lda + pc, lda, bp,
+                                 c + (size_t)i * ldc + jc, ldc, acc);
+            }
         }
     }
 }
