@@ -188,7 +188,10 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
 }
 
 /* Depthwise convolution computed directly: it does kh*kw multiply-adds per output and is bound
- * by memory, so im2col would only add traffic. Accumulates in the output row itself. */
+ * by memory, so im2col would only add traffic. Each output pixel is summed DW_BLOCK channels at
+ * a time in registers over its taps (in (ky, kx) order, padding taps skipped) and stored once;
+ * the epilogue then runs on the row while it is in cache. */
+#define DW_BLOCK 16
 static void conv_depthwise(const conv_args *c, int nt) {
     const sn_conv_desc *d = c->d;
     const int ch = d->cout;
@@ -198,20 +201,40 @@ static void conv_depthwise(const conv_args *c, int nt) {
     for (long row = 0; row < rows; row++) {
         const int b = (int)(row / c->oh), oy = (int)(row % c->oh);
         const int iy0 = oy * d->stride_h - d->pad.top;
+        const int ky0 = iy0 < 0 ? -iy0 : 0;
+        const int ky1 = c->h - iy0 < d->kh ? c->h - iy0 : d->kh;
         for (int ox = 0; ox < c->ow; ox++) {
             const int ix0 = ox * d->stride_w - d->pad.left;
+            const int kx0 = ix0 < 0 ? -ix0 : 0;
+            const int kx1 = c->w - ix0 < d->kw ? c->w - ix0 : d->kw;
             float *yp = c->y + ((size_t)row * c->ow + ox) * ch;
-            for (int k = 0; k < ch; k++) yp[k] = 0.0f;
-            for (int ky = 0; ky < d->kh; ky++) {
-                const int iy = iy0 + ky;
-                if (iy < 0 || iy >= c->h) continue;
-                for (int kx = 0; kx < d->kw; kx++) {
-                    const int ix = ix0 + kx;
-                    if (ix < 0 || ix >= c->w) continue;
-                    const float *xp = c->x + (((size_t)b * c->h + iy) * c->w + ix) * ch;
-                    const float *wp = c->wt + ((size_t)ky * d->kw + kx) * ch;
-                    for (int k = 0; k < ch; k++) yp[k] += xp[k] * wp[k];
+            int c0 = 0;
+            for (; c0 + DW_BLOCK <= ch; c0 += DW_BLOCK) {
+                float acc[DW_BLOCK];
+                for (int k = 0; k < DW_BLOCK; k++) acc[k] = 0.0f;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *xr =
+                        c->x + (((size_t)b * c->h + iy0 + ky) * c->w + ix0) * ch + c0;
+                    const float *wr = c->wt + (size_t)ky * d->kw * ch + c0;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float *xp = xr + (size_t)kx * ch, *wp = wr + (size_t)kx * ch;
+                        for (int k = 0; k < DW_BLOCK; k++) acc[k] += xp[k] * wp[k];
+                    }
                 }
+                for (int k = 0; k < DW_BLOCK; k++) yp[c0 + k] = acc[k];
+            }
+            if (c0 < ch) {
+                const int cn = ch - c0;
+                float acc[DW_BLOCK];
+                for (int k = 0; k < cn; k++) acc[k] = 0.0f;
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float *xp =
+                            c->x + (((size_t)b * c->h + iy0 + ky) * c->w + ix0 + kx) * ch + c0;
+                        const float *wp = c->wt + ((size_t)ky * d->kw + kx) * ch + c0;
+                        for (int k = 0; k < cn; k++) acc[k] += xp[k] * wp[k];
+                    }
+                for (int k = 0; k < cn; k++) yp[c0 + k] = acc[k];
             }
         }
         epilogue_rows(c, row * c->ow, c->ow);
