@@ -38,7 +38,7 @@
 
 /* ---- Instruction-set choice -------------------------------------------------------------- */
 
-static const char *const isa_names[] = {"generic", "avx2"};
+static const char *const isa_names[] = {"generic", "avx2", "avx512"};
 
 const char *sn_isa_name(sn_isa isa) {
     return (unsigned)isa < sizeof isa_names / sizeof isa_names[0] ? isa_names[isa] : "unknown";
@@ -51,6 +51,11 @@ int sn_isa_available(sn_isa isa) {
     case SN_ISA_AVX2:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+#if defined(SN_HAVE_AVX512)
+    case SN_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
 #endif
     default: return 0;
     }
@@ -95,6 +100,11 @@ static void gemm_dispatch(int ta, int tb, int m, int n, int k, const float *a, i
                           const float *b, int ldb, float *c, int ldc, int accumulate,
                           int nthreads) {
     switch (sn_isa_active()) {
+#if defined(SN_HAVE_AVX512)
+    case SN_ISA_AVX512:
+        sn_gemm_run_avx512(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
+        return;
+#endif
 #if defined(SN_HAVE_AVX2)
     case SN_ISA_AVX2:
         sn_gemm_run_avx2(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
@@ -117,6 +127,9 @@ void sn_gemm_ex_f32(int trans_a, int trans_b, int m, int n, int k, const float *
 
 size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, int ldb,
                          float *packed) {
+#if defined(SN_HAVE_AVX512)
+    if (isa == SN_ISA_AVX512) return sn_gemm_packb_avx512(trans_b != 0, k, n, b, ldb, packed);
+#endif
 #if defined(SN_HAVE_AVX2)
     if (isa == SN_ISA_AVX2) return sn_gemm_packb_avx2(trans_b != 0, k, n, b, ldb, packed);
 #endif
@@ -126,6 +139,12 @@ size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, 
 void sn_gemm_packed_f32(sn_isa isa, int m, int n0, int n, int k0, int k, const float *a,
                         int lda, const float *packed, int ktotal, float *c, int ldc,
                         int accumulate) {
+#if defined(SN_HAVE_AVX512)
+    if (isa == SN_ISA_AVX512) {
+        sn_gemm_packed_avx512(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
+        return;
+    }
+#endif
 #if defined(SN_HAVE_AVX2)
     if (isa == SN_ISA_AVX2) {
         sn_gemm_packed_avx2(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);

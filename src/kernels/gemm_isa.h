@@ -21,5 +21,10 @@ void sn_gemm_run_avx2(SN_GEMM_RUN_ARGS);
 size_t sn_gemm_packb_avx2(SN_GEMM_PACKB_ARGS);
 void sn_gemm_packed_avx2(SN_GEMM_PACKED_ARGS);
 #endif
+#if defined(SN_HAVE_AVX512)
+void sn_gemm_run_avx512(SN_GEMM_RUN_ARGS);
+size_t sn_gemm_packb_avx512(SN_GEMM_PACKB_ARGS);
+void sn_gemm_packed_avx512(SN_GEMM_PACKED_ARGS);
+#endif
 
 #endif

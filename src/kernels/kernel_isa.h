@@ -1,13 +1,16 @@
 /* Built once per instruction set: each kernel file that defines SN_KERNEL_IMPL before
  * including kernels.h gets its public functions renamed to name_generic, or name_avx2 when it is
- * compiled as src/kernels/avx2/<file>.c (with SN_KERNEL_AVX2 and the AVX2 + FMA flags).
+ * compiled as src/kernels/avx2/<file>.c (with SN_KERNEL_AVX2 and the AVX2 + FMA flags), or
+ * name_avx512 as src/kernels/avx512/<file>.c (SN_KERNEL_AVX512, AVX-512F flags).
  * dispatch.c defines the public names, each calling the build of the active instruction set
  * (sn_isa_active). Calls between kernels stay inside one build. Keep this list and dispatch.c
  * in step with kernels.h. */
 #ifndef SN_KERNEL_ISA_H
 #define SN_KERNEL_ISA_H
 
-#if defined(SN_KERNEL_AVX2)
+#if defined(SN_KERNEL_AVX512)
+#define SN_KV(name) name##_avx512
+#elif defined(SN_KERNEL_AVX2)
 #define SN_KV(name) name##_avx2
 #else
 #define SN_KV(name) name##_generic

@@ -56,11 +56,11 @@ sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float 
                         const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
                         int nthreads);
 
-/* Instruction sets of the GEMM (the other kernels are portable C for now). SN_ISA_GENERIC is
- * the portable path, always built. The active one is the best that both this CPU and this build
- * support, unless the SN_ISA environment variable (generic, avx2) names another at first use, or
+/* Instruction sets of the kernels (kernel_isa.h, dispatch.c). SN_ISA_GENERIC is the portable
+ * path, always built. The active one is the best that both this CPU and this build support,
+ * unless the SN_ISA environment variable (generic, avx2, avx512) names another at first use, or
  * sn_isa_set chooses one. */
-typedef enum { SN_ISA_GENERIC, SN_ISA_AVX2, SN_ISA_COUNT } sn_isa;
+typedef enum { SN_ISA_GENERIC, SN_ISA_AVX2, SN_ISA_AVX512, SN_ISA_COUNT } sn_isa;
 sn_isa sn_isa_active(void);
 /* SN_ERR_UNSUPPORTED (message set) when this CPU or build lacks it. Not for use while kernels
  * run on other threads. */
