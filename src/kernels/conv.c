@@ -88,6 +88,7 @@ static void im2col_tile(const conv_args *c, int g, long m0, int mt, float *col) 
 static void im2col_cols(const conv_args *c, int g, long m0, int mt, int k0, int kc, float *col) {
     const sn_conv_desc *d = c->d;
     const int cg = d->cin / d->groups;
+    const int rowk = d->kw * cg; /* columns per kernel row ky */
     const long plane = (long)c->oh * c->ow;
     const int t0 = k0 / cg, t1 = (k0 + kc - 1) / cg; /* taps (ky, kx) touched */
     for (int r = 0; r < mt; r++) {
@@ -96,6 +97,24 @@ static void im2col_cols(const conv_args *c, int g, long m0, int mt, int k0, int 
         const int oy = (int)((q % plane) / c->ow), ox = (int)(q % c->ow);
         const int iy0 = oy * d->stride_h - d->pad.top, ix0 = ox * d->stride_w - d->pad.left;
         float *dst = col + (size_t)r * kc;
+        /* Without groups, the taps of one kernel row lie side by side in the NHWC input when
+         * the window row is inside the image: one copy per kernel row (the stem's 3-channel
+         * taps were 3-float copies). */
+        if (d->groups == 1 && ix0 >= 0 && ix0 + d->kw <= c->w) {
+            for (int kk = k0; kk < k0 + kc;) {
+                const int ky = kk / rowk, off = kk - ky * rowk;
+                const int len = (rowk - off < k0 + kc - kk) ? rowk - off : k0 + kc - kk;
+                const int iy = iy0 + ky;
+                if (iy < 0 || iy >= c->h)
+                    memset(dst, 0, (size_t)len * sizeof *dst);
+                else
+                    memcpy(dst, c->x + (((size_t)b * c->h + iy) * c->w + ix0) * d->cin + off,
+                           (size_t)len * sizeof *dst);
+                dst += len;
+                kk += len;
+            }
+            continue;
+        }
         for (int tap = t0; tap <= t1; tap++) {
             const int lo = tap == t0 ? k0 - tap * cg : 0;
             const int hi = tap == t1 ? k0 + kc - tap * cg : cg;
