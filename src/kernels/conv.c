@@ -50,40 +50,9 @@ static void epilogue_rows(const conv_args *c, long m0, int mt) {
                    c->y + (size_t)m0 * cout, 1);
 }
 
-/* Rows [m0, m0+mt) of the im2col matrix of group g: row = output pixel, columns ordered
- * (ky, kx, ci) like the rows of the HWIO weight, padding cells as zeros. */
-static void im2col_tile(const conv_args *c, int g, long m0, int mt, float *col) {
-    const sn_conv_desc *d = c->d;
-    const int cg = d->cin / d->groups;
-    const int kdim = d->kh * d->kw * cg;
-    const long plane = (long)c->oh * c->ow;
-    for (int r = 0; r < mt; r++) {
-        const long q = m0 + r;
-        const int b = (int)(q / plane);
-        const int oy = (int)((q % plane) / c->ow), ox = (int)(q % c->ow);
-        const int iy0 = oy * d->stride_h - d->pad.top, ix0 = ox * d->stride_w - d->pad.left;
-        float *dst = col + (size_t)r * kdim;
-        for (int ky = 0; ky < d->kh; ky++) {
-            const int iy = iy0 + ky;
-            if (iy < 0 || iy >= c->h) {
-                memset(dst, 0, (size_t)d->kw * cg * sizeof *dst);
-                dst += (size_t)d->kw * cg;
-                continue;
-            }
-            const float *src = c->x + (((size_t)b * c->h + iy) * c->w) * d->cin + (size_t)g * cg;
-            for (int kx = 0; kx < d->kw; kx++, dst += cg) {
-                const int ix = ix0 + kx;
-                if (ix < 0 || ix >= c->w)
-                    memset(dst, 0, (size_t)cg * sizeof *dst);
-                else
-                    memcpy(dst, src + (size_t)ix * d->cin, (size_t)cg * sizeof *dst);
-            }
-        }
-    }
-}
-
-/* Columns [k0, k0+kc) of rows [m0, m0+mt) of the im2col matrix of group g (see im2col_tile),
- * into col with leading dimension kc: one K block of the GEMM's A, built just before it is used
+/* Columns [k0, k0+kc) of rows [m0, m0+mt) of the im2col matrix of group g (row = output pixel,
+ * columns ordered (ky, kx, ci) like the rows of the HWIO weight, padding cells as zeros), into
+ * col with leading dimension kc: one K block of the GEMM's A, built just before it is used
  * so that it is still in cache (a whole 3x3x256 tile is 1.1 MB, beyond a core's L2). */
 static void im2col_cols(const conv_args *c, int g, long m0, int mt, int k0, int kc, float *col) {
     const sn_conv_desc *d = c->d;
@@ -305,7 +274,7 @@ sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float 
 static int imax(int a, int b) { return a > b ? a : b; }
 
 typedef struct {
-    conv_args c; /* geometry and x, for im2col_tile */
+    conv_args c; /* geometry and x, for im2col_cols */
     const float *dy;
     float *dx, *dw, *db;
     int direct; /* 1x1, stride 1, unpadded */
@@ -427,7 +396,7 @@ static void dw_chunk(const bwd_args *a, long ch, float *part, float *col) {
     const float *dyt = a->dy + (size_t)m0 * d->cout;
     if (a->dw) {
         for (int g = 0; g < d->groups; g++) {
-            im2col_tile(c, g, m0, mt, col);
+            im2col_cols(c, g, m0, mt, 0, kdim, col);
             sn_gemm_ex_f32(1, 0, kdim, og, mt, col, kdim, dyt + (size_t)g * og, d->cout,
                            part + (size_t)g * og, d->cout, 0, 1);
         }
