@@ -67,16 +67,21 @@ static void pack_at(int m, int kc, const float *a, int lda, float *ap) {
     }
 }
 
-/* One MR x NR tile over kc. Row tails read a duplicate of row 0 instead of a shorter loop, so a
- * row's result does not depend on where a tile boundary falls. */
-static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const float *bp,
-                         float *c, int ldc, int accumulate) {
+/* One MR x NR tile over kc, NW (NR or NR/2) columns of it computed: the last panel of an
+ * output whose width leaves at most NR/2 columns there runs the half-width tile instead of
+ * multiplying zeros. A is either row-major (lda) or an MR-row micro-panel (pack_at: kc steps of
+ * MR consecutive values, one sequential stream). Row tails read a duplicate of row 0 instead of
+ * a shorter loop, so a row's result does not depend on where a tile boundary falls. Every
+ * variant does the same arithmetic per element, so they give the same bits. */
+static inline __attribute__((always_inline)) void
+tile_body(int kc, int mr, int nr, const float *a, int lda, int a_packed, const float *bp,
+          float *c, int ldc, int accumulate, const int NW) {
     const float *ar[MR];
     for (int i = 0; i < MR; i++) ar[i] = a + (size_t)(i < mr ? i : 0) * lda;
 
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
+        for (int j = 0; j < NW; j++) acc[i][j] = 0.0f;
 
     for (int p = 0; p < kc; p++) {
         const float *bq = bp + (size_t)p * NR;
@@ -84,19 +89,19 @@ static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const 
          * this pragma); without the simd hint GCC vectorises along p and spills them. */
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
-            const float av = ar[i][p];
+            const float av = a_packed ? a[(size_t)p * MR + i] : ar[i][p];
 #pragma omp simd
-            for (int j = 0; j < NR; j++) acc[i][j] += av * bq[j];
+            for (int j = 0; j < NW; j++) acc[i][j] += av * bq[j];
         }
     }
 
-    if (mr == MR && nr == NR) {
+    if (mr == MR && nr == NW) {
         for (int i = 0; i < MR; i++) {
             float *ci = c + (size_t)i * ldc;
             if (accumulate)
-                for (int j = 0; j < NR; j++) ci[j] += acc[i][j];
+                for (int j = 0; j < NW; j++) ci[j] += acc[i][j];
             else
-                for (int j = 0; j < NR; j++) ci[j] = acc[i][j];
+                for (int j = 0; j < NW; j++) ci[j] = acc[i][j];
         }
         return;
     }
@@ -106,34 +111,20 @@ static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const 
     }
 }
 
-/* micro_kernel with A in an MR-row micro-panel (pack_at): one sequential stream instead of MR
- * strided ones. The arithmetic is micro_kernel's term for term, so the bits are the same. */
+static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const float *bp,
+                         float *c, int ldc, int accumulate) {
+    if (nr <= NR / 2)
+        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, NR / 2);
+    else
+        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, NR);
+}
+
 static void micro_kernel_pa(int kc, int mr, int nr, const float *ap, const float *bp, float *c,
                             int ldc, int accumulate) {
-    float acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
-
-    for (int p = 0; p < kc; p++) {
-        const float *bq = bp + (size_t)p * NR;
-        const float *aq = ap + (size_t)p * MR;
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            const float av = aq[i];
-#pragma omp simd
-            for (int j = 0; j < NR; j++) acc[i][j] += av * bq[j];
-        }
-    }
-
-    for (int i = 0; i < mr; i++) {
-        float *ci = c + (size_t)i * ldc;
-        if (nr == NR && accumulate)
-            for (int j = 0; j < NR; j++) ci[j] += acc[i][j];
-        else if (nr == NR)
-            for (int j = 0; j < NR; j++) ci[j] = acc[i][j];
-        else
-            for (int j = 0; j < nr; j++) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
-    }
+    if (nr <= NR / 2)
+        tile_body(kc, mr, nr, ap, 0, 1, bp, c, ldc, accumulate, NR / 2);
+    else
+        tile_body(kc, mr, nr, ap, 0, 1, bp, c, ldc, accumulate, NR);
 }
 
 /* C block [m][n] += / = op(A) [m][k] * op(B) [k][n] on the calling thread; m <= MC. For a
