@@ -29,8 +29,7 @@ typedef struct {
 } conv_args;
 
 /* scale, shift and residual in the documented order, then the activation, on rows [m0, m0+mt)
- * of the flattened [n*oh*ow][cout] output, while they are still in cache (the depthwise path;
- * the GEMM path applies the same epilogue in its store, sn_gemm_epilogue). */
+ * of the flattened [n*oh*ow][cout] output, while they are still in cache. */
 static void epilogue_rows(const conv_args *c, long m0, int mt) {
     const sn_epilogue *ep = c->ep;
     const int cout = c->d->cout;
@@ -156,35 +155,21 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
                  * im2col block is rebuilt per column block (cheap next to the GEMM). */
                 for (int n0 = 0; n0 < og; n0 += NBLK) {
                     const int nn = og - n0 < NBLK ? og - n0 : NBLK;
-                    /* The epilogue rides on the GEMM's last K block: the outputs leave the
-                     * registers finished, one pass over memory. */
-                    sn_gemm_epilogue gep, *epp = NULL;
-                    if (c->ep && (c->ep->scale || c->ep->shift || c->ep->residual ||
-                                  c->ep->act != SN_ACT_NONE)) {
-                        const size_t col0 = (size_t)g * og + (size_t)n0;
-                        gep.scale = c->ep->scale ? c->ep->scale + col0 : NULL;
-                        gep.shift = c->ep->shift ? c->ep->shift + col0 : NULL;
-                        gep.residual = c->ep->residual
-                                           ? c->ep->residual + (size_t)m0 * d->cout + col0
-                                           : NULL;
-                        gep.ldr = d->cout;
-                        gep.act = c->ep->act;
-                        epp = &gep;
-                    }
                     if (direct) {
                         sn_gemm_packed_f32(isa, mt, n0, nn, 0, kdim,
                                            c->x + (size_t)m0 * d->cin + (size_t)g * cg, d->cin,
-                                           pb, kdim, yg + n0, d->cout, 0, epp);
+                                           pb, kdim, yg + n0, d->cout, 0);
                         continue;
                     }
                     for (int k0 = 0; k0 < kdim; k0 += kblk) {
                         const int kc = kdim - k0 < kblk ? kdim - k0 : kblk;
                         im2col_cols(c, g, m0, mt, k0, kc, col);
                         sn_gemm_packed_f32(isa, mt, n0, nn, k0, kc, col, kc, pb, kdim, yg + n0,
-                                           d->cout, k0 > 0, k0 + kc >= kdim ? epp : NULL);
+                                           d->cout, k0 > 0);
                     }
                 }
             }
+            epilogue_rows(c, m0, mt);
         }
     }
     return SN_OK;
@@ -390,7 +375,7 @@ static void conv_backward_dx(const bwd_args *a, const float *packed, size_t pg, 
                             const int kc = kdim - k0 < kblk ? kdim - k0 : kblk;
                             sn_gemm_packed_f32(isa, mt, k0, kc, 0, og,
                                                a->dy + (size_t)m0 * d->cout + g * og, d->cout,
-                                               packed + g * pg, og, dcol, kc, 0, NULL);
+                                               packed + g * pg, og, dcol, kc, 0);
                             col2im_cols(a, g, m0, mt, k0, kc, dcol);
                         }
                 }

@@ -138,18 +138,18 @@ size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, 
 
 void sn_gemm_packed_f32(sn_isa isa, int m, int n0, int n, int k0, int k, const float *a,
                         int lda, const float *packed, int ktotal, float *c, int ldc,
-                        int accumulate, const sn_gemm_epilogue *ep) {
+                        int accumulate) {
 #if defined(SN_HAVE_AVX512)
     if (isa == SN_ISA_AVX512) {
-        sn_gemm_packed_avx512(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate, ep);
+        sn_gemm_packed_avx512(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
         return;
     }
 #endif
 #if defined(SN_HAVE_AVX2)
     if (isa == SN_ISA_AVX2) {
-        sn_gemm_packed_avx2(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate, ep);
+        sn_gemm_packed_avx2(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
         return;
     }
 #endif
-    sn_gemm_packed_generic(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate, ep);
+    sn_gemm_packed_generic(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "act_inline.h"
 #include "core.h"
 #include "kernels.h"
 
@@ -76,8 +75,7 @@ static void pack_at(int m, int kc, const float *a, int lda, float *ap) {
  * variant does the same arithmetic per element, so they give the same bits. */
 static inline __attribute__((always_inline)) void
 tile_body(int kc, int mr, int nr, const float *a, int lda, int a_packed, const float *bp,
-          float *c, int ldc, int accumulate, const sn_gemm_epilogue *ep, int i0, int j0,
-          const int NW) {
+          float *c, int ldc, int accumulate, const int NW) {
     const float *ar[MR];
     for (int i = 0; i < MR; i++) ar[i] = a + (size_t)(i < mr ? i : 0) * lda;
 
@@ -97,33 +95,6 @@ tile_body(int kc, int mr, int nr, const float *a, int lda, int a_packed, const f
         }
     }
 
-    if (ep) {
-        /* Fused epilogue on the finished values (ep's C coordinates: row i0 + i, col j0 + j). */
-        const int w = nr;
-        for (int i = 0; i < mr; i++) {
-            float *ci = c + (size_t)i * ldc;
-            float v[NR];
-            if (w == NW) {
-                if (accumulate)
-                    for (int j = 0; j < NW; j++) v[j] = ci[j] + acc[i][j];
-                else
-                    for (int j = 0; j < NW; j++) v[j] = acc[i][j];
-            } else {
-                for (int j = 0; j < w; j++) v[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
-            }
-            if (ep->scale)
-                for (int j = 0; j < w; j++) v[j] *= ep->scale[j0 + j];
-            if (ep->shift)
-                for (int j = 0; j < w; j++) v[j] += ep->shift[j0 + j];
-            if (ep->residual) {
-                const float *ri = ep->residual + (size_t)(i0 + i) * ep->ldr + j0;
-                for (int j = 0; j < w; j++) v[j] += ri[j];
-            }
-            sn_act_apply(ep->act, (size_t)w, v, v);
-            for (int j = 0; j < w; j++) ci[j] = v[j];
-        }
-        return;
-    }
     if (mr == MR && nr == NW) {
         for (int i = 0; i < MR; i++) {
             float *ci = c + (size_t)i * ldc;
@@ -143,27 +114,17 @@ tile_body(int kc, int mr, int nr, const float *a, int lda, int a_packed, const f
 static void micro_kernel(int kc, int mr, int nr, const float *a, int lda, const float *bp,
                          float *c, int ldc, int accumulate) {
     if (nr <= NR / 2)
-        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, NULL, 0, 0, NR / 2);
+        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, NR / 2);
     else
-        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, NULL, 0, 0, NR);
-}
-
-/* The same with the epilogue (kept out of micro_kernel so that its store stays lean). */
-static void micro_kernel_ep(int kc, int mr, int nr, const float *a, int lda, const float *bp,
-                            float *c, int ldc, int accumulate, const sn_gemm_epilogue *ep,
-                            int i0, int j0) {
-    if (nr <= NR / 2)
-        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, ep, i0, j0, NR / 2);
-    else
-        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, ep, i0, j0, NR);
+        tile_body(kc, mr, nr, a, lda, 0, bp, c, ldc, accumulate, NR);
 }
 
 static void micro_kernel_pa(int kc, int mr, int nr, const float *ap, const float *bp, float *c,
                             int ldc, int accumulate) {
     if (nr <= NR / 2)
-        tile_body(kc, mr, nr, ap, 0, 1, bp, c, ldc, accumulate, NULL, 0, 0, NR / 2);
+        tile_body(kc, mr, nr, ap, 0, 1, bp, c, ldc, accumulate, NR / 2);
     else
-        tile_body(kc, mr, nr, ap, 0, 1, bp, c, ldc, accumulate, NULL, 0, 0, NR);
+        tile_body(kc, mr, nr, ap, 0, 1, bp, c, ldc, accumulate, NR);
 }
 
 /* C block [m][n] += / = op(A) [m][k] * op(B) [k][n] on the calling thread; m <= MC. For a
@@ -250,8 +211,7 @@ static int gemm_split_k(int ta, int tb, int m, int n, int k, const float *a, int
 
 size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp);
 void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda,
-                    const float *bp, int ktotal, float *c, int ldc, int accumulate,
-                    const sn_gemm_epilogue *ep);
+                    const float *bp, int ktotal, float *c, int ldc, int accumulate);
 
 /* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
  * of k by one thread (or over fixed chunks of k, see gemm_split_k), so results never depend on
@@ -289,7 +249,7 @@ void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
                 const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
                 SN_GEMM_PACKED(imin(MC, m - i0), j0, imin(NC, n - j0), 0, k,
                                a + (size_t)i0 * lda, lda, bp, k, c + (size_t)i0 * ldc + j0, ldc,
-                               accumulate, NULL);
+                               accumulate);
             }
             return;
         }
@@ -336,17 +296,11 @@ size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp) {
  * k0 a multiple of KC and m <= MC, the bits are those of the unpacked driver's. n0 must be a
  * multiple of NR. */
 void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda,
-                    const float *bp, int ktotal, float *c, int ldc, int accumulate,
-                    const sn_gemm_epilogue *ep) {
+                    const float *bp, int ktotal, float *c, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (!accumulate)
             for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof *c);
-        if (ep) /* the epilogue of an empty sum, all the same */
-            for (int i = 0; i < m; i += MR)
-                for (int jc = 0; jc < n; jc += NR)
-                    micro_kernel_ep(0, imin(MR, m - i), imin(NR, n - jc), a, lda, bp,
-                                    c + (size_t)i * ldc + jc, ldc, 1, ep, i, jc);
         return;
     }
     const size_t panel = (size_t)ktotal * NR;
@@ -357,15 +311,9 @@ void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda
         for (int jc = 0; jc < n; jc += NR) {
             const float *bq = bp + (size_t)(jc / NR) * panel + (size_t)pc * NR;
             const int nr = imin(NR, n - jc);
-            const int last = pc + kc >= k;
-            for (int i = 0; i < m; i += MR) {
-                if (ep && last)
-                    micro_kernel_ep(kc, imin(MR, m - i), nr, a + (size_t)i * lda + pc, lda, bq,
-                                    c + (size_t)i * ldc + jc, ldc, acc, ep, i, jc);
-                else
-                    micro_kernel(kc, imin(MR, m - i), nr, a + (size_t)i * lda + pc, lda, bq,
-                                 c + (size_t)i * ldc + jc, ldc, acc);
-            }
+            for (int i = 0; i < m; i += MR)
+                micro_kernel(kc, imin(MR, m - i), nr, a + (size_t)i * lda + pc, lda, bq,
+                             c + (size_t)i * ldc + jc, ldc, acc);
         }
     }
 }

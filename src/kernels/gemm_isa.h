@@ -4,8 +4,6 @@
 
 #include <stddef.h>
 
-#include "kernels.h"
-
 #define SN_GEMM_RUN_ARGS                                                                         \
     int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,       \
         float *c, int ldc, int accumulate, int nthreads
@@ -13,7 +11,7 @@
 #define SN_GEMM_PACKB_ARGS int tb, int k, int n, const float *b, int ldb, float *bp
 #define SN_GEMM_PACKED_ARGS                                                                      \
     int m, int n0, int n, int k0, int k, const float *a, int lda, const float *bp, int ktotal,   \
-        float *c, int ldc, int accumulate, const sn_gemm_epilogue *ep
+        float *c, int ldc, int accumulate
 
 void sn_gemm_run_generic(SN_GEMM_RUN_ARGS);
 size_t sn_gemm_packb_generic(SN_GEMM_PACKB_ARGS);

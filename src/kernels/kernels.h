@@ -85,18 +85,9 @@ void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, i
 #define SN_GEMM_KC 256
 size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, int ldb,
                          float *packed);
-/* Applied by sn_gemm_packed_f32 to each finished C element on its way out of the registers, in
- * sn_epilogue's order (scale, shift, residual, then the activation); so pass it with the call
- * that completes the sum. scale/shift are indexed by the call's C column (0 .. n-1), residual
- * is laid out like C (leading dimension ldr). */
-typedef struct {
-    const float *scale, *shift, *residual;
-    int ldr;
-    sn_act act;
-} sn_gemm_epilogue;
 void sn_gemm_packed_f32(sn_isa isa, int m, int n0, int n, int k0, int k, const float *a,
                         int lda, const float *packed, int ktotal, float *c, int ldc,
-                        int accumulate, const sn_gemm_epilogue *ep);
+                        int accumulate);
 
 /* Inference batch-norm over the last axis: y = gamma*(x-mean)/sqrt(var+eps) + beta. */
 void sn_batchnorm_f32(size_t rows, int c, const float *x, const float *gamma, const float *beta,
