@@ -162,6 +162,7 @@ typedef struct {
     int64_t macs;               /* multiply-adds per run (convolutions and dense layers) */
     double seconds;             /* summed over `runs` runs */
     long runs;
+    int fused; /* 1: an add done by the convolution before it (its time is in that layer) */
 } sn_layer_profile;
 sn_status sn_model_set_profile(sn_model *m, int on);
 int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max);

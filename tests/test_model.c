@@ -179,9 +179,20 @@ static void test_profile(void) {
     CHECK(sum == macs, "profiled MACs %lld vs model %lld", (long long)sum, (long long)macs);
     CHECK(timed == n, "%d of %d layers timed over 2 runs", timed, n);
     CHECK(convs > 50, "%d convolutions described", convs);
+    /* Folded BN: the bottlenecks' last 1x1 convolution takes its block's add. */
+    int fused = 0;
+    for (int i = 0; i < n; i++) fused += lp[i].fused && strcmp(lp[i].op, "add") == 0;
+    CHECK(fused >= 10, "%d adds fused into convolutions", fused);
     CHECK_OK(sn_model_plan(m, 1, 128, 128));
     CHECK(sn_model_profile(m, lp, 1) == n && lp[0].runs == 0 && lp[0].seconds == 0.0,
           "re-plan resets the counters");
+    /* Unfolded BN runs after the convolution: nothing is fused then. */
+    CHECK_OK(sn_model_set_fold_bn(m, 0));
+    CHECK_OK(sn_model_plan(m, 1, 128, 128));
+    CHECK(sn_model_profile(m, lp, n) == n, "profile count unfolded");
+    fused = 0;
+    for (int i = 0; i < n; i++) fused += lp[i].fused;
+    CHECK(fused == 0, "%d layers fused without folding", fused);
     free(lp);
     free(x);
     sn_model_free(m);

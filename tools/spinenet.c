@@ -428,6 +428,7 @@ static int print_profile(sn_model *m, int json) {
         else
             snprintf(key, sizeof key, "%s %dx%dx%d -> %dx%dx%d %s", p->op, p->in_h, p->in_w, p->in_c,
                      p->out_h, p->out_w, p->out_c, p->act);
+        if (p->fused) strncat(key, " (fused)", sizeof key - strlen(key) - 1);
         int g = 0;
         while (g < ng && strcmp(gr[g].key, key) != 0) g++;
         if (g == ng) {
@@ -440,7 +441,7 @@ static int print_profile(sn_model *m, int json) {
         int k = 0;
         const char *opk = p->kh ? (p->groups > 1 && p->groups == p->in_c ? "conv dw" :
                                    p->kh == 1 && p->kw == 1 ? "conv 1x1" : "conv kxk")
-                                : p->op;
+                                : p->fused ? "add (fused)" : p->op;
         while (k < nops && strcmp(ops[k].key, opk) != 0) k++;
         if (k == nops && nops < 16) {
             snprintf(ops[nops].key, sizeof ops[nops].key, "%s", opk);

@@ -234,16 +234,13 @@ int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max) {
             p->out_h = nd->h;
             p->out_w = nd->w;
             if (nd->op == SN_OP_CONV) {
-                const sn_conv_desc *d = &nd->conv;
-                p->kh = d->kh;
-                p->kw = d->kw;
-                p->stride = d->stride_h;
-                p->groups = d->groups;
-                p->macs = (int64_t)nd->n * nd->h * nd->w * nd->c * d->kh * d->kw *
-                          (d->cin / d->groups);
-            } else if (nd->op == SN_OP_DENSE) {
-                p->macs = (int64_t)nd->n * p->in_c * nd->c;
+                p->kh = nd->conv.kh;
+                p->kw = nd->conv.kw;
+                p->stride = nd->conv.stride_h;
+                p->groups = nd->conv.groups;
             }
+            p->macs = sn_node_macs(g, nd);
+            p->fused = nd->alias >= 0;
             p->act = sn_act_name(nd->act);
             p->seconds = g->prof_sec[i];
             p->runs = g->prof_runs;

@@ -62,6 +62,8 @@ int sn_graph_add(sn_graph *g, const sn_node *node) {
         g->cap = cap;
     }
     g->nodes[g->n] = *node;
+    g->nodes[g->n].fuse_res = -1; /* set by sn_graph_plan's fusion only */
+    g->nodes[g->n].alias = -1;
     return g->n++;
 }
 
@@ -97,6 +99,12 @@ static sn_status plan_arena(sn_graph *g) {
         }
     for (int i = 0; i < n; i++)
         if (g->nodes[i].out_name[0]) g->nodes[i].last_use = n; /* outputs live to the end */
+    /* A fused ADD's readers read the convolution's buffer. */
+    for (int i = 0; i < n; i++) {
+        const int a = g->nodes[i].alias;
+        if (a >= 0 && g->nodes[a].last_use < g->nodes[i].last_use)
+            g->nodes[a].last_use = g->nodes[i].last_use;
+    }
 
     arena_block *live = sn_alloc((size_t)(n + 1) * sizeof *live);
     if (!live) return SN_ERR_OOM;
@@ -111,6 +119,10 @@ static sn_status plan_arena(sn_graph *g) {
         n_live = k;
         if (nd->op == SN_OP_INPUT) {
             nd->offset = 0;
+            continue;
+        }
+        if (nd->alias >= 0) {
+            nd->offset = g->nodes[nd->alias].offset;
             continue;
         }
         /* Round each tensor to 16 floats (64 bytes) so every tensor starts cache-aligned. */
@@ -166,7 +178,41 @@ static sn_status fold_node(sn_node *nd, const sn_paramtab *pt) {
     return SN_OK;
 }
 
+/* Inference: a convolution without activation whose only reader is a 2-input ADD, the ADD's
+ * other input computed before it, runs the ADD in its epilogue (residual, then the ADD's
+ * activation) on each tile while it is in cache; the ADD's pass over memory disappears. x + y
+ * and y + x are the same float, so the results do not change. Not for a convolution whose BN is
+ * applied after it (unfolded), nor for a model output. */
+static void plan_fusion(sn_graph *g, int fold) {
+    const int n = g->n;
+    for (int i = 0; i < n; i++) {
+        g->nodes[i].fuse_res = -1;
+        g->nodes[i].alias = -1;
+        g->nodes[i].fuse_act = SN_ACT_NONE;
+    }
+    for (int i = 0; i < n; i++) {
+        sn_node *add = &g->nodes[i];
+        if (add->op != SN_OP_ADD || add->n_in != 2) continue;
+        for (int q = 0; q < 2; q++) {
+            const int j = add->in[q], o = add->in[1 - q];
+            sn_node *cv = &g->nodes[j];
+            if (cv->op != SN_OP_CONV || cv->act != SN_ACT_NONE || cv->out_name[0] || o >= j ||
+                cv->fuse_res >= 0 || (cv->p_gamma >= 0 && !fold))
+                continue;
+            int readers = 0;
+            for (int r = 0; r < n; r++)
+                for (int k = 0; k < g->nodes[r].n_in; k++) readers += g->nodes[r].in[k] == j;
+            if (readers != 1) continue;
+            cv->fuse_res = o;
+            cv->fuse_act = add->act;
+            add->alias = j;
+            break;
+        }
+    }
+}
+
 sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold) {
+    plan_fusion(g, fold);
     sn_status st = plan_arena(g);
     if (st != SN_OK) return st;
     g->folded = fold;
@@ -209,6 +255,10 @@ static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
         else
             ep.act = nd->act;
     }
+    if (nd->fuse_res >= 0) {
+        ep.residual = sn_graph_data(g, nd->fuse_res);
+        ep.act = nd->fuse_act;
+    }
     sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_data(g, nd->in[0]), wt, &ep,
                                  nd->h, nd->w, y, g->nthreads);
     if (st != SN_OK) return st;
@@ -240,6 +290,7 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
         case SN_OP_INPUT: break;
         case SN_OP_CONV: st = run_conv(g, pt, i); break;
         case SN_OP_ADD: {
+            if (nd->alias >= 0) break; /* done by the convolution's epilogue */
             const float *xs[SN_MAX_NODE_INPUTS];
             for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_data(g, nd->in[j]);
             sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, y, g->nthreads);

@@ -75,6 +75,11 @@ typedef struct {
     float drop_rate;
     uint8_t *keep;     /* [n] (owned), drawn by each training forward */
     /* plan */
+    /* inference fusion (sn_graph_plan): a convolution whose only reader is a 2-input ADD takes
+     * the other input as its epilogue's residual and the ADD's activation (fuse_res: that
+     * input's node, else -1); the ADD then only names the convolution's buffer (alias, else -1) */
+    int fuse_res, alias;
+    sn_act fuse_act;
     size_t offset;     /* in floats, into the arena */
     int last_use;
     float *fw, *fb;    /* folded weights and bias (owned), when BN is folded */
