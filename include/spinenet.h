@@ -128,8 +128,8 @@ const sn_config *sn_model_config(const sn_model *m);
  * OpenMP (libgomp); on a machine shared with other busy processes, start the program with
  * GOMP_SPINCOUNT=10000 (or OMP_WAIT_POLICY=passive) in its environment, as the spinenet tool
  * does for itself: libgomp's default spinning at barriers can make 2 threads 10x slower than 1
- * when another process holds a core. The environment variable SN_ISA=generic selects the
- * portable C kernels instead of the AVX2 build. */
+ * when another process holds a core. The environment variable SN_ISA (generic, avx2, avx512)
+ * picks the kernels' build; by default the best one this CPU supports. */
 sn_status sn_model_set_threads(sn_model *m, int nthreads);
 /* Inference folds batch-norm into the convolutions (default on). Takes effect at plan. */
 sn_status sn_model_set_fold_bn(sn_model *m, int fold);

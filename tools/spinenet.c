@@ -802,7 +802,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("spinenet %s (kernels: %s; SN_ISA=generic selects the portable C build)\n",
+        printf("spinenet %s (kernels: %s; SN_ISA=generic|avx2|avx512 picks a build)\n",
                SN_VERSION_STRING, sn_isa_name(sn_isa_active()));
         return 0;
     }
