@@ -336,14 +336,13 @@ static void col2im_cols(const bwd_args *a, int g, long m0, int mt, int k0, int k
  * ceil(kh/stride) rows: bands two apart never touch the same input row. All even bands run in
  * parallel, then all odd ones; every dx element thus receives its terms in the same order
  * (even band, then odd band, each in tile order) whatever the thread count. */
-static void conv_backward_dx(const bwd_args *a, const float *packed, size_t pg, float *dcols,
-                             size_t per_thread, int nt) {
+static void conv_backward_dx(const bwd_args *a, sn_isa isa, const float *packed, size_t pg,
+                             float *dcols, size_t per_thread, int nt) {
     const conv_args *c = &a->c;
     const sn_conv_desc *d = c->d;
     const int og = d->cout / d->groups, cg = d->cin / d->groups;
     const int kdim = d->kh * d->kw * cg;
     const int kblk = kdim < DX_NBLK ? kdim : DX_NBLK;
-    const sn_isa isa = sn_isa_active();
     const int band = imax((d->kh + d->stride_h - 1) / d->stride_h,
                           (BAND_PIXELS + c->ow - 1) / c->ow);
     const int nbands = (c->oh + band - 1) / band;
@@ -587,7 +586,7 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
     if (dx_im2col) {
         for (int g = 0; g < d->groups; g++)
             sn_gemm_packb_f32(isa, 1, og, kdim, wt + (size_t)g * og, d->cout, packed + g * pg);
-        conv_backward_dx(&a, packed, pg, dcols, dcol_per, nt);
+        conv_backward_dx(&a, isa, packed, pg, dcols, dcol_per, nt);
     }
     if (a.dw || db) reduce_chunks(&a, nchunks, dw_chunk, wsize, parts, col_per ? cols : NULL,
                                   col_per, tw);

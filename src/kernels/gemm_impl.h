@@ -1,10 +1,11 @@
 /* The blocked GEMM, written once and compiled once per instruction set: the including file
- * defines MR, NR (register tile), KC, MC, NC (cache blocks) and SN_GEMM_RUN (the name of the
- * driver it exports), SN_GEMM_PACKB and SN_GEMM_PACKED (the pre-packed-B pair), and compiles with that ISA's flags; the compiler turns the column loops
- * into that ISA's vectors. Results are the same for any thread count within one ISA (fixed
- * blocks, each output element summed by one thread in one order); across ISAs they differ by
- * rounding (FMA, vector width), which tests/test_kernels.c bounds against the plain path.
- * Included by gemm.c (portable C), gemm_avx2.c and gemm_avx512.c only. */
+ * defines MR, NR (register tile), KC, MC, NC (cache blocks), SN_GEMM_RUN (the name of the driver
+ * it exports), SN_GEMM_PACKB and SN_GEMM_PACKED (the pre-packed-B pair), and compiles with that
+ * ISA's flags; the compiler turns the column loops into that ISA's vectors. Results are the same
+ * for any thread count within one ISA (fixed blocks, each output element summed by one thread in
+ * one order); across ISAs they differ by rounding (FMA, vector width), which tests/test_kernels.c
+ * bounds against the plain path. Included by gemm.c (portable C), gemm_avx2.c and
+ * gemm_avx512.c only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,8 @@
 #endif
 
 _Static_assert(KC == SN_GEMM_KC, "kernels.h documents the K block");
-_Static_assert(SN_GEMM_N_ALIGN % NR == 0 && NC % NR == 0, "packed column offsets must fall on panels");
+_Static_assert(SN_GEMM_N_ALIGN % NR == 0 && NC % NR == 0,
+               "packed column offsets must fall on panels");
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
