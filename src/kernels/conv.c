@@ -11,11 +11,22 @@
 
 #include "core.h"
 
-/* Output pixels per im2col tile. Big enough that re-packing the weight panels per tile costs
- * about 1% of the multiply-adds, small enough that a 3x3x512 tile (2.2 MB) stays modest; a
- * multiple of the GEMM's 4-, 6- and 8-row register tiles. Fixed, so tile boundaries never depend
- * on the thread count. */
+/* Output pixels per tile of the forward GEMM (and of the dx pass): the GEMM's MC, so that a
+ * tile's rows are one row block (sn_gemm_packed_f32's bit-for-bit promise); a multiple of every
+ * ISA's register-tile height (6, 12). Fixed, so tile boundaries never depend on the thread
+ * count. */
 #define TILE_M 120
+/* Fewer rows than this many full tiles: smaller tiles (a multiple of 12, every ISA's row tile
+ * divides it), so that both threads get work on the small maps of levels 5-7. Chosen from m
+ * only, so tile boundaries still never depend on the thread count; a row's result does not
+ * depend on where tile boundaries fall (see gemm_impl.h). */
+#define MIN_TILES 8
+static int tile_rows(long m) {
+    if (m >= (long)MIN_TILES * TILE_M) return TILE_M;
+    long t = (m + MIN_TILES - 1) / MIN_TILES;
+    t = (t + 11) / 12 * 12;
+    return (int)(t < 12 ? 12 : t);
+}
 /* Output channels per column block of the forward GEMM (a multiple of SN_GEMM_N_ALIGN). */
 #define NBLK 256
 
@@ -108,7 +119,8 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
     const int cg = d->cin / d->groups, og = d->cout / d->groups;
     const int kdim = d->kh * d->kw * cg;
     const long m = (long)c->n * c->oh * c->ow;
-    const long ntiles = (m + TILE_M - 1) / TILE_M;
+    const int tm = tile_rows(m);
+    const long ntiles = (m + tm - 1) / tm;
     const int direct = d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 &&
                        d->pad.top == 0 && d->pad.left == 0 && d->pad.bottom == 0 &&
                        d->pad.right == 0;
@@ -145,8 +157,8 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
         float *col = cols ? cols + (size_t)tid * per_thread : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < ntiles; t++) {
-            const long m0 = t * TILE_M;
-            const int mt = (int)(m - m0 < TILE_M ? m - m0 : TILE_M);
+            const long m0 = t * tm;
+            const int mt = (int)(m - m0 < tm ? m - m0 : tm);
             float *yt = c->y + (size_t)m0 * d->cout;
             for (int g = 0; g < d->groups; g++) {
                 const float *pb = packed + g * pg;
