@@ -272,8 +272,8 @@ static void bn_stats(const bn_ctx *b, int ch, double *mean, double *var) {
     *var = v / (double)b->rows;
 }
 
-static double bn_loss(const void *p) {
-    const bn_ctx *b = p;
+/* sum(r * act(bn(x))) in double, batch statistics; SN_ACT_NONE gives the plain BN loss. */
+static double bn_act_loss(const bn_ctx *b, sn_act act) {
     double s = 0.0;
     for (int ch = 0; ch < b->c; ch++) {
         double m, v;
@@ -281,11 +281,13 @@ static double bn_loss(const void *p) {
         const double is = 1.0 / sqrt(v + b->eps);
         for (size_t i = 0; i < b->rows; i++) {
             const size_t k = i * b->c + ch;
-            s += (b->gamma[ch] * (b->x[k] - m) * is + b->beta[ch]) * b->r[k];
+            s += act_d(act, b->gamma[ch] * (b->x[k] - m) * is + b->beta[ch]) * b->r[k];
         }
     }
     return s;
 }
+
+static double bn_loss(const void *p) { return bn_act_loss(p, SN_ACT_NONE); }
 
 static void test_bn_case(size_t rows, int c, float shift) {
     const size_t n = rows * (size_t)c;
@@ -373,18 +375,7 @@ typedef struct {
 
 static double bnact_loss(const void *p) {
     const bnact_ctx *q = p;
-    const bn_ctx *b = &q->b;
-    double s = 0.0;
-    for (int ch = 0; ch < b->c; ch++) {
-        double m, v;
-        bn_stats(b, ch, &m, &v);
-        const double is = 1.0 / sqrt(v + b->eps);
-        for (size_t i = 0; i < b->rows; i++) {
-            const size_t k = i * b->c + ch;
-            s += act_d(q->act, b->gamma[ch] * (b->x[k] - m) * is + b->beta[ch]) * b->r[k];
-        }
-    }
-    return s;
+    return bn_act_loss(&q->b, q->act);
 }
 
 static double max_rel_err(const float *got, const float *want, size_t n) {
