@@ -456,6 +456,51 @@ static void test_conv_special(void) {
     /* Depthwise with many channels and 5x5/2 on an odd map. */
     cc = (conv_case){2, 11, 13, 72, 72, 72, 5, 2, 0, {0}, 1, 1, 0, SN_ACT_HSWISH};
     run_conv_case(&cc);
+    /* Depthwise rows wide enough for several 4-pixel groups plus single-pixel leftovers, with
+     * two full 16-channel blocks and a channel tail; stride 1 and 2. */
+    cc = (conv_case){2, 5, 23, 40, 40, 40, 3, 1, 0, {0}, 1, 1, 1, SN_ACT_SWISH};
+    run_conv_case(&cc);
+    cc = (conv_case){1, 6, 30, 35, 35, 35, 3, 2, 0, {0}, 0, 1, 0, SN_ACT_RELU};
+    run_conv_case(&cc);
+}
+
+/* Depthwise pixels are summed four at a time inside the image and one at a time elsewhere;
+ * both must give the same bits. With every input column alike, all pixels whose window lies
+ * inside the image sum the same products in the same order, so they must be equal. */
+static void test_depthwise_paths_agree(void) {
+    static const int strides[] = {1, 2};
+    for (int si = 0; si < 2; si++) {
+        /* Widths that leave inside pixels after the last group of four. */
+        const int s = strides[si], h = 6, w = s == 1 ? 27 : 25, c = 40;
+        sn_conv_desc d = {3, 3, s, s, {0, 0, 0, 0}, c, c, c};
+        sn_pad_same_1d(h, 3, s, &d.pad.top, &d.pad.bottom);
+        sn_pad_same_1d(w, 3, s, &d.pad.left, &d.pad.right);
+        const int oh = sn_window_out(h, 3, s, d.pad.top, d.pad.bottom);
+        const int ow = sn_window_out(w, 3, s, d.pad.left, d.pad.right);
+        float *col = rand_buf((size_t)h * c, -1, 1), *wt = rand_buf((size_t)9 * c, -1, 1);
+        float *x = rand_buf((size_t)h * w * c, 0, 0), *y = rand_buf((size_t)oh * ow * c, 0, 0);
+        for (int iy = 0; iy < h; iy++)
+            for (int ix = 0; ix < w; ix++)
+                memcpy(x + ((size_t)iy * w + ix) * c, col + (size_t)iy * c, c * sizeof *x);
+        CHECK_OK(sn_conv2d_f32(&d, 1, h, w, x, wt, NULL, oh, ow, y, 1));
+        int first = -1, last = -1, bad = 0;
+        for (int ox = 0; ox < ow; ox++) {
+            const int ix0 = ox * s - d.pad.left;
+            if (ix0 < 0 || ix0 + 3 > w) continue;
+            if (first < 0) first = ox;
+            last = ox;
+            for (int oy = 0; oy < oh; oy++)
+                bad += memcmp(y + ((size_t)oy * ow + ox) * c, y + ((size_t)oy * ow + first) * c,
+                              c * sizeof *y) != 0;
+        }
+        CHECK(last - first >= 8, "stride %d: too few inside pixels (%d..%d)", s, first, last);
+        CHECK(bad == 0, "depthwise stride %d: %d inside pixels differ from pixel %d", s, bad,
+              first);
+        sn_free(col);
+        sn_free(wt);
+        sn_free(x);
+        sn_free(y);
+    }
 }
 
 static void test_conv_errors(void) {
@@ -854,6 +899,7 @@ int main(void) {
         test_gemm();
         test_conv_sweep();
         test_conv_special();
+        test_depthwise_paths_agree();
     }
     test_gemm_isa_vs_generic();
     test_gemm_packed();

@@ -192,10 +192,115 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
  * a time in registers over its taps (in (ky, kx) order, padding taps skipped) and stored once;
  * the epilogue then runs on the row while it is in cache. */
 #define DW_BLOCK 16
-static void conv_depthwise(const conv_args *c, int nt) {
+/* Output pixels of a row summed together by dw_span, and the widest window it takes. */
+#define DW_PIX 4
+#define DW_KMAX 5
+
+/* Eight floats as one value of GCC's vector extension (SSE pairs on the portable build, one
+ * AVX register on the others), loadable from any float address. */
+typedef float dw_vec __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* DW_PIX consecutive output pixels of one row, all of whose window columns lie inside the
+ * image, 16 channels at a time (channels past the last multiple of 16 are left to the caller):
+ * each window column is loaded once and multiplied into every pixel that uses it, so the
+ * 2 * DW_PIX sums stay in registers and are independent. S (stride) and KW are compile-time
+ * constants in the callers that matter, which unroll the column loop completely. Each output is
+ * the one-pixel loop's sum in the same (ky, kx) order, so the bits are the same. */
+static inline __attribute__((always_inline)) void
+dw_span(const conv_args *c, const float *xg, int ky0, int ky1, float *yp, const int S,
+        const int KW) {
+    const int ch = c->d->cout;
+    const size_t xrow = (size_t)c->w * ch;
+    const int cfull = ch / DW_BLOCK * DW_BLOCK;
+    for (int c0 = 0; c0 < cfull; c0 += DW_BLOCK) {
+        dw_vec acc[DW_PIX][2];
+        for (int p = 0; p < DW_PIX; p++) acc[p][0] = acc[p][1] = (dw_vec){0};
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xc = xg + (size_t)ky * xrow + c0;
+            const float *wr = c->wt + (size_t)ky * KW * ch + c0;
+            dw_vec w[DW_KMAX][2];
+            for (int kx = 0; kx < KW; kx++) {
+                w[kx][0] = *(const dw_vec *)(wr + (size_t)kx * ch);
+                w[kx][1] = *(const dw_vec *)(wr + (size_t)kx * ch + 8);
+            }
+#pragma GCC unroll 16
+            for (int j = 0; j < S * (DW_PIX - 1) + KW; j++, xc += ch) {
+                const dw_vec x0 = *(const dw_vec *)xc, x1 = *(const dw_vec *)(xc + 8);
+#pragma GCC unroll 8
+                for (int p = 0; p < DW_PIX; p++) {
+                    const int kx = j - S * p;
+                    if (kx < 0 || kx >= KW) continue;
+                    acc[p][0] += x0 * w[kx][0];
+                    acc[p][1] += x1 * w[kx][1];
+                }
+            }
+        }
+        for (int p = 0; p < DW_PIX; p++) {
+            *(dw_vec *)(yp + (size_t)p * ch + c0) = acc[p][0];
+            *(dw_vec *)(yp + (size_t)p * ch + c0 + 8) = acc[p][1];
+        }
+    }
+}
+
+/* dw_span for one geometry: 3x3 at stride 1 and 2 (every depthwise layer of the mobile
+ * variants) get their own unrolled copies. */
+static void dw_span_any(const conv_args *c, const float *xg, int ky0, int ky1, float *yp) {
+    const int s = c->d->stride_w, kw = c->d->kw;
+    if (kw == 3 && s == 1)
+        dw_span(c, xg, ky0, ky1, yp, 1, 3);
+    else if (kw == 3 && s == 2)
+        dw_span(c, xg, ky0, ky1, yp, 2, 3);
+    else
+        dw_span(c, xg, ky0, ky1, yp, s, kw);
+}
+
+/* One output pixel, channels [c0, ch): DW_BLOCK channels at a time summed in registers over
+ * the taps in (ky, kx) order, padding taps skipped, then the channel tail. */
+static void dw_pixel(const conv_args *c, int b, int iy0, int ky0, int ky1, int ox, int c0,
+                     float *yp) {
     const sn_conv_desc *d = c->d;
     const int ch = d->cout;
+    const int ix0 = ox * d->stride_w - d->pad.left;
+    const int kx0 = ix0 < 0 ? -ix0 : 0;
+    const int kx1 = c->w - ix0 < d->kw ? c->w - ix0 : d->kw;
+    for (; c0 + DW_BLOCK <= ch; c0 += DW_BLOCK) {
+        float acc[DW_BLOCK];
+        for (int k = 0; k < DW_BLOCK; k++) acc[k] = 0.0f;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = c->x + (((size_t)b * c->h + iy0 + ky) * c->w + ix0) * ch + c0;
+            const float *wr = c->wt + (size_t)ky * d->kw * ch + c0;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *xp = xr + (size_t)kx * ch, *wp = wr + (size_t)kx * ch;
+                for (int k = 0; k < DW_BLOCK; k++) acc[k] += xp[k] * wp[k];
+            }
+        }
+        for (int k = 0; k < DW_BLOCK; k++) yp[c0 + k] = acc[k];
+    }
+    if (c0 < ch) {
+        const int cn = ch - c0;
+        float acc[DW_BLOCK];
+        for (int k = 0; k < cn; k++) acc[k] = 0.0f;
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *xp =
+                    c->x + (((size_t)b * c->h + iy0 + ky) * c->w + ix0 + kx) * ch + c0;
+                const float *wp = c->wt + ((size_t)ky * d->kw + kx) * ch + c0;
+                for (int k = 0; k < cn; k++) acc[k] += xp[k] * wp[k];
+            }
+        for (int k = 0; k < cn; k++) yp[c0 + k] = acc[k];
+    }
+}
+
+static void conv_depthwise(const conv_args *c, int nt) {
+    const sn_conv_desc *d = c->d;
+    const int ch = d->cout, cfull = ch / DW_BLOCK * DW_BLOCK;
     const long rows = (long)c->n * c->oh;
+    /* Output columns [ox_in0, ox_in1) have every window column inside the image. */
+    const int ox_in0 = (d->pad.left + d->stride_w - 1) / d->stride_w;
+    int ox_in1 = c->w - d->kw + d->pad.left < 0 ? 0
+                                                : (c->w - d->kw + d->pad.left) / d->stride_w + 1;
+    if (ox_in1 > c->ow) ox_in1 = c->ow;
+    const int use_span = cfull > 0 && d->kw <= DW_KMAX;
     if (nt > rows) nt = (int)(rows > 0 ? rows : 1);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (long row = 0; row < rows; row++) {
@@ -203,39 +308,22 @@ static void conv_depthwise(const conv_args *c, int nt) {
         const int iy0 = oy * d->stride_h - d->pad.top;
         const int ky0 = iy0 < 0 ? -iy0 : 0;
         const int ky1 = c->h - iy0 < d->kh ? c->h - iy0 : d->kh;
-        for (int ox = 0; ox < c->ow; ox++) {
-            const int ix0 = ox * d->stride_w - d->pad.left;
-            const int kx0 = ix0 < 0 ? -ix0 : 0;
-            const int kx1 = c->w - ix0 < d->kw ? c->w - ix0 : d->kw;
-            float *yp = c->y + ((size_t)row * c->ow + ox) * ch;
-            int c0 = 0;
-            for (; c0 + DW_BLOCK <= ch; c0 += DW_BLOCK) {
-                float acc[DW_BLOCK];
-                for (int k = 0; k < DW_BLOCK; k++) acc[k] = 0.0f;
-                for (int ky = ky0; ky < ky1; ky++) {
-                    const float *xr =
-                        c->x + (((size_t)b * c->h + iy0 + ky) * c->w + ix0) * ch + c0;
-                    const float *wr = c->wt + (size_t)ky * d->kw * ch + c0;
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        const float *xp = xr + (size_t)kx * ch, *wp = wr + (size_t)kx * ch;
-                        for (int k = 0; k < DW_BLOCK; k++) acc[k] += xp[k] * wp[k];
-                    }
-                }
-                for (int k = 0; k < DW_BLOCK; k++) yp[c0 + k] = acc[k];
+        float *yrow = c->y + (size_t)row * c->ow * ch;
+        int ox = 0;
+        while (ox < c->ow) {
+            if (use_span && ox >= ox_in0 && ox + DW_PIX <= ox_in1) {
+                const float *xg =
+                    c->x + (((size_t)b * c->h + iy0) * c->w + (size_t)ox * d->stride_w -
+                            d->pad.left) * ch;
+                dw_span_any(c, xg, ky0, ky1, yrow + (size_t)ox * ch);
+                if (cfull < ch)
+                    for (int q = 0; q < DW_PIX; q++)
+                        dw_pixel(c, b, iy0, ky0, ky1, ox + q, cfull, yrow + (size_t)(ox + q) * ch);
+                ox += DW_PIX;
+                continue;
             }
-            if (c0 < ch) {
-                const int cn = ch - c0;
-                float acc[DW_BLOCK];
-                for (int k = 0; k < cn; k++) acc[k] = 0.0f;
-                for (int ky = ky0; ky < ky1; ky++)
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        const float *xp =
-                            c->x + (((size_t)b * c->h + iy0 + ky) * c->w + ix0 + kx) * ch + c0;
-                        const float *wp = c->wt + ((size_t)ky * d->kw + kx) * ch + c0;
-                        for (int k = 0; k < cn; k++) acc[k] += xp[k] * wp[k];
-                    }
-                for (int k = 0; k < cn; k++) yp[c0 + k] = acc[k];
-            }
+            dw_pixel(c, b, iy0, ky0, ky1, ox, 0, yrow + (size_t)ox * ch);
+            ox++;
         }
         epilogue_rows(c, row * c->ow, c->ow);
     }
