@@ -846,8 +846,33 @@ static void test_gap_dense(void) {
             for (int p = 0; p < hw; p++) s += x[((size_t)b * hw + p) * c + k];
             ref[(size_t)b * c + k] = s / hw;
         }
-    sn_gap_f32(n, hw, c, x, y);
-    CHECK(max_rel_err(y, ref, (size_t)n * c) <= TOL, "gap");
+    /* The kernel sums in double in pixel order, as the reference does: the same bits, for
+     * one thread and for two (tasks split over images and 16-channel blocks, c = 300 leaves
+     * a tail of 12). A large map takes the threaded path. */
+    for (int nt = 1; nt <= 2; nt++) {
+        for (size_t i = 0; i < (size_t)n * c; i++) y[i] = -7.0f;
+        sn_gap_f32(n, hw, c, x, y, nt);
+        int same = 1;
+        for (size_t i = 0; i < (size_t)n * c; i++) same &= y[i] == (float)ref[i];
+        CHECK(same, "gap, %d thread(s): not the double pixel-order mean", nt);
+    }
+    {
+        const int bhw = 50 * 41, bc = 40;
+        float *bx = rand_buf((size_t)bhw * bc, -1, 1), *by1 = sn_alloc(bc * sizeof *by1),
+              *by2 = sn_alloc(bc * sizeof *by2);
+        sn_gap_f32(1, bhw, bc, bx, by1, 1);
+        sn_gap_f32(1, bhw, bc, bx, by2, 2);
+        int same = 1;
+        for (int k = 0; k < bc; k++) {
+            double s = 0;
+            for (int p = 0; p < bhw; p++) s += bx[(size_t)p * bc + k];
+            same &= by1[k] == (float)(s / bhw) && by2[k] == by1[k];
+        }
+        CHECK(same, "gap on a large map, 1 and 2 threads");
+        sn_free(bx);
+        sn_free(by1);
+        sn_free(by2);
+    }
 
     /* Dense with a classifier-like width: cin over one K block, cout over one N block. */
     const int cin = c, cout = 1001;

@@ -114,7 +114,8 @@ SN_KERNEL_VOID(sn_mul_channel_backward_f32,
 SN_KERNEL_VOID(sn_axpy_f32, (size_t count, float a, const float *x, float *y, int nthreads),
                (count, a, x, y, nthreads))
 
-SN_KERNEL_VOID(sn_gap_f32, (int n, int hw, int c, const float *x, float *y), (n, hw, c, x, y))
+SN_KERNEL_VOID(sn_gap_f32, (int n, int hw, int c, const float *x, float *y, int nthreads),
+               (n, hw, c, x, y, nthreads))
 
 SN_KERNEL_VOID(sn_gap_backward_f32, (int n, int hw, int c, const float *dy, float *dx),
                (n, hw, c, dy, dx))

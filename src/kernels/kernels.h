@@ -114,8 +114,9 @@ void sn_add_f32(int k, const float *const *xs, size_t count, sn_act act, float *
 /* y = x * s (elementwise scalar scale); y may alias x. */
 void sn_scale_f32(size_t count, const float *x, float s, float *y);
 
-/* Global average pool: y[n][c] = mean over h*w of x[n][.][c]. */
-void sn_gap_f32(int n, int hw, int c, const float *x, float *y);
+/* Global average pool: y[n][c] = mean over h*w of x[n][.][c], summed in double in pixel order
+ * (the same bits for any nthreads). */
+void sn_gap_f32(int n, int hw, int c, const float *x, float *y, int nthreads);
 /* Dense: y[n][cout] = x[n][cin] * w[cin][cout] + bias[cout] (bias may be NULL). */
 void sn_dense_f32(int n, int cin, int cout, const float *x, const float *w, const float *bias,
                   float *y, int nthreads);

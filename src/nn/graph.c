@@ -306,7 +306,7 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
         case SN_OP_RESIZE:
             sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
             break;
-        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y); break;
+        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
         case SN_OP_DENSE:
             sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
                          nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, y, g->nthreads);

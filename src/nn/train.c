@@ -139,7 +139,7 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
         case SN_OP_RESIZE:
             sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
             break;
-        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y); break;
+        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
         case SN_OP_MUL_CHANNEL:
             sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
                                g->nthreads);
