@@ -367,7 +367,7 @@ static void conv_fd_case(const bcase *bc) {
     float *r = rand_buf(ys, -1, 1), *y = rand_buf(ys, -1, 1);
     /* The float forward with the bias as the epilogue shift must be the function the double
      * forward differentiates. */
-    const sn_epilogue ep = {NULL, bias, NULL, SN_ACT_NONE};
+    const sn_epilogue ep = {NULL, bias, NULL, SN_ACT_NONE, NULL};
     CHECK_OK(sn_conv2d_f32(&d, bc->n, bc->h, bc->w, x, wt, &ep, oh, ow, y, 2));
     conv_fd_ctx c = {&d,
                      bc->n,

@@ -355,7 +355,7 @@ static void run_conv_case(const conv_case *cc) {
     float *y1 = rand_buf(ys + 1, -9, 9), *y2 = rand_buf(ys + 1, -9, 9);
     double *ref = dbuf(ys + 1), *mag = dbuf(ys + 1);
     const sn_epilogue ep = {cc->scale ? scale : NULL, cc->shift ? shift : NULL,
-                            cc->residual ? res : NULL, cc->act};
+                            cc->residual ? res : NULL, cc->act, NULL};
 
     conv_ref(&d, cc->n, cc->h, cc->w, x, wt, &ep, oh, ow, ref, mag);
     CHECK_OK(sn_conv2d_f32(&d, cc->n, cc->h, cc->w, x, wt, &ep, oh, ow, y1, 1));
@@ -500,6 +500,57 @@ static void test_depthwise_paths_agree(void) {
         sn_free(wt);
         sn_free(x);
         sn_free(y);
+    }
+}
+
+/* sn_epilogue.in_scale (a squeeze-excitation gate folded into the weights, per image) against
+ * the reference convolution of the gated input, with every other epilogue part on; 1x1 (the
+ * direct path) and 3x3/2 (im2col), several images. Groups other than 1 are refused. */
+static void test_conv_gated(void) {
+    static const int shapes[][6] = {/* n, h, w, cin, cout, k */ {3, 7, 9, 37, 20, 1},
+                                    {2, 9, 8, 12, 9, 3}};
+    for (int si = 0; si < 2; si++) {
+        const int n = shapes[si][0], h = shapes[si][1], w = shapes[si][2], cin = shapes[si][3],
+                  cout = shapes[si][4], k = shapes[si][5], s = k == 1 ? 1 : 2;
+        sn_conv_desc d = {k, k, s, s, {0, 0, 0, 0}, 1, cin, cout};
+        sn_pad_same_1d(h, k, s, &d.pad.top, &d.pad.bottom);
+        sn_pad_same_1d(w, k, s, &d.pad.left, &d.pad.right);
+        const int oh = sn_window_out(h, k, s, d.pad.top, d.pad.bottom);
+        const int ow = sn_window_out(w, k, s, d.pad.left, d.pad.right);
+        const size_t xs = (size_t)n * h * w * cin, ys = (size_t)n * oh * ow * cout;
+        float *x = rand_buf(xs, -1, 1), *wt = rand_buf((size_t)k * k * cin * cout, -1, 1);
+        float *gate = rand_buf((size_t)n * cin, 0, 1), *shift = rand_buf(cout, -1, 1);
+        float *scale = rand_buf(cout, 0.5f, 1.5f), *res = rand_buf(ys, -1, 1);
+        float *xg = rand_buf(xs, 0, 0), *y1 = rand_buf(ys, -9, 9), *y2 = rand_buf(ys, -9, 9);
+        double *ref = dbuf(ys), *mag = dbuf(ys);
+        for (size_t i = 0; i < xs; i++)
+            xg[i] = x[i] * gate[(i / ((size_t)h * w * cin)) * cin + i % cin];
+        const sn_epilogue plain = {scale, shift, res, SN_ACT_HSWISH, NULL};
+        const sn_epilogue gated = {scale, shift, res, SN_ACT_HSWISH, gate};
+        conv_ref(&d, n, h, w, xg, wt, &plain, oh, ow, ref, mag);
+        CHECK_OK(sn_conv2d_f32(&d, n, h, w, x, wt, &gated, oh, ow, y1, 1));
+        CHECK_OK(sn_conv2d_f32(&d, n, h, w, x, wt, &gated, oh, ow, y2, 2));
+        const double e = max_err_mag(y1, ref, mag, ys);
+        CHECK(e <= TOL, "gated conv %dx%d k%d n%d: err %g", cin, cout, k, n, e);
+        CHECK(memcmp(y1, y2, ys * sizeof *y1) == 0, "gated conv k%d: 1 vs 2 threads", k);
+        if (si == 0) {
+            d.groups = cin;
+            d.cout = cin;
+            CHECK(sn_conv2d_f32(&d, n, h, w, x, wt, &gated, oh, ow, y1, 1) ==
+                      SN_ERR_INVALID_ARG,
+                  "gated depthwise accepted");
+        }
+        sn_free(x);
+        sn_free(wt);
+        sn_free(gate);
+        sn_free(shift);
+        sn_free(scale);
+        sn_free(res);
+        sn_free(xg);
+        sn_free(y1);
+        sn_free(y2);
+        sn_free(ref);
+        sn_free(mag);
     }
 }
 
@@ -925,6 +976,7 @@ int main(void) {
         test_conv_sweep();
         test_conv_special();
         test_depthwise_paths_agree();
+        test_conv_gated();
     }
     test_gemm_isa_vs_generic();
     test_gemm_packed();

@@ -38,7 +38,14 @@ void sn_alloc_fail_after(long n);
  * Valid until the next call with the same slot on this thread or sn_scratch_release(); NULL
  * (error set) when the memory cannot be had. Kernels call it only from the calling thread,
  * before their parallel regions. */
-enum { SN_SCRATCH_COLS, SN_SCRATCH_PACKB, SN_SCRATCH_GEMM_B, SN_SCRATCH_BWD, SN_SCRATCH_SLOTS };
+enum {
+    SN_SCRATCH_COLS,
+    SN_SCRATCH_PACKB,
+    SN_SCRATCH_GEMM_B,
+    SN_SCRATCH_BWD,
+    SN_SCRATCH_WSCALE,
+    SN_SCRATCH_SLOTS
+};
 void *sn_scratch(int slot, size_t bytes);
 /* Frees this thread's work buffers (sn_graph_free and sn_model_free call it). */
 void sn_scratch_release(void);

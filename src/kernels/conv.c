@@ -329,6 +329,39 @@ static void conv_depthwise(const conv_args *c, int nt) {
     }
 }
 
+/* sn_epilogue.in_scale: one image at a time, with the weights' rows (ky, kx, ci) scaled by
+ * that image's gate[ci]. */
+static sn_status conv_gated(const sn_conv_desc *d, int n, int h, int w, const float *x,
+                            const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
+                            int nt) {
+    if (d->groups != 1)
+        return sn_error(SN_ERR_INVALID_ARG, "conv2d: an input scale needs groups 1, not %d",
+                        d->groups);
+    const size_t rows = (size_t)d->kh * d->kw * d->cin;
+    const size_t bytes = rows * d->cout * sizeof(float);
+    float *ws = sn_scratch(SN_SCRATCH_WSCALE, bytes);
+    if (!ws) return sn_error(SN_ERR_OOM, "conv2d: cannot allocate %zu bytes of gated weights",
+                             bytes);
+    const size_t in_img = (size_t)h * w * d->cin, out_img = (size_t)oh * ow * d->cout;
+    for (int b = 0; b < n; b++) {
+        const float *s = ep->in_scale + (size_t)b * d->cin;
+        for (size_t r = 0; r < rows; r++) {
+            const float sr = s[r % (size_t)d->cin];
+            const float *wr = wt + r * d->cout;
+            float *dr = ws + r * d->cout;
+            for (int co = 0; co < d->cout; co++) dr[co] = wr[co] * sr;
+        }
+        sn_epilogue eb = *ep;
+        eb.in_scale = NULL;
+        if (eb.residual) eb.residual += (size_t)b * out_img;
+        const conv_args c = {d, 1, h, w, oh, ow, x + (size_t)b * in_img, ws, &eb,
+                             y + (size_t)b * out_img};
+        sn_status st = conv_gemm(&c, nt);
+        if (st != SN_OK) return st;
+    }
+    return SN_OK;
+}
+
 sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float *x,
                         const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
                         int nthreads) {
@@ -352,8 +385,9 @@ sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float 
                         oh, ow, eh, ew);
     if (n == 0 || oh == 0 || ow == 0) return SN_OK;
 
-    const conv_args c = {d, n, h, w, oh, ow, x, wt, ep, y};
     const int nt = nthreads > 0 ? nthreads : 1;
+    if (ep && ep->in_scale) return conv_gated(d, n, h, w, x, wt, ep, oh, ow, y, nt);
+    const conv_args c = {d, n, h, w, oh, ow, x, wt, ep, y};
     if (d->groups == d->cin && d->groups == d->cout) {
         conv_depthwise(&c, nt);
         return SN_OK;

@@ -46,6 +46,10 @@ typedef struct {
     const float *shift;    /* [cout] or NULL */
     const float *residual; /* [n][oh][ow][cout] or NULL */
     sn_act act;
+    /* [n][cin] or NULL: the input's channel ci of image b is multiplied by in_scale[b][ci]
+     * before the convolution (a squeeze-excitation gate), by scaling the weights per image
+     * instead; groups == 1 only. */
+    const float *in_scale;
 } sn_epilogue;
 
 /* y[n][oh][ow][cout] = epilogue(conv(x[n][h][w][cin], wt)). oh/ow must equal

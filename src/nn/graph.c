@@ -64,6 +64,7 @@ int sn_graph_add(sn_graph *g, const sn_node *node) {
     g->nodes[g->n] = *node;
     g->nodes[g->n].fuse_res = -1; /* set by sn_graph_plan's fusion only */
     g->nodes[g->n].alias = -1;
+    g->nodes[g->n].in_gate = -1;
     return g->n++;
 }
 
@@ -99,11 +100,13 @@ static sn_status plan_arena(sn_graph *g) {
         }
     for (int i = 0; i < n; i++)
         if (g->nodes[i].out_name[0]) g->nodes[i].last_use = n; /* outputs live to the end */
-    /* A fused ADD's readers read the convolution's buffer. */
+    /* A fused ADD's readers read the convolution's buffer, a fused gate's reader its input's;
+     * the gate itself is read by the convolution. */
     for (int i = 0; i < n; i++) {
-        const int a = g->nodes[i].alias;
+        const int a = g->nodes[i].alias, q = g->nodes[i].in_gate;
         if (a >= 0 && g->nodes[a].last_use < g->nodes[i].last_use)
             g->nodes[a].last_use = g->nodes[i].last_use;
+        if (q >= 0 && g->nodes[q].last_use < i) g->nodes[q].last_use = i;
     }
 
     arena_block *live = sn_alloc((size_t)(n + 1) * sizeof *live);
@@ -188,7 +191,27 @@ static void plan_fusion(sn_graph *g, int fold) {
     for (int i = 0; i < n; i++) {
         g->nodes[i].fuse_res = -1;
         g->nodes[i].alias = -1;
+        g->nodes[i].in_gate = -1;
         g->nodes[i].fuse_act = SN_ACT_NONE;
+    }
+    /* Squeeze-excitation: conv(x * gate) = conv with weights w[..][ci][co] * gate[ci] (per
+     * image), so the gated tensor is never written. Only for a plain convolution (groups 1)
+     * that is the gated tensor's only reader; the products round differently, (x * g) * w
+     * against x * (g * w), which the golden tests' tolerances cover. */
+    for (int i = 0; i < n; i++) {
+        sn_node *mul = &g->nodes[i];
+        if (mul->op != SN_OP_MUL_CHANNEL || mul->out_name[0] ||
+            g->nodes[mul->in[0]].op == SN_OP_INPUT)
+            continue;
+        int readers = 0, reader = -1;
+        for (int r = 0; r < n; r++)
+            for (int k = 0; k < g->nodes[r].n_in; k++)
+                if (g->nodes[r].in[k] == i) readers++, reader = r;
+        if (readers != 1) continue;
+        sn_node *cv = &g->nodes[reader];
+        if (cv->op != SN_OP_CONV || cv->in[0] != i || cv->conv.groups != 1) continue;
+        cv->in_gate = mul->in[1];
+        mul->alias = mul->in[0];
     }
     for (int i = 0; i < n; i++) {
         sn_node *add = &g->nodes[i];
@@ -241,7 +264,7 @@ static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
     sn_node *nd = &g->nodes[i];
     const sn_node *x = &g->nodes[nd->in[0]];
     float *y = out_ptr(g, i);
-    sn_epilogue ep = {NULL, NULL, NULL, SN_ACT_NONE};
+    sn_epilogue ep = {NULL, NULL, NULL, SN_ACT_NONE, NULL};
     const float *wt = pt->t[nd->p_weight].data;
     int bn_after = 0;
     if (nd->fw) {
@@ -259,6 +282,7 @@ static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
         ep.residual = sn_graph_data(g, nd->fuse_res);
         ep.act = nd->fuse_act;
     }
+    if (nd->in_gate >= 0) ep.in_scale = sn_graph_data(g, nd->in_gate);
     sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_data(g, nd->in[0]), wt, &ep,
                                  nd->h, nd->w, y, g->nthreads);
     if (st != SN_OK) return st;
@@ -313,6 +337,7 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
             if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, sn_node_elems(nd), y, y, g->nthreads);
             break;
         case SN_OP_MUL_CHANNEL:
+            if (nd->alias >= 0) break; /* applied to the next convolution's weights */
             sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
                                g->nthreads);
             break;

@@ -79,6 +79,10 @@ typedef struct {
      * the other input as its epilogue's residual and the ADD's activation (fuse_res: that
      * input's node, else -1); the ADD then only names the convolution's buffer (alias, else -1) */
     int fuse_res, alias;
+    /* Inference: a channel gate (MUL_CHANNEL) whose only reader is this convolution is applied
+     * to the convolution's weights instead (sn_epilogue.in_scale; the gate's node, else -1);
+     * the MUL_CHANNEL then names its input's buffer (alias). */
+    int in_gate;
     sn_act fuse_act;
     size_t offset;     /* in floats, into the arena */
     int last_use;

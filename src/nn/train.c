@@ -91,7 +91,7 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
         switch (nd->op) {
         case SN_OP_CONV: {
             sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL,
-                              SN_ACT_NONE};
+                              SN_ACT_NONE, NULL};
             sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data,
                                          &ep, nd->h, nd->w, z, g->nthreads);
             if (st != SN_OK) return st;
