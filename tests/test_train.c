@@ -186,7 +186,168 @@ static void test_determinism(void) {
     teardown(&b);
 }
 
+/* The detection head trains through sn_graph_backward_multi: a loss that is a fixed linear
+ * function of three outputs (class and box towers, two levels: the tower convolutions are
+ * shared across levels, their BN is not) against finite differences, and the one-pass backward
+ * against the sum of one backward per output. */
+#define DET_OUTS 3
+static const char *const k_det_outs[DET_OUTS] = {"class.3", "box.3", "class.6"};
+
+static int det_node(const sn_model *m, const char *name) {
+    for (int i = 0; i < m->graph.n; i++)
+        if (strcmp(m->graph.nodes[i].out_name, name) == 0) return i;
+    return -1;
+}
+
+/* sum_j <w_j, out_j> after a training forward; moving statistics restored. */
+static double det_functional(trainer *t, const float *x, const int *nodes, float *const *w) {
+    int np = t->np;
+    float **saved = calloc((size_t)np, sizeof *saved);
+    for (int i = 0; i < np; i++) {
+        sn_param p;
+        sn_model_param_at(t->m, i, &p);
+        saved[i] = malloc(p.count * sizeof(float));
+        memcpy(saved[i], p.data, p.count * sizeof(float));
+    }
+    sn_graph *g = &t->m->graph;
+    double l = NAN;
+    if (sn_graph_forward_train(g, &t->m->params, x, 0.99f, 1, 7) == SN_OK) {
+        l = 0.0;
+        for (int j = 0; j < DET_OUTS; j++) {
+            const float *o = sn_graph_data(g, nodes[j]);
+            const size_t cnt = sn_node_elems(&g->nodes[nodes[j]]);
+            for (size_t k = 0; k < cnt; k++) l += (double)w[j][k] * o[k];
+        }
+    }
+    for (int i = 0; i < np; i++) {
+        sn_param p;
+        sn_model_param_at(t->m, i, &p);
+        memcpy(p.data, saved[i], p.count * sizeof(float));
+        free(saved[i]);
+    }
+    free(saved);
+    return l;
+}
+
+static void test_detection_backward(void) {
+    sn_config c;
+    sn_config_init(&c, "spinenet-mobile-49xs");
+    c.head = SN_HEAD_RETINANET;
+    c.num_classes = 3;
+    trainer t = {0};
+    const int n = 2, size = 256;
+    CHECK_OK(sn_model_create(&c, 1, &t.m));
+    if (!t.m) return;
+    golden_fill_params(t.m, 5);
+    sn_model_set_threads(t.m, 2);
+    CHECK_OK(sn_model_plan_train(t.m, n, size, size));
+    t.np = sn_model_num_params(t.m);
+    t.grads = calloc((size_t)t.np, sizeof *t.grads);
+    float **g2 = calloc((size_t)t.np, sizeof *g2);
+    for (int i = 0; i < t.np; i++) {
+        sn_param p;
+        sn_model_param_at(t.m, i, &p);
+        t.grads[i] = calloc(p.count, sizeof(float));
+        g2[i] = calloc(p.count, sizeof(float));
+    }
+    const size_t count = (size_t)n * size * size * 3;
+    float *x = malloc(count * sizeof *x);
+    sn_hash_fill(x, count, "input", 6, -1, 1);
+    int nodes[DET_OUTS];
+    float *w[DET_OUTS];
+    sn_graph *g = &t.m->graph;
+    for (int j = 0; j < DET_OUTS; j++) {
+        nodes[j] = det_node(t.m, k_det_outs[j]);
+        CHECK(nodes[j] >= 0, "no output %s", k_det_outs[j]);
+        if (nodes[j] < 0) return;
+        const size_t cnt = sn_node_elems(&g->nodes[nodes[j]]);
+        w[j] = malloc(cnt * sizeof(float));
+        sn_hash_fill(w[j], cnt, k_det_outs[j], 3, -1, 1);
+    }
+    /* One pass from all three outputs, and one backward per output summed. */
+    const double l0 = det_functional(&t, x, nodes, w);
+    CHECK_OK(sn_graph_forward_train(g, &t.m->params, x, 0.99f, 1, 7));
+    CHECK_OK(sn_graph_backward_multi(g, &t.m->params, DET_OUTS, nodes,
+                                     (const float *const *)w, t.grads));
+    for (int j = 0; j < DET_OUTS; j++)
+        CHECK_OK(sn_graph_backward(g, &t.m->params, nodes[j], w[j], g2));
+    /* Each tensor's largest difference relative to its largest gradient, with a floor of 1e-4
+     * of the network's largest gradient: tensors whose gradient is zero up to cancellation
+     * (a convolution bias followed by batch-norm) differ at the rounding level of the sums
+     * that cancel, which the two summation orders do not share. A missing or overwritten
+     * output gradient shows up as a difference of the size of the gradient itself. */
+    double gmax = 0.0, worst = 0.0;
+    for (int i = 0; i < t.np; i++) {
+        sn_param p;
+        sn_model_param_at(t.m, i, &p);
+        for (size_t k = 0; k < p.count; k++)
+            if (fabs(t.grads[i][k]) > gmax) gmax = fabs(t.grads[i][k]);
+    }
+    for (int i = 0; i < t.np; i++) {
+        sn_param p;
+        sn_model_param_at(t.m, i, &p);
+        double amax = 1e-4 * gmax, d = 0.0;
+        for (size_t k = 0; k < p.count; k++) {
+            if (fabs(t.grads[i][k]) > amax) amax = fabs(t.grads[i][k]);
+            if (fabs(t.grads[i][k] - g2[i][k]) > d) d = fabs(t.grads[i][k] - g2[i][k]);
+        }
+        if (d / amax > worst) worst = d / amax;
+    }
+    CHECK(gmax > 1.0 && worst < 1e-4,
+          "one-pass vs per-output backward: relative difference %g (largest gradient %g)", worst,
+          gmax);
+    CHECK(sn_graph_backward_multi(g, &t.m->params, 2, (int[]){nodes[0], nodes[0]},
+                                  (const float *const *)w, g2) == SN_ERR_INVALID_ARG,
+          "an output given twice accepted");
+
+    /* Finite differences on the largest gradient of the head's tensors and a spread of others. */
+    int checked = 0, bad = 0, head_checked = 0;
+    for (int i = 0; i < t.np; i++) {
+        sn_param p;
+        sn_model_param_at(t.m, i, &p);
+        size_t len = strlen(p.name);
+        if ((len > 5 && strcmp(p.name + len - 5, ".mean") == 0) ||
+            (len > 4 && strcmp(p.name + len - 4, ".var") == 0))
+            continue;
+        const int head = strncmp(p.name, "head.", 5) == 0;
+        if (!head && i % 40 != 0) continue;
+        size_t best = 0;
+        for (size_t k = 1; k < p.count; k++)
+            if (fabs(t.grads[i][k]) > fabs(t.grads[i][best])) best = k;
+        const double gk = t.grads[i][best];
+        if (fabs(gk) < 5e-2) continue;
+        const float orig = p.data[best];
+        const double h = 1e-2 * (fabs(orig) > 0.1 ? fabs(orig) : 0.1);
+        p.data[best] = (float)(orig + h);
+        const double lp = det_functional(&t, x, nodes, w);
+        p.data[best] = (float)(orig - h);
+        const double lm = det_functional(&t, x, nodes, w);
+        p.data[best] = orig;
+        const double fd = (lp - lm) / (((double)(float)(orig + h)) - ((double)(float)(orig - h)));
+        const double rel = fabs(fd - gk) / (fabs(gk) + 1e-2);
+        checked++;
+        head_checked += head;
+        if (rel > 0.05) {
+            bad++;
+            fprintf(stderr, "detection %s[%zu]: analytic %.6g, finite difference %.6g\n", p.name,
+                    best, gk, fd);
+        }
+    }
+    printf("detection head: functional %.6g, finite differences on %d tensors (%d of the head), "
+           "%d off by > 5%%; one-pass vs per-output %.2g of the largest gradient %.3g\n", l0, checked,
+           head_checked, bad, worst, gmax);
+    CHECK(head_checked >= 6 && checked >= 10, "only %d tensors (%d head) had a resolvable gradient",
+          checked, head_checked);
+    CHECK(bad == 0, "%d detection gradients disagree with finite differences", bad);
+    for (int j = 0; j < DET_OUTS; j++) free(w[j]);
+    for (int i = 0; i < t.np; i++) free(g2[i]);
+    free(g2);
+    free(x);
+    teardown(&t);
+}
+
 int main(void) {
+    test_detection_backward();
     test_fd("spinenet-mobile-49xs", SN_FLAVOUR_GARDEN, SN_ACT_NONE, 256);
     test_determinism();
     return TEST_SUMMARY();

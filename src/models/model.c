@@ -258,8 +258,9 @@ sn_status sn_model_run(sn_model *m, const float *input) {
 
 sn_status sn_model_plan_train(sn_model *m, int batch, int height, int width) {
     if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_plan_train: NULL model");
-    if (m->cfg.head != SN_HEAD_CLASSIFIER)
-        return sn_error(SN_ERR_UNSUPPORTED, "training is implemented for the classifier head only");
+    if (m->cfg.head != SN_HEAD_CLASSIFIER && m->cfg.head != SN_HEAD_RETINANET)
+        return sn_error(SN_ERR_UNSUPPORTED,
+                        "training needs a head (classifier or retinanet), this model has none");
     sn_graph_free(&m->graph);
     m->planned = 0;
     sn_status st = sn_build_graph(m, batch, height, width, 0, &m->graph);
@@ -279,6 +280,9 @@ sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *lab
         return sn_error(SN_ERR_INVALID_ARG, "sn_model_loss_grad: NULL argument");
     if (!m->planned || !m->graph.training)
         return sn_error(SN_ERR_STATE, "sn_model_loss_grad: call sn_model_plan_train first");
+    if (m->cfg.head != SN_HEAD_CLASSIFIER)
+        return sn_error(SN_ERR_UNSUPPORTED, "sn_model_loss_grad: the classification loss needs "
+                        "the classifier head");
     sn_graph *g = &m->graph;
     /* TF's fused batch-norm kernel feeds the moving variance with the unbiased batch variance. */
     sn_status st = sn_graph_forward_train(g, &m->params, input, m->cfg.bn_momentum, 1, seed);

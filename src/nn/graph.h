@@ -138,6 +138,12 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
                                  int unbiased_running_var, uint64_t seed);
 sn_status sn_graph_backward(sn_graph *g, const sn_paramtab *pt, int out_node, const float *dout,
                             float *const *grads);
+/* The same from several output nodes at once (a detection head's class and box outputs): the
+ * loss is a function of all of them, dL/d(out_nodes[j]) is douts[j]; one pass runs back from
+ * the last of them, so a tensor read by several outputs' paths gets the sum of their gradients. */
+sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
+                                  const int *out_nodes, const float *const *douts,
+                                  float *const *grads);
 
 /* Multiply-adds of one node at its planned shape (batch included). */
 int64_t sn_node_macs(const sn_graph *g, const sn_node *nd);

@@ -153,12 +153,32 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
 
 sn_status sn_graph_backward(sn_graph *g, const sn_paramtab *pt, int out_node, const float *dout,
                             float *const *grads) {
+    return sn_graph_backward_multi(g, pt, 1, &out_node, &dout, grads);
+}
+
+sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
+                                  const int *out_nodes, const float *const *douts,
+                                  float *const *grads) {
     if (!g->training) return sn_error(SN_ERR_STATE, "the graph is not planned for training");
+    if (n_out < 1 || !out_nodes || !douts)
+        return sn_error(SN_ERR_INVALID_ARG, "backward: no output gradient given");
+    int last = -1;
+    for (int j = 0; j < n_out; j++) {
+        if (out_nodes[j] < 0 || out_nodes[j] >= g->n || !douts[j])
+            return sn_error(SN_ERR_INVALID_ARG, "backward: output %d: bad node %d or no gradient",
+                            j, out_nodes[j]);
+        for (int k = 0; k < j; k++)
+            if (out_nodes[k] == out_nodes[j])
+                return sn_error(SN_ERR_INVALID_ARG, "backward: node %d given twice", out_nodes[j]);
+        if (out_nodes[j] > last) last = out_nodes[j];
+    }
     memset(g->grad_arena, 0, g->grad_floats * sizeof(float));
-    sn_node *on = &g->nodes[out_node];
-    memcpy(g->grad_arena + on->goff, dout, sn_node_elems(on) * sizeof(float));
+    for (int j = 0; j < n_out; j++) {
+        const sn_node *on = &g->nodes[out_nodes[j]];
+        memcpy(g->grad_arena + on->goff, douts[j], sn_node_elems(on) * sizeof(float));
+    }
     float *s0 = g->scratch, *s1 = g->scratch + g->scratch_floats;
-    for (int i = out_node; i >= 0; i--) {
+    for (int i = last; i >= 0; i--) {
         sn_node *nd = &g->nodes[i];
         if (nd->op == SN_OP_INPUT) continue;
         const sn_node *x = &g->nodes[nd->in[0]];
