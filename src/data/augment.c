@@ -198,6 +198,11 @@ void sn_normalize_u8(const uint8_t *src, size_t n, int c, float *dst) {
 
 sn_status sn_crop_resize_normalize(const sn_image *img, sn_crop crop, int out_h, int out_w,
                                    float *dst) {
+    return sn_crop_resize_normalize_strided(img, crop, out_h, out_w, dst, (size_t)out_w * 3);
+}
+
+sn_status sn_crop_resize_normalize_strided(const sn_image *img, sn_crop crop, int out_h,
+                                           int out_w, float *dst, size_t row_stride) {
     if (!img || !img->pixels || !dst || (img->channels != 1 && img->channels != 3))
         return sn_error(SN_ERR_INVALID_ARG, "sn_crop_resize_normalize: bad image");
     if (!(crop.w > 0 && crop.h > 0))
@@ -217,7 +222,7 @@ sn_status sn_crop_resize_normalize(const sn_image *img, sn_crop crop, int out_h,
         const uint8_t *r0 = img->pixels + (size_t)g.ty[y].i0 * sw * c;
         const uint8_t *r1 = img->pixels + (size_t)g.ty[y].i1 * sw * c;
         float ty = g.ty[y].t;
-        float *out = dst + (size_t)y * out_w * 3;
+        float *out = dst + (size_t)y * row_stride;
         for (int x = 0; x < out_w; x++) {
             /* Mirroring the output is the same as sampling the mirrored crop. */
             const tap *tx = &g.tx[crop.flip ? out_w - 1 - x : x];

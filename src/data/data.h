@@ -140,6 +140,9 @@ sn_crop sn_crop_eval(int width, int height, const sn_aug_params *p);
  * dst[out_h][out_w][3]; a 1-channel image is replicated to 3 channels. */
 sn_status sn_crop_resize_normalize(const sn_image *img, sn_crop crop, int out_h, int out_w,
                                    float *dst);
+/* The same into rows `row_stride` floats apart (a region of a larger canvas). */
+sn_status sn_crop_resize_normalize_strided(const sn_image *img, sn_crop crop, int out_h,
+                                           int out_w, float *dst, size_t row_stride);
 /* Normalise n pixels of c (1 or 3) channels to dst[n][3]. */
 void sn_normalize_u8(const uint8_t *src, size_t n, int c, float *dst);
 /* Mirror an image in place, left-right. */
@@ -155,6 +158,16 @@ typedef struct {
                          0: dataset order, eval crop, keep the last (smaller) batch */
     uint64_t seed;
     sn_aug_params aug;
+    /* Optional: prepares sample `index` itself instead of the dataset's get + crop (the
+     * detection data: an image with its boxes). It fills image[S][S][3] and `extra_bytes` of
+     * per-sample data (handed out in sn_batch.extra), and *label; `seed` is the sample's
+     * augmentation seed, a function of (loader seed, epoch, index). Runs on the loader's
+     * thread; its error message is carried to sn_loader_next. The dataset then only gives the
+     * sample count (its get may be NULL). */
+    sn_status (*prepare)(void *user, int32_t index, int train, uint64_t seed, float *image,
+                         void *extra, int32_t *label);
+    void *prepare_user;
+    size_t extra_bytes;
 } sn_loader_config;
 
 /* Where the loader stands: the next batch handed out is the one that starts at `position` in
@@ -169,6 +182,7 @@ typedef struct {
     const float *images;   /* [n][S][S][3] */
     const int32_t *labels; /* [n] */
     const int32_t *indices;/* [n] dataset indices of the samples */
+    const void *extra;     /* [n][extra_bytes] from the prepare hook, or NULL */
     int n;
     int64_t epoch;
     int64_t position;      /* first sample's position in the epoch's order */

@@ -13,6 +13,7 @@
 typedef struct {
     float *images;
     int32_t *labels, *indices;
+    unsigned char *extra; /* [batch][extra_bytes] when a prepare hook is set */
     int n;
     int64_t epoch, position;
     int last;
@@ -121,8 +122,15 @@ static void fill_slot(sn_loader *l, slot *s) {
         int32_t idx = l->order[l->w_position + i];
         sn_image img;
         int label = 0;
-        sn_status st = sn_dataset_get(l->ds, idx, &img, &label);
-        if (st == SN_OK) {
+        sn_status st = SN_OK;
+        if (l->cfg.prepare) {
+            int32_t lab = 0;
+            void *extra = s->extra ? s->extra + l->cfg.extra_bytes * (size_t)i : NULL;
+            st = l->cfg.prepare(l->cfg.prepare_user, idx, l->cfg.train,
+                                sample_seed(l->cfg.seed, l->w_epoch, idx),
+                                s->images + per * (size_t)i, extra, &lab);
+            label = lab;
+        } else if ((st = sn_dataset_get(l->ds, idx, &img, &label)) == SN_OK) {
             sn_crop crop;
             if (l->cfg.train) {
                 sn_rng r;
@@ -208,6 +216,7 @@ void sn_loader_free(sn_loader *l) {
         sn_free(l->slots[i].images);
         sn_free(l->slots[i].labels);
         sn_free(l->slots[i].indices);
+        sn_free(l->slots[i].extra);
     }
     sn_free(l->order);
     pthread_cond_destroy(&l->cv);
@@ -216,7 +225,7 @@ void sn_loader_free(sn_loader *l) {
 }
 
 sn_status sn_loader_create(sn_dataset *ds, const sn_loader_config *cfg, sn_loader **out) {
-    if (!ds || !cfg || !out || !ds->get)
+    if (!ds || !cfg || !out || (!ds->get && !cfg->prepare))
         return sn_error(SN_ERR_INVALID_ARG, "sn_loader_create: bad arguments");
     *out = NULL;
     if (cfg->batch_size <= 0 || cfg->image_size <= 0 || cfg->image_size > 8192)
@@ -243,7 +252,9 @@ sn_status sn_loader_create(sn_dataset *ds, const sn_loader_config *cfg, sn_loade
         slot *s = &l->slots[i];
         ok = (s->images = sn_alloc(sizeof(float) * per * (size_t)cfg->batch_size)) &&
              (s->labels = sn_alloc(sizeof(int32_t) * (size_t)cfg->batch_size)) &&
-             (s->indices = sn_alloc(sizeof(int32_t) * (size_t)cfg->batch_size));
+             (s->indices = sn_alloc(sizeof(int32_t) * (size_t)cfg->batch_size)) &&
+             (!cfg->prepare || !cfg->extra_bytes ||
+              (s->extra = sn_calloc((size_t)cfg->batch_size, cfg->extra_bytes)));
     }
     if (!ok) {
         sn_loader_free(l);
@@ -282,6 +293,7 @@ sn_status sn_loader_next(sn_loader *l, sn_batch *out) {
     out->images = s->images;
     out->labels = s->labels;
     out->indices = s->indices;
+    out->extra = s->extra;
     out->n = s->n;
     out->epoch = s->epoch;
     out->position = s->position;
