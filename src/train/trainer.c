@@ -1,5 +1,6 @@
-/* trainer.c: the classification training loop (datasets, loader, SGD steps, evaluation,
- * checkpoints, resume) and dataset evaluation. Contract and determinism notes: trainer.h. */
+/* trainer.c: the training loop (datasets, loader, SGD steps, evaluation, checkpoints, resume)
+ * for classification and detection, and classifier evaluation. Contract and determinism notes:
+ * trainer.h. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #include "core.h"
+#include "det_train.h"
 #include "model.h"
 #include "trainer.h"
 
@@ -26,6 +28,11 @@ struct sn_trainer {
     double best_top1;
     int64_t best_step;
     char last_path[SN_PATH_MAX + 32], best_path[SN_PATH_MAX + 32];
+    /* Detection */
+    sn_coco *coco_train, *coco_eval;
+    sn_det_source det_src;
+    sn_det_head head;
+    sn_det_params det_params;
 };
 
 void sn_train_config_defaults(sn_train_config *c) {
@@ -45,6 +52,7 @@ void sn_train_config_defaults(sn_train_config *c) {
     c->seed = 1;
     c->checkpoint_every = 500;
     c->eval_every = 0;
+    sn_det_aug_defaults(&c->det_aug);
 }
 
 uint64_t sn_train_step_seed(uint64_t seed, int64_t step) {
@@ -140,9 +148,62 @@ static void folder_warn(void *user, const char *path, const char *reason) {
     tlog((const sn_trainer *)user, SN_LOG_WARN, "skipping %s: %s", path, reason);
 }
 
+static void coco_warnings(const sn_trainer *t, const char *path, const sn_coco *c) {
+    for (int k = 0; k < SN_COCO_WARN_KINDS; k++)
+        if (c->warn_count[k])
+            tlog(t, SN_LOG_WARN, "%s: %" PRId64 " annotations: %s (first: id %" PRId64 ")", path,
+                 c->warn_count[k], sn_coco_warning_text(k), c->warn_first_id[k]);
+}
+
+/* Detection data: the annotation files (parsed, repaired and counted), their image files
+ * checked, and count-only datasets for the loader (sn_det_prepare makes the samples). */
+static sn_status open_det_data(sn_trainer *t) {
+    const sn_train_config *c = &t->cfg;
+    if (!c->data_path[0] || !c->ann_path[0])
+        return sn_error(SN_ERR_INVALID_ARG, "detection training needs an image folder and its "
+                        "COCO annotation file");
+    sn_status st = sn_coco_load(c->ann_path, 0, &t->coco_train);
+    if (st != SN_OK) return st;
+    coco_warnings(t, c->ann_path, t->coco_train);
+    if ((st = sn_coco_check_images(t->coco_train, c->data_path, NULL)) != SN_OK) return st;
+    int boxes = 0;
+    for (int i = 0; i < t->coco_train->num_images; i++) boxes += t->coco_train->images[i].num_anns;
+    tlog(t, SN_LOG_INFO, "%s: %d images, %d boxes, %d categories (%d class columns)", c->ann_path,
+         t->coco_train->num_images, boxes, t->coco_train->num_categories,
+         t->coco_train->num_classes);
+    if (c->eval_ann_path[0] && c->eval_every >= 0) {
+        if ((st = sn_coco_load(c->eval_ann_path, 0, &t->coco_eval)) != SN_OK) return st;
+        coco_warnings(t, c->eval_ann_path, t->coco_eval);
+        const char *dir = c->eval_path[0] ? c->eval_path : c->data_path;
+        if ((st = sn_coco_check_images(t->coco_eval, dir, NULL)) != SN_OK) return st;
+        if (t->coco_eval->num_classes != t->coco_train->num_classes)
+            return sn_error(SN_ERR_INVALID_ARG, "%s has %d class columns but %s has %d: the "
+                            "categories must be the same", c->eval_ann_path,
+                            t->coco_eval->num_classes, c->ann_path, t->coco_train->num_classes);
+    }
+    if ((st = sn_det_source_init(&t->det_src, t->coco_train, c->data_path, c->image_size,
+                                 &c->det_aug)) != SN_OK)
+        return st;
+    /* Column names as the model's class names: "background" and unused COCO ids named so. */
+    const int k = t->coco_train->num_classes;
+    const char **names = sn_calloc((size_t)k, sizeof *names);
+    if (!names) return SN_ERR_OOM;
+    for (int i = 0; i < k; i++) {
+        const char *nm = sn_coco_column_name(t->coco_train, i);
+        names[i] = i == 0 ? "background" : nm ? nm : "unused";
+    }
+    st = sn_dataset_new(k, names, &t->train_ds);
+    sn_free(names);
+    if (st != SN_OK) return st;
+    t->own_train = 1;
+    t->train_ds->count = t->coco_train->num_images;
+    return SN_OK;
+}
+
 static sn_status open_data(sn_trainer *t) {
     const sn_train_config *c = &t->cfg;
     sn_status st;
+    if (c->task == SN_TASK_DETECT) return open_det_data(t);
     if (c->train_set) {
         t->train_ds = c->train_set;
         t->eval_ds = c->eval_set;
@@ -192,8 +253,11 @@ static int is_stat(const char *name) {
 sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     if (!cfg || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_create: NULL argument");
     *out = NULL;
-    if (cfg->model.head != SN_HEAD_CLASSIFIER)
-        return sn_error(SN_ERR_INVALID_ARG, "training needs the classifier head");
+    const int det = cfg->task == SN_TASK_DETECT;
+    if (!det && cfg->model.head != SN_HEAD_CLASSIFIER)
+        return sn_error(SN_ERR_INVALID_ARG, "classification training needs the classifier head");
+    if (det && cfg->model.head != SN_HEAD_RETINANET)
+        return sn_error(SN_ERR_INVALID_ARG, "detection training needs the RetinaNet head");
     if (cfg->batch <= 0 || cfg->image_size <= 0 || (cfg->steps <= 0 && cfg->epochs <= 0))
         return sn_error(SN_ERR_INVALID_ARG, "batch, image size and epochs or steps must be positive");
     if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f) ||
@@ -221,6 +285,8 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     if (t->cfg.model.num_classes <= 0) t->cfg.model.num_classes = t->train_ds->num_classes;
     if ((st = check_classes(t, t->train_ds, "training")) != SN_OK) goto fail;
     if (t->eval_ds && (st = check_classes(t, t->eval_ds, "evaluation")) != SN_OK) goto fail;
+    /* The model's input: the canvas for detection (S padded to a multiple of 128). */
+    const int in_size = det ? sn_det_canvas_size(t->cfg.image_size) : t->cfg.image_size;
 
     if ((st = sn_model_create(&t->cfg.model, t->cfg.seed, &t->m)) != SN_OK) goto fail;
     if (t->train_ds->class_names &&
@@ -254,10 +320,19 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     sn_loader_config lc;
     sn_loader_config_defaults(&lc);
     lc.batch_size = t->cfg.batch;
-    lc.image_size = t->cfg.image_size;
+    lc.image_size = in_size;
     lc.train = 1;
     lc.seed = t->cfg.seed;
     lc.aug = t->cfg.aug;
+    if (det) {
+        lc.prepare = sn_det_prepare;
+        lc.prepare_user = &t->det_src;
+        lc.extra_bytes = sn_det_sample_bytes(&t->det_src);
+        sn_det_params_init(&t->det_params);
+        if ((st = sn_det_head_init(&t->head, t->m, in_size, t->cfg.batch,
+                                   t->det_src.max_boxes)) != SN_OK)
+            goto fail;
+    }
     if ((st = sn_loader_create(t->train_ds, &lc, &t->loader)) != SN_OK) goto fail;
     t->per_epoch = sn_loader_batches_per_epoch(t->loader);
     t->total_steps = t->cfg.steps > 0 ? t->cfg.steps : t->cfg.epochs * t->per_epoch;
@@ -289,8 +364,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         t->best_step = ts.best_step;
         tlog(t, SN_LOG_INFO, "resumed from %s at step %" PRId64, t->last_path, t->step);
     }
-    if ((st = sn_model_plan_train(t->m, t->cfg.batch, t->cfg.image_size, t->cfg.image_size)) != SN_OK)
-        goto fail;
+    if ((st = sn_model_plan_train(t->m, t->cfg.batch, in_size, in_size)) != SN_OK) goto fail;
     *out = t;
     return SN_OK;
 fail:
@@ -309,6 +383,9 @@ void sn_trainer_free(sn_trainer *t) {
     sn_model_free(t->m);
     if (t->own_train) sn_dataset_free(t->train_ds);
     if (t->own_eval) sn_dataset_free(t->eval_ds);
+    sn_det_head_free(&t->head);
+    sn_coco_free(t->coco_train);
+    sn_coco_free(t->coco_eval);
     sn_free(t);
 }
 
@@ -347,15 +424,39 @@ static sn_status check_weights(const sn_trainer *t) {
     return SN_OK;
 }
 
+/* Detection: COCO AP and AP50 of the model on the evaluation annotations. */
+static sn_status det_eval(sn_trainer *t, int batch, double *ap, double *ap50) {
+    sn_coco_eval_result r;
+    memset(&r, 0, sizeof r);
+    const char *dir = t->cfg.eval_path[0] ? t->cfg.eval_path : t->cfg.data_path;
+    sn_status st = sn_det_evaluate(t->m, t->coco_eval, dir, t->cfg.image_size, batch,
+                                   &t->det_params, NULL, &r, NULL, NULL);
+    if (st == SN_OK) {
+        *ap = r.stats[SN_COCO_AP];
+        *ap50 = r.stats[SN_COCO_AP50];
+        tlog(t, SN_LOG_INFO, "step %" PRId64 ": eval AP %.4f AP50 %.4f AP75 %.4f APs %.4f APm %.4f "
+             "APl %.4f AR100 %.4f", t->step, r.stats[SN_COCO_AP], r.stats[SN_COCO_AP50],
+             r.stats[SN_COCO_AP75], r.stats[SN_COCO_APS], r.stats[SN_COCO_APM],
+             r.stats[SN_COCO_APL], r.stats[SN_COCO_AR100]);
+    }
+    sn_coco_eval_free(&r);
+    return st;
+}
+
 static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
     int eb = t->cfg.eval_batch > 0 ? t->cfg.eval_batch : t->cfg.batch;
-    sn_status st = sn_trainer_evaluate(t->m, t->eval_ds, t->cfg.image_size, eb, t->cfg.threads,
-                                       &t->cfg.aug, top1, top5, NULL);
+    const int det = t->cfg.task == SN_TASK_DETECT;
+    const int in_size = det ? sn_det_canvas_size(t->cfg.image_size) : t->cfg.image_size;
+    sn_status st = det ? det_eval(t, eb, top1, top5)
+                       : sn_trainer_evaluate(t->m, t->eval_ds, t->cfg.image_size, eb,
+                                             t->cfg.threads, &t->cfg.aug, top1, top5, NULL);
     /* Back to the training plan (evaluation re-planned the graph for inference). */
-    sn_status st2 = sn_model_plan_train(t->m, t->cfg.batch, t->cfg.image_size, t->cfg.image_size);
+    sn_status st2 = sn_model_plan_train(t->m, t->cfg.batch, in_size, in_size);
     if (st != SN_OK) return st;
     if (st2 != SN_OK) return st2;
-    tlog(t, SN_LOG_INFO, "step %" PRId64 ": eval top-1 %.4f top-5 %.4f", t->step, *top1, *top5);
+    if (!det)
+        tlog(t, SN_LOG_INFO, "step %" PRId64 ": eval top-1 %.4f top-5 %.4f", t->step, *top1,
+             *top5);
     if (*top1 > t->best_top1) {
         t->best_top1 = *top1;
         t->best_step = t->step;
@@ -367,8 +468,8 @@ static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
             ts.seed = t->cfg.seed;
             sn_loader_get_state(t->loader, &ts.loader);
             if ((st = sn_checkpoint_write(t->best_path, t->m, NULL, &ts)) != SN_OK) return st;
-            tlog(t, SN_LOG_INFO, "step %" PRId64 ": new best top-1 %.4f, wrote %s", t->step,
-                 t->best_top1, t->best_path);
+            tlog(t, SN_LOG_INFO, "step %" PRId64 ": new best %s %.4f, wrote %s", t->step,
+                 det ? "AP" : "top-1", t->best_top1, t->best_path);
         }
     }
     return SN_OK;
@@ -377,7 +478,10 @@ static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
 sn_status sn_trainer_run(sn_trainer *t) {
     if (!t) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_run: NULL trainer");
     const sn_train_config *c = &t->cfg;
-    double win_loss[SN_TRAIN_WINDOW], win_acc[SN_TRAIN_WINDOW];
+    double win_loss[SN_TRAIN_WINDOW], win_acc[SN_TRAIN_WINDOW], win_cls[SN_TRAIN_WINDOW],
+        win_box[SN_TRAIN_WINDOW];
+    const int det = c->task == SN_TASK_DETECT;
+    void *has_eval = det ? (void *)t->coco_eval : (void *)t->eval_ds;
     int win_n = 0, win_i = 0;
     int64_t start_step = t->step;
     double t_train = 0.0;
@@ -391,17 +495,33 @@ sn_status sn_trainer_run(sn_trainer *t) {
             return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
         for (int i = 0; i < t->np; i++)
             if (t->grads[i]) memset(t->grads[i], 0, t->op[i].count * sizeof(float));
-        /* Dataset labels are checked here so that a non-finite loss below can only mean
-         * divergence (the images are 8-bit, hence finite), and the message can say so. */
-        for (int i = 0; i < b.n; i++)
-            if (b.labels[i] < 0 || b.labels[i] >= c->model.num_classes)
-                return sn_error(SN_ERR_INVALID_ARG, "step %" PRId64 ": sample %d has label %d, "
-                                "outside 0..%d", t->step + 1, b.indices[i], b.labels[i],
-                                c->model.num_classes - 1);
-        double loss = NAN;
-        /* Stochastic depth draws from a seed fixed by (seed, step): nothing to save on resume. */
-        st = sn_model_loss_grad(t->m, b.images, b.labels, c->label_smoothing,
-                                sn_train_step_seed(c->seed, t->step), &loss, t->grads);
+        double loss = NAN, lcls = 0.0, lbox = 0.0;
+        if (det) {
+            /* Boxes and classes are checked by the labelling, so that a non-finite loss below
+             * can only mean divergence. */
+            if ((st = sn_det_head_targets(&t->head, &t->det_src, b.extra, b.n)) != SN_OK)
+                return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
+            sn_retinanet_loss_value lv;
+            st = sn_det_loss_grad(t->m, &t->head, b.images, b.n,
+                                  sn_train_step_seed(c->seed, t->step), &lv, t->grads);
+            if (st == SN_OK) {
+                loss = lv.total;
+                lcls = lv.cls;
+                lbox = lv.box;
+            }
+        } else {
+            /* Dataset labels are checked here so that a non-finite loss below can only mean
+             * divergence (the images are 8-bit, hence finite), and the message can say so. */
+            for (int i = 0; i < b.n; i++)
+                if (b.labels[i] < 0 || b.labels[i] >= c->model.num_classes)
+                    return sn_error(SN_ERR_INVALID_ARG, "step %" PRId64 ": sample %d has label "
+                                    "%d, outside 0..%d", t->step + 1, b.indices[i], b.labels[i],
+                                    c->model.num_classes - 1);
+            /* Stochastic depth draws from a seed fixed by (seed, step): nothing to save on
+             * resume. */
+            st = sn_model_loss_grad(t->m, b.images, b.labels, c->label_smoothing,
+                                    sn_train_step_seed(c->seed, t->step), &loss, t->grads);
+        }
         if (st != SN_OK || !isfinite(loss)) {
             /* The forward already moved the BN moving statistics; nothing is saved, so the last
              * checkpoint on disk remains the last good state. */
@@ -423,7 +543,7 @@ sn_status sn_trainer_run(sn_trainer *t) {
         /* Training accuracy from the logits this forward left in the graph. */
         sn_output o;
         int hits = 0;
-        if (sn_model_output(t->m, "logits", &o) == SN_OK)
+        if (!det && sn_model_output(t->m, "logits", &o) == SN_OK)
             for (int i = 0; i < b.n; i++) {
                 const float *z = o.data + (size_t)i * (size_t)o.c;
                 int pred = 0;
@@ -436,11 +556,13 @@ sn_status sn_trainer_run(sn_trainer *t) {
         images += b.n;
         win_loss[win_i] = loss;
         win_acc[win_i] = b.n ? (double)hits / b.n : 0.0;
+        win_cls[win_i] = lcls;
+        win_box[win_i] = lbox;
         win_i = (win_i + 1) % SN_TRAIN_WINDOW;
         if (win_n < SN_TRAIN_WINDOW) win_n++;
 
         int at_end = t->step >= t->total_steps;
-        int want_eval = t->eval_ds && c->eval_every >= 0 &&
+        int want_eval = has_eval && c->eval_every >= 0 &&
                         ((c->eval_every > 0 && t->step % c->eval_every == 0) ||
                          (c->eval_every == 0 && b.last_in_epoch) || at_end);
         int want_ckpt = (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || at_end;
@@ -454,7 +576,10 @@ sn_status sn_trainer_run(sn_trainer *t) {
         for (int i = 0; i < win_n; i++) {
             p.loss += win_loss[i] / win_n;
             p.accuracy += win_acc[i] / win_n;
+            p.loss_cls += win_cls[i] / win_n;
+            p.loss_box += win_box[i] / win_n;
         }
+        if (det) p.accuracy = NAN;
         p.lr = lr;
         p.images_per_s = t_train > 0 ? (double)images / t_train : 0.0;
         p.eta_s = t->step > start_step

@@ -1,6 +1,7 @@
-/* trainer.h: the classification training loop behind `spinenet train` / `spinenet eval`
- * (internal API): datasets and loader, SGD steps, periodic evaluation, atomic checkpoints and
- * bit-exact resume.
+/* trainer.h: the training loop behind `spinenet train` / `spinenet eval` (internal API), for
+ * classification and for RetinaNet detection on COCO-format data: datasets and loader, SGD
+ * steps, periodic evaluation (top-1, or COCO AP for detection), atomic checkpoints and bit-exact
+ * resume.
  *
  * Determinism: with a fixed seed and thread count, every quantity a step depends on is a
  * function of (seed, step) or is stored in the checkpoint (weights incl. BN moving statistics,
@@ -27,10 +28,12 @@
 #include <stdint.h>
 
 #include "data.h"
+#include "det_data.h"
 #include "optim.h"
 #include "spinenet.h"
 
 typedef enum { SN_TRAIN_DATA_FASHION_MNIST = 0, SN_TRAIN_DATA_FOLDER = 1 } sn_train_data_kind;
+typedef enum { SN_TASK_CLASSIFY = 0, SN_TASK_DETECT = 1 } sn_train_task;
 typedef enum { SN_LOG_INFO = 0, SN_LOG_WARN = 1 } sn_log_level;
 
 /* What the progress callback sees after each step (and after each evaluation). */
@@ -45,15 +48,24 @@ typedef struct {
     double images_per_s;    /* training throughput of this run (excludes evaluation) */
     double eta_s;           /* remaining steps at that throughput */
     int evaluated;          /* 1: eval_top1/eval_top5 hold a fresh evaluation at this step */
-    double eval_top1, eval_top5;
-    double best_top1;       /* best eval top-1 so far (-1: none yet) */
+    double eval_top1, eval_top5; /* detection: COCO AP and AP50 */
+    double best_top1;       /* best eval top-1 (detection: AP) so far (-1: none yet) */
+    double loss_cls, loss_box; /* detection: the recent batches' focal and Huber parts */
 } sn_train_progress;
 
 #define SN_TRAIN_WINDOW 20 /* batches in the "recent" loss/accuracy */
 
 typedef struct {
-    sn_config model;            /* architecture; head must be SN_HEAD_CLASSIFIER. num_classes 0:
-                                   take the dataset's; otherwise it must match it */
+    sn_config model;            /* architecture; head SN_HEAD_CLASSIFIER (classify) or
+                                   SN_HEAD_RETINANET (detect). num_classes 0: take the
+                                   dataset's; otherwise it must match it */
+    sn_train_task task;
+    /* Detection: data_path / eval_path are image folders, these their COCO instances files
+     * (eval_ann "" = no evaluation); image_size is the square target S of spec 7.6 (the model
+     * sees the canvas sn_det_canvas_size(S)); det_aug the scale jitter and flip. */
+    char ann_path[SN_PATH_MAX];
+    char eval_ann_path[SN_PATH_MAX];
+    sn_det_aug det_aug;
     sn_train_data_kind data;
     char data_path[SN_PATH_MAX];/* fashion-mnist dir, or the training image folder */
     char eval_path[SN_PATH_MAX];/* folder: the evaluation image folder ("" = no evaluation);
