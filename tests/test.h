@@ -41,4 +41,17 @@ static inline double t_max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
+/* The shared data folder (coco-tiny): $SN_SHARED_DIR, else $SN_SOURCE_DIR/../shared, else
+ * /work/shared. */
+static inline void t_shared_dir(char *dst, size_t cap) {
+    const char *e = getenv("SN_SHARED_DIR");
+    const char *src = getenv("SN_SOURCE_DIR");
+    if (e && *e)
+        snprintf(dst, cap, "%s", e);
+    else if (src && *src)
+        snprintf(dst, cap, "%s/../shared", src);
+    else
+        snprintf(dst, cap, "/work/shared");
+}
+
 #endif

@@ -31,17 +31,6 @@ static const char *tmp(const char *name) {
     return p[which];
 }
 
-static void shared_dir(char *dst, size_t cap) {
-    const char *e = getenv("SN_SHARED_DIR");
-    const char *src = getenv("SN_SOURCE_DIR");
-    if (e && *e)
-        snprintf(dst, cap, "%s", e);
-    else if (src && *src)
-        snprintf(dst, cap, "%s/../shared", src);
-    else
-        snprintf(dst, cap, "/work/shared");
-}
-
 /* ------------------------------------------------------------------------------------------ */
 
 /* Numbers from a short python json script over the same file: 80 images, 705 annotations
@@ -50,7 +39,7 @@ static void shared_dir(char *dst, size_t cap) {
  * area 970.0430999999998; no box leaves its image. */
 static void test_coco_tiny(void) {
     char dir[1024], path[1200];
-    shared_dir(dir, sizeof dir);
+    t_shared_dir(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/data/coco-tiny/annotations/instances_train2017.json", dir);
     sn_coco *c = NULL;
     /* No cache: the shared data folder is not ours to write into. */

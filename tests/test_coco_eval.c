@@ -324,22 +324,11 @@ static void test_alloc_failures(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static void shared_dir(char *dst, size_t cap) {
-    const char *e = getenv("SN_SHARED_DIR");
-    const char *src = getenv("SN_SOURCE_DIR");
-    if (e && *e)
-        snprintf(dst, cap, "%s", e);
-    else if (src && *src)
-        snprintf(dst, cap, "%s/../shared", src);
-    else
-        snprintf(dst, cap, "/work/shared");
-}
-
 static void test_golden(void) {
     const char *src = getenv("SN_SOURCE_DIR");
     char dir[1024], path[1200], shared[1024];
     snprintf(dir, sizeof dir, "%s/tests/golden/coco_eval", src && *src ? src : ".");
-    shared_dir(shared, sizeof shared);
+    t_shared_dir(shared, sizeof shared);
     snprintf(path, sizeof path, "%s/data/coco-tiny/annotations/instances_train2017.json",
              shared);
     sn_coco *gt = NULL;

@@ -377,20 +377,9 @@ static void test_jpeg_synthetic(void) {
     free(jpg);
 }
 
-static void shared_dir(char *dst, size_t cap) {
-    const char *e = getenv("SN_SHARED_DIR");
-    const char *src = getenv("SN_SOURCE_DIR");
-    if (e && *e)
-        snprintf(dst, cap, "%s", e);
-    else if (src && *src)
-        snprintf(dst, cap, "%s/../shared", src);
-    else
-        snprintf(dst, cap, "/work/shared");
-}
-
 static void test_coco_jpegs(void) {
     char dir[1024], ann[1200];
-    shared_dir(dir, sizeof dir);
+    t_shared_dir(dir, sizeof dir);
     snprintf(ann, sizeof ann, "%s/data/coco-tiny/annotations/instances_train2017.json", dir);
     json_error_t jerr;
     json_t *root = json_load_file(ann, 0, &jerr);
