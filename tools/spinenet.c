@@ -8,11 +8,19 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "coco.h"
+#include "coco_eval.h"
 #include "core.h"
 #include "data.h"
+#include "det_train.h"
+#include "draw.h"
+#include "fashion_det.h"
 #include "kernels.h"
 #include "trainer.h"
 #include "spinenet.h"
@@ -33,8 +41,10 @@ static int fail_status(void) {
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
     const char *data, *eval_data, *schedule;
-    double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area;
+    const char *task, *ann, *eval_ann, *gt, *dets, *images;
+    double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area, scale_min, scale_max, score;
     int epochs, steps, warmup_steps, resume, skip_bad, checkpoint_every, eval_every;
+    int n_train, n_val, min_objects, max_objects;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
         warmup, top, profile;
     uint64_t seed;
@@ -63,9 +73,13 @@ static void usage(FILE *f) {
             "  info     per-block table of a model: level, type, channels, size, params, MACs\n"
             "  init     write a seeded, initialised model as safetensors\n"
             "  bench    time the forward pass\n"
-            "  train    train a classifier (Fashion-MNIST or an image folder), with checkpoints\n"
-            "  eval     top-1, top-5 and the confusion matrix of a classifier on a dataset\n"
+            "  train    train a classifier (Fashion-MNIST or an image folder) or, with --task\n"
+            "           detect, a RetinaNet detector on COCO-format data; with checkpoints\n"
+            "  eval     top-1, top-5 and the confusion matrix of a classifier on a dataset, or COCO\n"
+            "           AP/AR of a detector (--task detect) or of a results file (--gt --dets)\n"
             "  classify top-k classes of images with a classifier: --weights W IMAGE...\n"
+            "  detect   boxes, classes and scores in images with a detector: --weights W IMAGE...\n"
+            "  make-dataset fashion-det --out DIR   the built-in multi-scale detection set\n"
             "  version  print the version\n"
             "\n"
             "model options (info, init, bench):\n"
@@ -101,8 +115,27 @@ static void usage(FILE *f) {
             "       [--checkpoint-every N (500)] [--eval-every N (0: each epoch; -1: never)]\n"
             "       [--skip-bad (leave out unreadable images)] [--resume (continue OUTDIR/last)]\n"
             "       writes OUTDIR/last.safetensors and OUTDIR/best.safetensors; Ctrl-C stops cleanly\n"
+            "train --task detect: --data IMAGEDIR --ann ANN.json (COCO instances) -o OUTDIR\n"
+            "       [--eval-data IMAGEDIR --eval-ann ANN.json (evaluated as COCO AP)]\n"
+            "       [--model M (spinenet-49)] [--flavour F (garden)] [--size S (the variant's;\n"
+            "        the input is S padded to a multiple of 128)] [--batch B (8)]\n"
+            "       [--scale-min A (0.5)] [--scale-max B (2.0): scale jitter with random crop]\n"
+            "       and the training options above (lr, schedule, steps, threads, seed, resume...);\n"
+            "       best.safetensors is the checkpoint of the best eval AP\n"
             "eval: --weights FILE --data fashion-mnist[:DIR] | --data DIR [--size S] [--batch B]\n"
             "       [--threads T] [--json]\n"
+            "eval --gt ANN.json --dets RESULTS.json [--json]   score a COCO results file\n"
+            "eval --task detect --weights FILE --gt ANN.json --images DIR [--size S] [--batch B (1)]\n"
+            "       [--threads T] [-o RESULTS.json (write the detections)] [--json]\n"
+            "       --json prints {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\", \"AR1\",\n"
+            "       \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"}\n"
+            "detect: --weights FILE [--size S (the model's)] [--score T (0.3: drawn and printed)]\n"
+            "       [--threads T] [-o OUTDIR (.)] IMAGE...   writes OUTDIR/<name>.det.png (boxes,\n"
+            "       class names, scores) and OUTDIR/<name>.det.json (every detection >= 0.05)\n"
+            "make-dataset fashion-det --out DIR [--train-images N (3000)] [--val-images N (300)]\n"
+            "       [--size S (256; items 12..200 px, the largest scaled down below 256)]\n"
+            "       [--min-objects N (1)] [--max-objects N (12)] [--seed N (1)]\n"
+            "       [--threads T] [--data FMNISTDIR (/usr/share/datasets/fashion-mnist)]\n"
             "classify: --weights FILE [--size S (default: the model's)] [--top K (default 5)]\n"
             "       [--threads T] IMAGE... (JPEG or PNG; resized to S x S, normalised as spec 7.6)\n");
 }
@@ -125,6 +158,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
     o->checkpoint_every = 500;
     o->eval_every = 0;
     o->min_area = 0.08;
+    o->n_train = -1;
+    o->n_val = -1;
+    o->scale_min = 0.5;
+    o->scale_max = 2.0;
+    o->score = 0.3;
     o->files = calloc((size_t)argc, sizeof *o->files);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -151,8 +189,15 @@ static int parse_opts(int argc, char **argv, opts *o) {
         STR("--data", data)
         STR("--eval-data", eval_data)
         STR("--schedule", schedule)
+        STR("--task", task)
+        STR("--ann", ann)
+        STR("--eval-ann", eval_ann)
+        STR("--gt", gt)
+        STR("--dets", dets)
+        STR("--images", images)
         STR("-o", out)
         STR("--output", out)
+        STR("--out", out)
         INT("--classes", classes, 1, 100000)
         INT("--endpoints-filters", endpoints, 1, 4096)
         INT("--size", size, 1, 16384)
@@ -170,6 +215,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
         INT("--warmup-steps", warmup_steps, 0, 1000000000)
         INT("--checkpoint-every", checkpoint_every, 0, 1000000000)
         INT("--eval-every", eval_every, -1, 1000000000)
+        INT("--train-images", n_train, 0, 10000000)
+        INT("--val-images", n_val, 0, 10000000)
+        INT("--min-objects", min_objects, 1, SN_FASHION_DET_MAX_OBJECTS)
+        INT("--max-objects", max_objects, 1, SN_FASHION_DET_MAX_OBJECTS)
 #define DBL(flag, field, lo, hi)                                                 \
     if (strcmp(a, flag) == 0) {                                                  \
         char *end_;                                                              \
@@ -191,6 +240,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
         DBL("--label-smoothing", smoothing, 0.0, 0.99)
         DBL("--drop-rate", drop, 0.0, 0.99)
         DBL("--min-crop-area", min_area, 0.01, 1.0)
+        DBL("--scale-min", scale_min, 0.01, 10.0)
+        DBL("--scale-max", scale_max, 0.01, 10.0)
+        DBL("--score", score, 0.0, 1.0)
 #undef DBL
         if (strcmp(a, "--seed") == 0) {
             char *end;
@@ -585,16 +637,23 @@ static int on_progress(void *user, const sn_train_progress *p) {
     int final = p->step >= p->total_steps;
     if (p->evaluated || final || g_stop || t - ps->last_print >= (ps->tty ? 0.2 : 10.0)) {
         ps->last_print = t;
-        char ev[96] = "";
-        if (p->best_top1 >= 0) snprintf(ev, sizeof ev, "  best top-1 %.2f%%", 100 * p->best_top1);
+        char ev[96] = "", acc[64];
+        const int det = isnan(p->accuracy); /* detection reports no accuracy */
+        if (p->best_top1 >= 0)
+            snprintf(ev, sizeof ev, "  best %s %.2f%%", det ? "AP" : "top-1", 100 * p->best_top1);
         if (p->evaluated)
-            snprintf(ev, sizeof ev, "  eval top-1 %.2f%% top-5 %.2f%% (best %.2f%%)", 100 * p->eval_top1,
+            snprintf(ev, sizeof ev, "  eval %s %.2f%% %s %.2f%% (best %.2f%%)",
+                     det ? "AP" : "top-1", 100 * p->eval_top1, det ? "AP50" : "top-5",
                      100 * p->eval_top5, 100 * p->best_top1);
+        if (det)
+            snprintf(acc, sizeof acc, "cls %.4f box %.4f", p->loss_cls, p->loss_box);
+        else
+            snprintf(acc, sizeof acc, "acc %.1f%%", 100 * p->accuracy);
         long eta = (long)p->eta_s;
-        printf("%sepoch %lld  step %lld/%lld  loss %.4f  acc %.1f%%  lr %.4g  %.0f img/s  ETA %ld:%02ld%s%s",
+        printf("%sepoch %lld  step %lld/%lld  loss %.4f  %s  lr %.4g  %.1f img/s  ETA %ld:%02ld%s%s",
                ps->tty ? "\r\033[K" : "", (long long)p->epoch + 1, (long long)p->step,
-               (long long)p->total_steps, p->loss, 100 * p->accuracy, p->lr, p->images_per_s,
-               eta / 60, eta % 60, ev, ps->tty && !p->evaluated && !final ? "" : "\n");
+               (long long)p->total_steps, p->loss, acc, p->lr, p->images_per_s, eta / 60,
+               eta % 60, ev, ps->tty && !p->evaluated && !final ? "" : "\n");
         fflush(stdout);
     }
     return g_stop ? 1 : 0;
@@ -605,25 +664,58 @@ static void on_log(void *user, sn_log_level level, const char *msg) {
     fprintf(stderr, "spinenet: %s%s\n", level == SN_LOG_WARN ? "warning: " : "", msg);
 }
 
+/* --task classify (default) or detect. */
+static int task_of(const opts *o, int *det) {
+    *det = o->task && strcmp(o->task, "detect") == 0;
+    if (o->task && !*det && strcmp(o->task, "classify") != 0)
+        return die("unknown --task '%s' (classify or detect)", o->task);
+    return 0;
+}
+
+static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
+    if (strlen(src) >= n) return die("%s: path too long", flag);
+    snprintf(dst, n, "%s", src);
+    return 0;
+}
+
 static int cmd_train(const opts *o) {
-    if (!o->data) return die("%s", "train needs --data fashion-mnist or --data DIR");
+    int det;
+    if (task_of(o, &det)) return 1;
+    if (!o->data)
+        return die("%s", det ? "train --task detect needs --data IMAGEDIR --ann ANNOTATIONS.json"
+                             : "train needs --data fashion-mnist or --data DIR");
+    if (det && !o->ann) return die("%s", "train --task detect needs --ann ANNOTATIONS.json (COCO "
+                                         "instances format) for the --data images");
+    if (det && o->eval_data && !o->eval_ann)
+        return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
     if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
+    if (det && !(o->scale_max >= o->scale_min))
+        return die("%s", "--scale-max must be at least --scale-min");
     sn_train_config tc;
     sn_train_config_defaults(&tc);
     opts mo = *o;
-    if (!o->head) mo.head = "classifier";
-    if (!o->flavour) mo.flavour = "tpu"; /* serves small inputs such as 64x64 */
-    if (!o->size) mo.size = 64;
+    if (!o->head) mo.head = det ? "retinanet" : "classifier";
+    if (!o->flavour) mo.flavour = det ? "garden" : "tpu"; /* tpu serves inputs such as 64x64 */
+    if (!o->size && !det) mo.size = 64;
     if (get_config(&mo, &tc.model)) return 1;
     if (!o->classes) tc.model.num_classes = 0; /* take the dataset's */
-    const char *fm = fmnist_dir(o->data);
+    const char *fm = det ? NULL : fmnist_dir(o->data);
+    tc.task = det ? SN_TASK_DETECT : SN_TASK_CLASSIFY;
     tc.data = fm ? SN_TRAIN_DATA_FASHION_MNIST : SN_TRAIN_DATA_FOLDER;
-    if (strlen(fm ? fm : o->data) >= sizeof tc.data_path) return die("%s", "--data path too long");
-    snprintf(tc.data_path, sizeof tc.data_path, "%s", fm ? fm : o->data);
-    if (o->eval_data) snprintf(tc.eval_path, sizeof tc.eval_path, "%s", o->eval_data);
+    if (copy_path(tc.data_path, sizeof tc.data_path, fm ? fm : o->data, "--data")) return 1;
+    if (o->eval_data && copy_path(tc.eval_path, sizeof tc.eval_path, o->eval_data, "--eval-data"))
+        return 1;
+    if (det) {
+        if (copy_path(tc.ann_path, sizeof tc.ann_path, o->ann, "--ann")) return 1;
+        if (o->eval_ann &&
+            copy_path(tc.eval_ann_path, sizeof tc.eval_ann_path, o->eval_ann, "--eval-ann"))
+            return 1;
+        tc.det_aug.scale_min = (float)o->scale_min;
+        tc.det_aug.scale_max = (float)o->scale_max;
+    }
     tc.skip_bad = o->skip_bad;
-    tc.image_size = mo.size;
-    tc.batch = o->batch > 1 ? o->batch : 32;
+    tc.image_size = mo.size ? mo.size : tc.model.input_size;
+    tc.batch = o->batch > 1 ? o->batch : det ? 8 : 32;
     tc.epochs = o->epochs;
     tc.steps = o->steps;
     int cosine = !o->schedule || strcmp(o->schedule, "cosine") == 0;
@@ -661,14 +753,98 @@ static int cmd_train(const opts *o) {
     }
     char best[64] = "no evaluation";
     if (sn_trainer_best_top1(t) >= 0)
-        snprintf(best, sizeof best, "best eval top-1 %.2f%%", 100 * sn_trainer_best_top1(t));
+        snprintf(best, sizeof best, "best eval %s %.2f%%", det ? "AP" : "top-1",
+                 100 * sn_trainer_best_top1(t));
     printf("%s after %lld steps in %.1f s; %s; checkpoints in %s\n", g_stop ? "stopped" : "done",
            (long long)sn_trainer_step(t), now_s() - t0, best, o->out);
     sn_trainer_free(t);
     return 0;
 }
 
+static void print_coco_stats(const sn_coco_eval_result *r, int json) {
+    if (json) {
+        printf("{");
+        for (int i = 0; i < SN_COCO_NUM_STATS; i++)
+            printf("%s\"%s\": %.6f", i ? ", " : "", sn_coco_stat_name(i), r->stats[i]);
+        printf("}\n");
+        return;
+    }
+    for (int i = 0; i < SN_COCO_NUM_STATS; i++)
+        printf(" %s = %.3f\n", sn_coco_stat_label(i), r->stats[i]);
+}
+
+static void coco_load_warnings(const char *path, const sn_coco *c) {
+    for (int k = 0; k < SN_COCO_WARN_KINDS; k++)
+        if (c->warn_count[k])
+            fprintf(stderr, "spinenet: warning: %s: %lld annotations: %s (first: id %lld)\n", path,
+                    (long long)c->warn_count[k], sn_coco_warning_text(k),
+                    (long long)c->warn_first_id[k]);
+}
+
+static void eval_progress(void *user, int done, int total) {
+    const int *tty = user;
+    if (*tty) {
+        fprintf(stderr, "\r\033[Kdetecting: %d/%d images", done, total);
+        if (done == total) fprintf(stderr, "\n");
+    }
+}
+
+/* Detection evaluation: score a results file (--dets), or run a detector (--weights) over the
+ * images of the annotation file and score what it finds (and write it with -o). */
+static int cmd_eval_detect(const opts *o) {
+    if (!o->gt) return die("%s", "detection eval needs --gt ANNOTATIONS.json");
+    if (!o->dets && !o->weights)
+        return die("%s", "eval --gt needs --dets RESULTS.json (a COCO results file) or --weights "
+                         "FILE --images DIR (a detector to run)");
+    if (o->dets && o->weights)
+        return die("%s", "give either --dets or --weights, not both");
+    if (o->weights && !o->images)
+        return die("%s", "eval --weights needs --images DIR (the folder of the --gt images)");
+    sn_coco *gt = NULL;
+    if (sn_coco_load(o->gt, 0, &gt) != SN_OK) return fail_status();
+    coco_load_warnings(o->gt, gt);
+    sn_coco_dets dets = {0};
+    sn_coco_eval_result r;
+    memset(&r, 0, sizeof r);
+    sn_model *m = NULL;
+    sn_status st = SN_OK;
+    if (o->dets) {
+        st = sn_coco_dets_load(o->dets, gt, &dets);
+        if (st == SN_OK) st = sn_coco_evaluate(gt, dets.items, dets.count, &r);
+    } else {
+        int tty = isatty(STDERR_FILENO);
+        if (get_model(o, &m)) {
+            sn_coco_free(gt);
+            return 1;
+        }
+        if ((st = sn_model_set_threads(m, o->threads)) == SN_OK) {
+            sn_det_params p;
+            sn_det_params_init(&p);
+            const int size = o->size ? o->size : sn_model_config(m)->input_size;
+            st = sn_det_evaluate(m, gt, o->images, size, o->batch, &p, &dets, &r, eval_progress,
+                                 &tty);
+        }
+        if (st == SN_OK && o->out) st = sn_coco_dets_save(o->out, dets.items, dets.count);
+    }
+    if (st != SN_OK) {
+        fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+    } else {
+        if (!o->json)
+            printf("%s: %d images, %zu detections%s%s\n", o->gt, gt->num_images, dets.count,
+                   o->out && o->weights ? ", written to " : "", o->out && o->weights ? o->out : "");
+        print_coco_stats(&r, o->json);
+    }
+    sn_coco_eval_free(&r);
+    sn_coco_dets_free(&dets);
+    sn_model_free(m);
+    sn_coco_free(gt);
+    return st == SN_OK ? 0 : 1;
+}
+
 static int cmd_eval(const opts *o) {
+    int det;
+    if (task_of(o, &det)) return 1;
+    if (det || o->gt || o->dets) return cmd_eval_detect(o);
     if (!o->weights) return die("%s", "eval needs --weights FILE (a classifier)");
     if (!o->data) return die("%s", "eval needs --data fashion-mnist or --data DIR");
     sn_model *m = NULL;
@@ -722,6 +898,169 @@ static int cmd_eval(const opts *o) {
     sn_dataset_free(ds);
     sn_model_free(m);
     return st == SN_OK ? 0 : 1;
+}
+
+static void make_progress(void *user, int done, int total) {
+    const int *tty = user;
+    if (*tty)
+        fprintf(stderr, "\r\033[Kfashion-det: %d/%d images", done, total);
+    else if (done == total || done % 500 == 0)
+        fprintf(stderr, "fashion-det: %d/%d images\n", done, total);
+    if (*tty && done == total) fprintf(stderr, "\n");
+}
+
+/* make-dataset fashion-det --out DIR: the built-in multi-scale detection set (fashion_det.h). */
+static int cmd_make_dataset(int argc, char **argv, const opts *o) {
+    if (argc < 3 || argv[2][0] == '-' || strcmp(argv[2], "fashion-det") != 0)
+        return die("%s", "make-dataset needs the dataset's name: spinenet make-dataset fashion-det "
+                         "--out DIR");
+    if (!o->out) return die("%s", "make-dataset needs --out DIR");
+    sn_fashion_det_options fo;
+    sn_fashion_det_defaults(&fo);
+    if (o->data) fo.fmnist_dir = o->data;
+    if (o->size) fo.image_size = o->size;
+    /* Items up to 200 px in a 256 px image: the same proportion in smaller images. */
+    if (fo.max_size > fo.image_size) fo.max_size = fo.image_size * 200.0 / 256.0;
+    if (o->n_train >= 0) fo.train_count = o->n_train;
+    if (o->n_val >= 0) fo.val_count = o->n_val;
+    if (o->min_objects) fo.min_objects = o->min_objects;
+    if (o->max_objects) fo.max_objects = o->max_objects;
+    fo.seed = o->seed ? o->seed : fo.seed;
+    fo.threads = o->threads;
+    int tty = isatty(STDERR_FILENO);
+    fo.progress = make_progress;
+    fo.user = &tty;
+    sn_fashion_det_stats fs;
+    double t0 = now_s();
+    if (sn_fashion_det_make(o->out, &fo, &fs) != SN_OK) return fail_status();
+    printf("fashion-det in %s (%.1f s): train %d images, %d objects; val %d images, %d objects\n"
+           "  images: %s/train, %s/val; annotations: %s/annotations/instances_{train,val}.json\n",
+           o->out, now_s() - t0, fs.images[0], fs.objects[0], fs.images[1], fs.objects[1], o->out,
+           o->out, o->out);
+    return 0;
+}
+
+/* The file name of a path without its folder and extension, for output names. */
+static void stem_of(const char *path, char *out, size_t n) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(out, n, "%s", b);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = 0;
+}
+
+/* Detections of one image: printed, drawn into OUTDIR/<name>.det.png, listed in
+ * OUTDIR/<name>.det.json. */
+static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p, int size,
+                            float *canvas, sn_detections *d, const char *path, const opts *o) {
+    sn_image img;
+    sn_status st = sn_image_load(path, &img);
+    if (st != SN_OK) return st;
+    sn_det_xform xf;
+    if ((st = sn_det_plan(img.height, img.width, size, 0, NULL, NULL, &xf)) != SN_OK ||
+        (st = sn_det_render(&img, &xf, h->canvas, canvas)) != SN_OK ||
+        (st = sn_model_run(m, canvas)) != SN_OK || (st = sn_det_detect(m, h, p, 0, d)) != SN_OK) {
+        sn_image_free(&img);
+        return st;
+    }
+    const char *dir = o->out ? o->out : ".";
+    char stem[512], png[2048], js[2048];
+    stem_of(path, stem, sizeof stem);
+    snprintf(png, sizeof png, "%s/%s.det.png", dir, stem);
+    snprintf(js, sizeof js, "%s/%s.det.json", dir, stem);
+    json_t *list = json_array();
+    int shown = 0;
+    const int scale = img.width >= 480 ? 2 : 1, thick = img.width >= 480 ? 3 : 2;
+    printf("%s (%dx%d):\n", path, img.width, img.height);
+    /* Draw the weakest first so the strongest boxes end up on top. */
+    for (int k = d->count - 1; k >= 0; k--) {
+        float ob[4];
+        sn_det_unmap_box(&xf, d->boxes + 4 * k, ob);
+        const char *name = sn_model_class_name(m, d->classes[k]);
+        char cls[64];
+        snprintf(cls, sizeof cls, "%s", name && name[0] ? name : "class");
+        if (!name || !name[0]) snprintf(cls, sizeof cls, "class %d", (int)d->classes[k]);
+        json_array_insert_new(list, 0, json_pack("{s:i, s:s, s:[f,f,f,f], s:f}", "class",
+                                                 (int)d->classes[k], "name", cls, "bbox",
+                                                 (double)ob[1], (double)ob[0],
+                                                 (double)(ob[3] - ob[1]), (double)(ob[2] - ob[0]),
+                                                 "score", (double)d->scores[k]));
+        if (d->scores[k] < o->score) continue;
+        uint8_t col[3], black[3] = {0, 0, 0};
+        sn_draw_class_colour(d->classes[k], col);
+        sn_draw_box(&img, (int)ob[1], (int)ob[0], (int)ob[3], (int)ob[2], thick, col);
+        char label[96];
+        snprintf(label, sizeof label, "%s %.2f", cls, d->scores[k]);
+        sn_draw_label(&img, (int)ob[1], (int)ob[0], label, scale, col, black);
+    }
+    for (int k = 0; k < d->count; k++) {
+        if (d->scores[k] < o->score) continue;
+        float ob[4];
+        sn_det_unmap_box(&xf, d->boxes + 4 * k, ob);
+        const char *name = sn_model_class_name(m, d->classes[k]);
+        printf("  %-16s %.3f  x %.1f y %.1f w %.1f h %.1f\n", name && name[0] ? name : "?",
+               d->scores[k], ob[1], ob[0], ob[3] - ob[1], ob[2] - ob[0]);
+        shown++;
+    }
+    printf("  %d detection%s at score >= %.2f (%d in %s)\n", shown, shown == 1 ? "" : "s",
+           o->score, d->count, js);
+    st = sn_image_save_png(&img, png);
+    sn_image_free(&img);
+    json_t *root = json_pack("{s:s, s:i, s:i, s:o}", "image", path, "width", xf.orig_w, "height",
+                             xf.orig_h, "detections", list);
+    if (st == SN_OK && (!root || json_dump_file(root, js, JSON_INDENT(1)) != 0))
+        st = sn_error(SN_ERR_IO, "%s: cannot write", js);
+    json_decref(root);
+    if (st == SN_OK) printf("  wrote %s\n", png);
+    return st;
+}
+
+static int cmd_detect(const opts *o) {
+    if (!o->weights) return die("%s", "detect needs --weights FILE (a RetinaNet detector)");
+    if (o->n_files == 0) return die("%s", "detect needs at least one image file");
+    sn_model *m = NULL;
+    if (get_model(o, &m)) return 1;
+    const sn_config *c = sn_model_config(m);
+    if (c->head != SN_HEAD_RETINANET) {
+        sn_model_free(m);
+        return die("%s: not a detector (the RetinaNet head)", o->weights);
+    }
+    const int size = o->size ? o->size : c->input_size, canvas = sn_det_canvas_size(size);
+    sn_det_head h;
+    sn_det_params p;
+    sn_det_params_init(&p);
+    sn_detections d = {0};
+    d.capacity = p.max_detections;
+    float *img = malloc(sizeof(float) * (size_t)canvas * canvas * 3);
+    d.boxes = malloc(sizeof(float) * 4 * (size_t)d.capacity);
+    d.scores = malloc(sizeof(float) * (size_t)d.capacity);
+    d.classes = malloc(sizeof(int32_t) * (size_t)d.capacity);
+    int failed = 0;
+    if (!img || !d.boxes || !d.scores || !d.classes || sn_model_set_threads(m, o->threads) != SN_OK ||
+        sn_model_plan(m, 1, canvas, canvas) != SN_OK ||
+        sn_det_head_init(&h, m, canvas, 0, 0) != SN_OK) {
+        fail_status();
+        failed = -1;
+    }
+    if (o->out && failed == 0) {
+        struct stat sb;
+        if (stat(o->out, &sb) != 0 && mkdir(o->out, 0777) != 0) {
+            fprintf(stderr, "spinenet: error: %s: cannot create the output folder\n", o->out);
+            failed = -1;
+        }
+    }
+    for (int i = 0; failed >= 0 && i < o->n_files; i++)
+        if (detect_one(m, &h, &p, size, img, &d, o->files[i], o) != SN_OK) {
+            fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+            failed++;
+        }
+    if (failed >= 0) sn_det_head_free(&h);
+    free(img);
+    free(d.boxes);
+    free(d.scores);
+    free(d.classes);
+    sn_model_free(m);
+    return failed != 0;
 }
 
 /* Top-k classes of each image; an unreadable image is reported and the others still run. */
@@ -808,14 +1147,19 @@ int main(int argc, char **argv) {
     }
     opts o;
     if (strcmp(cmd, "info") != 0 && strcmp(cmd, "init") != 0 && strcmp(cmd, "bench") != 0 &&
-        strcmp(cmd, "classify") != 0 && strcmp(cmd, "train") != 0 && strcmp(cmd, "eval") != 0)
-        return die("unknown command '%s' (info, init, bench, train, eval, classify, version; see "
-                   "spinenet --help)",
+        strcmp(cmd, "classify") != 0 && strcmp(cmd, "train") != 0 && strcmp(cmd, "eval") != 0 &&
+        strcmp(cmd, "make-dataset") != 0 && strcmp(cmd, "detect") != 0)
+        return die("unknown command '%s' (info, init, bench, train, eval, classify, detect, "
+                   "make-dataset, version; see spinenet --help)",
                    cmd);
     int rc;
-    if (parse_opts(argc, argv, &o))
+    const int mk = strcmp(cmd, "make-dataset") == 0;
+    /* make-dataset takes the dataset's name as its first argument. */
+    if (parse_opts(argc - mk, argv + mk, &o))
         rc = 2;
-    else if (o.n_files && strcmp(cmd, "classify") != 0)
+    else if (mk)
+        rc = cmd_make_dataset(argc, argv, &o);
+    else if (o.n_files && strcmp(cmd, "classify") != 0 && strcmp(cmd, "detect") != 0)
         rc = die("unexpected argument '%s' (see spinenet --help)", o.files[0]);
     else if (strcmp(cmd, "info") == 0)
         rc = cmd_info(&o);
@@ -823,6 +1167,8 @@ int main(int argc, char **argv) {
         rc = cmd_init(&o);
     else if (strcmp(cmd, "classify") == 0)
         rc = cmd_classify(&o);
+    else if (strcmp(cmd, "detect") == 0)
+        rc = cmd_detect(&o);
     else if (strcmp(cmd, "train") == 0)
         rc = cmd_train(&o);
     else if (strcmp(cmd, "eval") == 0)
