@@ -173,6 +173,12 @@ static void test_draw(void) {
     CHECK(ink_lower > 0 && memcmp(a.pixels, b.pixels, 60 * 9 * 3) == 0,
           "lower case is drawn as capitals (%d vs %d)", ink_lower, ink_upper);
     sn_draw_label(&img, 35, 0, "T-shirt/top 0.5", 1, red, white); /* off the right edge */
+    /* Two labels of one box: the second goes below the first instead of over it. */
+    int placed[4][4], np = 0;
+    sn_draw_label_avoid(&img, 2, 12, "coat 0.5", 1, red, white, placed, &np, 4);
+    sn_draw_label_avoid(&img, 2, 12, "shirt 0.4", 1, red, white, placed, &np, 4);
+    CHECK(np == 2 && placed[0][1] == 3 && placed[1][1] == placed[0][3],
+          "stacked labels: %d, rows %d..%d then %d", np, placed[0][1], placed[0][3], placed[1][1]);
     uint8_t c1[3], c2[3];
     sn_draw_class_colour(1, c1);
     sn_draw_class_colour(2, c2);

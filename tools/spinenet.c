@@ -972,7 +972,8 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
     int shown = 0;
     const int scale = img.width >= 480 ? 2 : 1, thick = img.width >= 480 ? 3 : 2;
     printf("%s (%dx%d):\n", path, img.width, img.height);
-    /* Draw the weakest first so the strongest boxes end up on top. */
+    /* Boxes weakest first, so the strongest end up on top; then labels strongest first, each
+     * moved below the labels already drawn where they would cover one. */
     for (int k = d->count - 1; k >= 0; k--) {
         float ob[4];
         sn_det_unmap_box(&xf, d->boxes + 4 * k, ob);
@@ -986,18 +987,22 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
                                                  (double)(ob[3] - ob[1]), (double)(ob[2] - ob[0]),
                                                  "score", (double)d->scores[k]));
         if (d->scores[k] < o->score) continue;
-        uint8_t col[3], black[3] = {0, 0, 0};
+        uint8_t col[3];
         sn_draw_class_colour(d->classes[k], col);
         sn_draw_box(&img, (int)ob[1], (int)ob[0], (int)ob[3], (int)ob[2], thick, col);
-        char label[96];
-        snprintf(label, sizeof label, "%s %.2f", cls, d->scores[k]);
-        sn_draw_label(&img, (int)ob[1], (int)ob[0], label, scale, col, black);
     }
+    int placed[128][4], n_placed = 0;
     for (int k = 0; k < d->count; k++) {
         if (d->scores[k] < o->score) continue;
         float ob[4];
         sn_det_unmap_box(&xf, d->boxes + 4 * k, ob);
         const char *name = sn_model_class_name(m, d->classes[k]);
+        uint8_t col[3], black[3] = {0, 0, 0};
+        sn_draw_class_colour(d->classes[k], col);
+        char label[96];
+        snprintf(label, sizeof label, "%s %.2f", name && name[0] ? name : "class", d->scores[k]);
+        sn_draw_label_avoid(&img, (int)ob[1], (int)ob[0], label, scale, col, black, placed,
+                            &n_placed, 128);
         printf("  %-16s %.3f  x %.1f y %.1f w %.1f h %.1f\n", name && name[0] ? name : "?",
                d->scores[k], ob[1], ob[0], ob[3] - ob[1], ob[2] - ob[0]);
         shown++;

@@ -127,6 +127,16 @@ int sn_draw_text(sn_image *img, int x, int y, const char *text, int scale, const
 
 void sn_draw_label(sn_image *img, int x, int y, const char *text, int scale, const uint8_t bg[3],
                    const uint8_t fg[3]) {
+    sn_draw_label_avoid(img, x, y, text, scale, bg, fg, NULL, NULL, 0);
+}
+
+static int overlaps(const int a[4], const int b[4]) {
+    return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+}
+
+void sn_draw_label_avoid(sn_image *img, int x, int y, const char *text, int scale,
+                         const uint8_t bg[3], const uint8_t fg[3], int (*placed)[4], int *n_placed,
+                         int max_placed) {
     if (!img || !text) return;
     if (scale < 1) scale = 1;
     const int w = sn_draw_text_width(text, scale) + 2 * scale, h = 9 * scale;
@@ -134,8 +144,26 @@ void sn_draw_label(sn_image *img, int x, int y, const char *text, int scale, con
     if (top < 0) top = y; /* no room above: inside the box, under its top edge */
     if (x + w > img->width) x = img->width - w;
     if (x < 0) x = 0;
+    const int n = placed && n_placed ? *n_placed : 0;
+    for (int moved = 1; moved && top + h <= img->height;) {
+        moved = 0;
+        const int r[4] = {x, top, x + w, top + h};
+        for (int i = 0; i < n; i++)
+            if (overlaps(r, placed[i])) {
+                top = placed[i][3];
+                moved = 1;
+                break;
+            }
+    }
     sn_draw_fill(img, x, top, x + w, top + h, bg);
     sn_draw_text(img, x + scale + scale / 2, top + scale, text, scale, fg);
+    if (placed && n_placed && n < max_placed) {
+        placed[n][0] = x;
+        placed[n][1] = top;
+        placed[n][2] = x + w;
+        placed[n][3] = top + h;
+        (*n_placed)++;
+    }
 }
 
 void sn_draw_class_colour(int k, uint8_t rgb[3]) {

@@ -22,6 +22,12 @@ int sn_draw_text_width(const char *text, int scale);
  * there is no room above. */
 void sn_draw_label(sn_image *img, int x, int y, const char *text, int scale, const uint8_t bg[3],
                    const uint8_t fg[3]);
+/* The same, moved down past labels already drawn (placed[0 .. *n_placed) as x0, y0, x1, y1)
+ * so that labels of boxes at the same place stay readable; the new label's rectangle is added
+ * when there is room (max_placed). */
+void sn_draw_label_avoid(sn_image *img, int x, int y, const char *text, int scale,
+                         const uint8_t bg[3], const uint8_t fg[3], int (*placed)[4], int *n_placed,
+                         int max_placed);
 /* A distinct, saturated colour for class k. */
 void sn_draw_class_colour(int k, uint8_t rgb[3]);
 
