@@ -54,4 +54,11 @@ static inline void t_shared_dir(char *dst, size_t cap) {
         snprintf(dst, cap, "/work/shared");
 }
 
+/* Remove a test's temporary folder and everything in it (a failure is reported, not fatal). */
+static inline void t_rm_tree(const char *path) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", path);
+}
+
 #endif

@@ -882,12 +882,6 @@ static void test_loader_fmnist(void) {
     sn_dataset_free(ds);
 }
 
-static void rm_tree(const char *path) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", path);
-}
-
 int main(void) {
     double t0 = now_s();
     const char *base = getenv("TMPDIR");
@@ -906,7 +900,7 @@ int main(void) {
     test_augment();
     test_loader();
     test_loader_fmnist();
-    rm_tree(g_tmp);
+    t_rm_tree(g_tmp);
     printf("test_data: %.2f s\n", now_s() - t0);
     return TEST_SUMMARY();
 }

@@ -553,12 +553,6 @@ static void test_real(void) {
     sn_fashion_det_source_free(&src);
 }
 
-static void rm_tree(const char *path) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", path);
-}
-
 int main(void) {
     double t0 = now_s();
     const char *base = getenv("TMPDIR");
@@ -575,7 +569,7 @@ int main(void) {
     test_generate(fm);
     test_errors(fm);
     test_real();
-    rm_tree(g_tmp);
+    t_rm_tree(g_tmp);
     printf("test_fashion_det: %.2f s\n", now_s() - t0);
     return TEST_SUMMARY();
 }

@@ -13,6 +13,7 @@
 #include "core.h"
 #include "post.h"
 #include "safetensors.h"
+#include "golden_st.h"
 #include "test.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -21,21 +22,7 @@ static int load(const char *name, sn_st_file *f) {
     const char *src = getenv("SN_SOURCE_DIR");
     char path[2048];
     snprintf(path, sizeof path, "%s/tests/golden/post/%s", src ? src : ".", name);
-    sn_status st = sn_st_read(path, f);
-    CHECK(st == SN_OK, "%s: %s", path, sn_last_error());
-    return st == SN_OK;
-}
-
-static const sn_st_tensor *need(const sn_st_file *f, const char *name) {
-    const sn_st_tensor *t = sn_st_find(f, name);
-    CHECK(t != NULL, "golden tensor %s missing", name);
-    return t;
-}
-
-static double meta_d(const sn_st_file *f, const char *key) {
-    const char *v = sn_st_meta(f, key);
-    CHECK(v != NULL, "golden metadata %s missing", key);
-    return v ? atof(v) : 0.0;
+    return t_golden_read(path, f);
 }
 
 static double now_s(void) {
@@ -49,10 +36,10 @@ static double now_s(void) {
 static void test_decode_golden(void) {
     sn_st_file g;
     if (!load("decode.safetensors", &g)) return;
-    const sn_st_tensor *a = need(&g, "anchors"), *d = need(&g, "deltas"), *ref = need(&g, "boxes");
+    const sn_st_tensor *a = t_need(&g, "anchors"), *d = t_need(&g, "deltas"), *ref = t_need(&g, "boxes");
     if (a && d && ref && a->count == d->count && d->count == ref->count) {
         const size_t n = a->count / 4;
-        const float H = (float)meta_d(&g, "image_h"), W = (float)meta_d(&g, "image_w");
+        const float H = (float)t_meta_d(&g, "image_h"), W = (float)t_meta_d(&g, "image_w");
         float *out = malloc(n * 4 * sizeof *out);
         CHECK_OK(sn_box_decode(d->data, a->data, n, H, W, out));
         double err = t_max_abs_diff(out, ref->data, n * 4);
@@ -115,8 +102,8 @@ static int same_keep(const int32_t *keep, int nk, const sn_st_tensor *ref, const
 static void test_nms_golden(void) {
     sn_st_file g;
     if (!load("nms.safetensors", &g)) return;
-    const sn_st_tensor *bt = need(&g, "boxes"), *st = need(&g, "scores"), *ct = need(&g, "classes");
-    const sn_st_tensor *iou = need(&g, "iou64");
+    const sn_st_tensor *bt = t_need(&g, "boxes"), *st = t_need(&g, "scores"), *ct = t_need(&g, "classes");
+    const sn_st_tensor *iou = t_need(&g, "iou64");
     if (!bt || !st || !ct || !iou) {
         sn_st_free(&g);
         return;
@@ -141,11 +128,11 @@ static void test_nms_golden(void) {
         char name[64];
         int nk = -1;
         snprintf(name, sizeof name, "keep_t%s", tags[t]);
-        const sn_st_tensor *rp = need(&g, name);
+        const sn_st_tensor *rp = t_need(&g, name);
         CHECK_OK(sn_nms(bt->data, st->data, NULL, n, thr[t], 0, keep, &nk));
         same_keep(keep, nk, rp, name);
         snprintf(name, sizeof name, "keep_class_t%s", tags[t]);
-        const sn_st_tensor *rc = need(&g, name);
+        const sn_st_tensor *rc = t_need(&g, name);
         CHECK_OK(sn_nms(bt->data, st->data, cls, n, thr[t], 0, keep, &nk));
         same_keep(keep, nk, rc, name);
         /* A limit returns the head of the unlimited answer. */
@@ -263,15 +250,15 @@ static void test_detect_golden(void) {
     sn_st_file g;
     if (!load("detect.safetensors", &g)) return;
     layout L = {0};
-    L.n = (int)meta_d(&g, "batch");
-    L.A = (int)meta_d(&g, "num_anchors");
-    L.C = (int)meta_d(&g, "num_classes");
+    L.n = (int)t_meta_d(&g, "batch");
+    L.A = (int)t_meta_d(&g, "num_anchors");
+    L.C = (int)t_meta_d(&g, "num_classes");
     L.n_levels = 5;
-    const int size = (int)meta_d(&g, "height");
+    const int size = (int)t_meta_d(&g, "height");
     for (int l = 0; l < 5; l++) L.hw[l] = (size + (1 << (l + 3)) - 1) >> (l + 3);
-    golden_inputs(&L, (uint64_t)meta_d(&g, "seed"));
-    const sn_st_tensor *anc = need(&g, "anchors"), *sums = need(&g, "logit_sums"),
-                       *samp = need(&g, "logit_samples");
+    golden_inputs(&L, (uint64_t)t_meta_d(&g, "seed"));
+    const sn_st_tensor *anc = t_need(&g, "anchors"), *sums = t_need(&g, "logit_sums"),
+                       *samp = t_need(&g, "logit_samples");
     int ok_inputs = anc && sums && samp && sums->count == 5 && samp->count == 80;
     for (int l = 0; ok_inputs && l < 5; l++) {
         double s = 0;
@@ -287,22 +274,22 @@ static void test_detect_golden(void) {
     }
     const sn_det_input base = {L.lv, 5, 0, L.A, L.C, anc->data, (int64_t)(anc->count / 4),
                                (float)size, (float)size};
-    const int cases = (int)meta_d(&g, "cases");
+    const int cases = (int)t_meta_d(&g, "cases");
     CHECK(cases == 3, "%d golden cases", cases);
     for (int k = 0; k < cases; k++) {
         sn_det_params p;
         sn_det_params_init(&p);
         char key[96];
         snprintf(key, sizeof key, "case%d.pre_nms_top_k", k);
-        p.pre_nms_top_k = (int)meta_d(&g, key);
+        p.pre_nms_top_k = (int)t_meta_d(&g, key);
         snprintf(key, sizeof key, "case%d.score_threshold", k);
-        p.score_threshold = (float)meta_d(&g, key);
+        p.score_threshold = (float)t_meta_d(&g, key);
         snprintf(key, sizeof key, "case%d.iou_threshold", k);
-        p.iou_threshold = (float)meta_d(&g, key);
+        p.iou_threshold = (float)t_meta_d(&g, key);
         snprintf(key, sizeof key, "case%d.max_per_class", k);
-        p.max_per_class = (int)meta_d(&g, key);
+        p.max_per_class = (int)t_meta_d(&g, key);
         snprintf(key, sizeof key, "case%d.max_detections", k);
-        p.max_detections = (int)meta_d(&g, key);
+        p.max_detections = (int)t_meta_d(&g, key);
         for (int img = 0; img < L.n; img++) {
             det_buf out;
             det_buf_init(&out);
@@ -314,13 +301,13 @@ static void test_detect_golden(void) {
             char pre[64], nm[96];
             snprintf(pre, sizeof pre, "case%d.image%d.", k, img);
             snprintf(nm, sizeof nm, "%sscores", pre);
-            const sn_st_tensor *rs = need(&g, nm);
+            const sn_st_tensor *rs = t_need(&g, nm);
             snprintf(nm, sizeof nm, "%sclasses", pre);
-            const sn_st_tensor *rc = need(&g, nm);
+            const sn_st_tensor *rc = t_need(&g, nm);
             snprintf(nm, sizeof nm, "%sanchors", pre);
-            const sn_st_tensor *ra = need(&g, nm);
+            const sn_st_tensor *ra = t_need(&g, nm);
             snprintf(nm, sizeof nm, "%sboxes", pre);
-            const sn_st_tensor *rb = need(&g, nm);
+            const sn_st_tensor *rb = t_need(&g, nm);
             if (!rs || !rc || !ra || !rb) continue;
             CHECK((size_t)out.d.count == rs->count, "%s: %d detections, golden %zu", pre,
                   out.d.count, rs->count);

@@ -11,6 +11,7 @@
 #include "core.h"
 #include "retinanet_loss.h"
 #include "safetensors.h"
+#include "golden_st.h"
 #include "test.h"
 
 #define SEED 1234
@@ -27,21 +28,7 @@ static double now_s(void) {
 static int load(const char *name, sn_st_file *f) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    sn_status st = sn_st_read(path, f);
-    CHECK(st == SN_OK, "%s: %s", path, sn_last_error());
-    return st == SN_OK;
-}
-
-static const sn_st_tensor *need(const sn_st_file *f, const char *name) {
-    const sn_st_tensor *t = sn_st_find(f, name);
-    CHECK(t != NULL, "golden tensor %s missing", name);
-    return t;
-}
-
-static int meta_i(const sn_st_file *f, const char *k) {
-    const char *v = sn_st_meta(f, k);
-    CHECK(v != NULL, "golden metadata %s missing", k);
-    return v ? atoi(v) : 0;
+    return t_golden_read(path, f);
 }
 
 /* Ground truths from a golden [G, 6] tensor. */
@@ -112,10 +99,10 @@ static void test_anchor_layout(void) {
 static void test_anchors_golden(void) {
     sn_st_file f;
     if (!load("anchors.safetensors", &f)) return;
-    const int H = meta_i(&f, "height"), W = meta_i(&f, "width");
+    const int H = t_meta_i(&f, "height"), W = t_meta_i(&f, "width");
     sn_anchor_layout l;
-    CHECK_OK(sn_anchor_layout_init(meta_i(&f, "min_level"), meta_i(&f, "max_level"), H, W, &l));
-    const sn_st_tensor *cnt = need(&f, "count");
+    CHECK_OK(sn_anchor_layout_init(t_meta_i(&f, "min_level"), t_meta_i(&f, "max_level"), H, W, &l));
+    const sn_st_tensor *cnt = t_need(&f, "count");
     CHECK(cnt && l.count == (int64_t)cnt->data[0], "count %lld, golden %g", (long long)l.count,
           cnt ? cnt->data[0] : -1.0);
     float *b = malloc((size_t)l.count * 4 * sizeof *b);
@@ -131,7 +118,7 @@ static void test_anchors_golden(void) {
         char n1[64], n2[64];
         snprintf(n1, sizeof n1, "%s.index", cfgs[c].name);
         snprintf(n2, sizeof n2, "%s.boxes", cfgs[c].name);
-        const sn_st_tensor *idx = need(&f, n1), *ref = need(&f, n2);
+        const sn_st_tensor *idx = t_need(&f, n1), *ref = t_need(&f, n2);
         if (!idx || !ref) continue;
         CHECK_OK(sn_anchors_generate(&l, cfgs[c].fl, cfgs[c].size, b));
         double worst = 0;
@@ -192,10 +179,10 @@ static void test_labels_golden(const char *file, sn_flavour fl) {
     sn_st_file f;
     if (!load(file, &f)) return;
     sn_anchor_layout l;
-    CHECK_OK(sn_anchor_layout_init(meta_i(&f, "min_level"), meta_i(&f, "max_level"),
-                                   meta_i(&f, "height"), meta_i(&f, "width"), &l));
-    const sn_st_tensor *tg = need(&f, "gt"), *pidx = need(&f, "pos_index"),
-                       *pcls = need(&f, "pos_class"), *pbox = need(&f, "pos_box");
+    CHECK_OK(sn_anchor_layout_init(t_meta_i(&f, "min_level"), t_meta_i(&f, "max_level"),
+                                   t_meta_i(&f, "height"), t_meta_i(&f, "width"), &l));
+    const sn_st_tensor *tg = t_need(&f, "gt"), *pidx = t_need(&f, "pos_index"),
+                       *pcls = t_need(&f, "pos_class"), *pbox = t_need(&f, "pos_box");
     if (!tg || !pidx || !pcls || !pbox) {
         sn_st_free(&f);
         return;
@@ -205,13 +192,13 @@ static void test_labels_golden(const char *file, sn_flavour fl) {
     float *anchors = malloc((size_t)l.count * 4 * sizeof *anchors);
     int32_t *cls = malloc((size_t)l.count * sizeof *cls);
     float *box = malloc((size_t)l.count * 4 * sizeof *box);
-    CHECK_OK(sn_anchors_generate(&l, fl, meta_i(&f, "anchor_size"), anchors));
+    CHECK_OK(sn_anchors_generate(&l, fl, t_meta_i(&f, "anchor_size"), anchors));
     int64_t npos = -1;
-    CHECK_OK(sn_anchor_label(&l, anchors, gt, ng, meta_i(&f, "num_classes"), cls, box, &npos));
+    CHECK_OK(sn_anchor_label(&l, anchors, gt, ng, t_meta_i(&f, "num_classes"), cls, box, &npos));
     CHECK(npos == (int64_t)pidx->count, "%s: %lld positives, golden %zu", file, (long long)npos,
           pidx->count);
     compare_labels(file, l.count, cls, box, pidx, pcls, pbox, 0);
-    CHECK_OK(sn_anchor_label_all_pairs(anchors, l.count, gt, ng, meta_i(&f, "num_classes"), cls,
+    CHECK_OK(sn_anchor_label_all_pairs(anchors, l.count, gt, ng, t_meta_i(&f, "num_classes"), cls,
                                        box, &npos));
     compare_labels("(all pairs)", l.count, cls, box, pidx, pcls, pbox, 0);
     /* The special cases the generator built in (gen_retinanet.py, label_case_gts). */
@@ -401,9 +388,9 @@ static void test_loss_golden(void) {
     if (!load("loss.safetensors", &f)) return;
     loss_case c;
     memset(&c, 0, sizeof c);
-    const int B = meta_i(&f, "batch"), C = meta_i(&f, "num_classes");
-    CHECK_OK(sn_anchor_layout_init(meta_i(&f, "min_level"), meta_i(&f, "max_level"),
-                                   meta_i(&f, "height"), meta_i(&f, "width"), &c.l));
+    const int B = t_meta_i(&f, "batch"), C = t_meta_i(&f, "num_classes");
+    CHECK_OK(sn_anchor_layout_init(t_meta_i(&f, "min_level"), t_meta_i(&f, "max_level"),
+                                   t_meta_i(&f, "height"), t_meta_i(&f, "width"), &c.l));
     case_alloc(&c, B, C);
     for (int i = 0; i < c.l.num_levels; i++) {
         char name[32];
@@ -412,11 +399,11 @@ static void test_loss_golden(void) {
         snprintf(name, sizeof name, "box.%d", c.l.min_level + i);
         sn_hash_fill(c.box[i], c.nbox[i], name, SEED, -0.3, 0.3);
     }
-    const sn_st_tensor *ov = need(&f, "overrides"), *pidx = need(&f, "pos_index"),
-                       *pcls = need(&f, "pos_class"), *pbox = need(&f, "pos_box"),
-                       *lossr = need(&f, "loss"), *dcp = need(&f, "dcls_pos"),
-                       *dbp = need(&f, "dbox_pos"), *dcs = need(&f, "dcls_sample"),
-                       *dproj = need(&f, "dcls_proj"), *g0 = need(&f, "gt0"), *g1 = need(&f, "gt1");
+    const sn_st_tensor *ov = t_need(&f, "overrides"), *pidx = t_need(&f, "pos_index"),
+                       *pcls = t_need(&f, "pos_class"), *pbox = t_need(&f, "pos_box"),
+                       *lossr = t_need(&f, "loss"), *dcp = t_need(&f, "dcls_pos"),
+                       *dbp = t_need(&f, "dbox_pos"), *dcs = t_need(&f, "dcls_sample"),
+                       *dproj = t_need(&f, "dcls_proj"), *g0 = t_need(&f, "gt0"), *g1 = t_need(&f, "gt1");
     if (!ov || !pidx || !pcls || !pbox || !lossr || !dcp || !dbp || !dcs || !dproj || !g0 || !g1) {
         case_free(&c);
         sn_st_free(&f);
@@ -437,7 +424,7 @@ static void test_loss_golden(void) {
         float *anchors = malloc((size_t)c.l.count * 4 * sizeof *anchors);
         int32_t *cls = malloc((size_t)c.l.count * sizeof *cls);
         float *box = malloc((size_t)c.l.count * 4 * sizeof *box);
-        CHECK_OK(sn_anchors_generate(&c.l, SN_FLAVOUR_GARDEN, meta_i(&f, "anchor_size"), anchors));
+        CHECK_OK(sn_anchors_generate(&c.l, SN_FLAVOUR_GARDEN, t_meta_i(&f, "anchor_size"), anchors));
         const sn_st_tensor *gts[2] = {g0, g1};
         for (int b = 0; b < 2 && b < B; b++) {
             int ng;

@@ -56,28 +56,35 @@ static void zero_grads(trainer *t) {
     }
 }
 
-/* Loss only, with the moving statistics restored afterwards (the forward updates them). */
-static double loss_at(trainer *t, const float *x, const int32_t *labels) {
-    int np = t->np;
-    float **saved = calloc((size_t)np, sizeof *saved);
-    for (int i = 0; i < np; i++) {
+/* A copy of every parameter, and its restoration (and release): a training forward moves the
+ * BN moving statistics, which the finite differences must not see. */
+static float **save_params(trainer *t) {
+    float **saved = calloc((size_t)t->np, sizeof *saved);
+    for (int i = 0; i < t->np; i++) {
         sn_param p;
         sn_model_param_at(t->m, i, &p);
         saved[i] = malloc(p.count * sizeof(float));
         memcpy(saved[i], p.data, p.count * sizeof(float));
     }
-    double l = NAN;
-    sn_model_loss_grad(t->m, x, labels, 0.1f, 7, &l, NULL);
-    for (int i = 0; i < np; i++) {
+    return saved;
+}
+
+static void restore_params(trainer *t, float **saved) {
+    for (int i = 0; i < t->np; i++) {
         sn_param p;
         sn_model_param_at(t->m, i, &p);
-        size_t len = strlen(p.name);
-        if ((len > 5 && strcmp(p.name + len - 5, ".mean") == 0) ||
-            (len > 4 && strcmp(p.name + len - 4, ".var") == 0))
-            memcpy(p.data, saved[i], p.count * sizeof(float));
+        memcpy(p.data, saved[i], p.count * sizeof(float));
         free(saved[i]);
     }
     free(saved);
+}
+
+/* Loss only, with the moving statistics restored afterwards (the forward updates them). */
+static double loss_at(trainer *t, const float *x, const int32_t *labels) {
+    float **saved = save_params(t);
+    double l = NAN;
+    sn_model_loss_grad(t->m, x, labels, 0.1f, 7, &l, NULL);
+    restore_params(t, saved);
     return l;
 }
 
@@ -201,14 +208,7 @@ static int det_node(const sn_model *m, const char *name) {
 
 /* sum_j <w_j, out_j> after a training forward; moving statistics restored. */
 static double det_functional(trainer *t, const float *x, const int *nodes, float *const *w) {
-    int np = t->np;
-    float **saved = calloc((size_t)np, sizeof *saved);
-    for (int i = 0; i < np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        saved[i] = malloc(p.count * sizeof(float));
-        memcpy(saved[i], p.data, p.count * sizeof(float));
-    }
+    float **saved = save_params(t);
     sn_graph *g = &t->m->graph;
     double l = NAN;
     if (sn_graph_forward_train(g, &t->m->params, x, 0.99f, 1, 7) == SN_OK) {
@@ -219,13 +219,7 @@ static double det_functional(trainer *t, const float *x, const int *nodes, float
             for (size_t k = 0; k < cnt; k++) l += (double)w[j][k] * o[k];
         }
     }
-    for (int i = 0; i < np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        memcpy(p.data, saved[i], p.count * sizeof(float));
-        free(saved[i]);
-    }
-    free(saved);
+    restore_params(t, saved);
     return l;
 }
 
