@@ -86,7 +86,8 @@ typedef struct {
     float bn_eps;             /* 0: the flavour's default (garden 1e-3; tpu 1e-4, 1e-5 cls) */
     int head_convs;           /* retinanet tower depth; default per variant */
     int head_filters;         /* retinanet tower width; default per variant */
-    int anchor_size;          /* 3 or 4, per variant (metadata for post-processing) */
+    float anchor_size;        /* RetinaNet anchor size: 3 or 4 per variant (spec 7.2); any
+                                 value > 0 (e.g. 1.5 for objects of 12..200 px at 256 px) */
     /* Architecture overrides (0 = the variant's scaling map). */
     int endpoints_filters;
     float filter_scale;

@@ -453,10 +453,12 @@ static void det_cfg(sn_train_config *c, const char *out_dir) {
  * AP so far, with scale jitter, flips, stochastic depth and an evaluation every 2 steps); the
  * model gets the dataset's class columns and names; a NaN-producing learning rate stops with
  * the step named. */
+static void test_init_from(void);
 static void test_detection(void) {
     char dir[400];
     snprintf(dir, sizeof dir, "%s/det", root);
     CHECK(make_det_dataset(dir) == 0, "detection set in %s", dir);
+    test_init_from();
     sn_train_config a, b;
     det_cfg(&a, "det_straight");
     a.eval_every = 2;
@@ -512,6 +514,73 @@ static void test_detection(void) {
     remove(png);
     st = train(&c, NULL);
     CHECK(st != SN_OK && strstr(sn_last_error(), "4.png"), "missing image: %s", sn_last_error());
+}
+
+/* --init: a classifier's weights start a detector (every tensor the file has with the model's
+ * name and shape is copied, the head keeps its seeded initialisation); a file with nothing that
+ * matches and a missing file are refused, naming the file. */
+static void test_init_from(void) {
+    sn_train_config c;
+    base_cfg(&c, "cls_for_init");
+    sn_model *cls = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/cls_init.safetensors", root);
+    CHECK_OK(sn_model_create(&c.model, 123, &cls));
+    if (cls) CHECK_OK(sn_model_save(cls, path));
+    sn_model_free(cls);
+    det_cfg(&c, "det_init");
+    c.model.flavour = SN_FLAVOUR_TPU;
+    snprintf(c.init_path, sizeof c.init_path, "%s", path);
+    sn_trainer *t = NULL;
+    CHECK_OK(sn_trainer_create(&c, &t));
+    sn_st_file f;
+    memset(&f, 0, sizeof f);
+    CHECK_OK(sn_st_read(path, &f));
+    if (t && f.n_tensors > 0) {
+        sn_model *m = sn_trainer_model(t);
+        int copied = 0, head_same = 0, head = 0, wrong = 0;
+        for (int i = 0; i < sn_model_num_params(m); i++) {
+            sn_param p;
+            sn_model_param_at(m, i, &p);
+            const sn_st_tensor *ft = sn_st_find(&f, p.name);
+            const int is_head = strncmp(p.name, "head.", 5) == 0;
+            if (ft && ft->count == p.count) {
+                copied++;
+                wrong += memcmp(ft->data, p.data, p.count * sizeof(float)) != 0;
+            }
+            if (is_head) {
+                head++;
+                head_same += ft != NULL;
+            }
+        }
+        CHECK(copied > 100 && wrong == 0, "init: %d tensors copied, %d differ from the file",
+              copied, wrong);
+        CHECK(head > 0 && head_same == 0, "init: %d head tensors, %d of them in the file", head,
+              head_same);
+    }
+    sn_st_free(&f);
+    sn_trainer_free(t);
+    /* A file with no tensor of the model. */
+    char bad[512];
+    snprintf(bad, sizeof bad, "%s/unrelated.safetensors", root);
+    float one = 1.0f;
+    sn_st_tensor tens = {.name = "not.a.spinenet.tensor", .ndim = 1, .shape = {1}, .count = 1,
+                         .data = &one};
+    sn_st_file uf = {.tensors = &tens, .n_tensors = 1};
+    CHECK_OK(sn_st_write(bad, &uf));
+    snprintf(c.init_path, sizeof c.init_path, "%s", bad);
+    t = NULL;
+    sn_status st = sn_trainer_create(&c, &t);
+    CHECK(st != SN_OK && strstr(sn_last_error(), "unrelated.safetensors") &&
+              strstr(sn_last_error(), "no tensor matches"),
+          "unrelated init file: %s", sn_last_error());
+    sn_trainer_free(t);
+    snprintf(c.init_path, sizeof c.init_path, "%s/missing.safetensors", root);
+    t = NULL;
+    st = sn_trainer_create(&c, &t);
+    CHECK(st != SN_OK && strstr(sn_last_error(), "missing.safetensors"), "missing init file: %s",
+          sn_last_error());
+    sn_trainer_free(t);
 }
 
 int main(void) {

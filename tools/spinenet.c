@@ -41,8 +41,9 @@ static int fail_status(void) {
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
     const char *data, *eval_data, *schedule;
-    const char *task, *ann, *eval_ann, *gt, *dets, *images;
-    double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area, scale_min, scale_max, score;
+    const char *task, *ann, *eval_ann, *gt, *dets, *images, *init;
+    double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area, scale_min, scale_max, score,
+        anchor_size, bn_momentum;
     int epochs, steps, warmup_steps, resume, skip_bad, checkpoint_every, eval_every;
     int n_train, n_val, min_objects, max_objects;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
@@ -114,11 +115,15 @@ static void usage(FILE *f) {
             "       [--min-crop-area A (0.08: random crops keep A..1 of the image; 1: no cropping)]\n"
             "       [--checkpoint-every N (500)] [--eval-every N (0: each epoch; -1: never)]\n"
             "       [--skip-bad (leave out unreadable images)] [--resume (continue OUTDIR/last)]\n"
+            "       [--init FILE (start from the tensors of FILE that match by name and shape,\n"
+            "        e.g. a classifier's backbone for a detector)]\n"
+            "       [--bn-momentum M (the flavour's: garden 0.99, tpu 0.997, tpu classifier 0.9)]\n"
             "       writes OUTDIR/last.safetensors and OUTDIR/best.safetensors; Ctrl-C stops cleanly\n"
             "train --task detect: --data IMAGEDIR --ann ANN.json (COCO instances) -o OUTDIR\n"
             "       [--eval-data IMAGEDIR --eval-ann ANN.json (evaluated as COCO AP)]\n"
             "       [--model M (spinenet-49)] [--flavour F (garden)] [--size S (the variant's;\n"
             "        the input is S padded to a multiple of 128)] [--batch B (8)]\n"
+            "       [--anchor-size A (the variant's: 3, or 4 for 143/190)]\n"
             "       [--scale-min A (0.5)] [--scale-max B (2.0): scale jitter with random crop]\n"
             "       and the training options above (lr, schedule, steps, threads, seed, resume...);\n"
             "       best.safetensors is the checkpoint of the best eval AP\n"
@@ -195,6 +200,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         STR("--gt", gt)
         STR("--dets", dets)
         STR("--images", images)
+        STR("--init", init)
         STR("-o", out)
         STR("--output", out)
         STR("--out", out)
@@ -243,6 +249,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         DBL("--scale-min", scale_min, 0.01, 10.0)
         DBL("--scale-max", scale_max, 0.01, 10.0)
         DBL("--score", score, 0.0, 1.0)
+        DBL("--anchor-size", anchor_size, 0.01, 64.0)
+        DBL("--bn-momentum", bn_momentum, 0.0, 0.9999)
 #undef DBL
         if (strcmp(a, "--seed") == 0) {
             char *end;
@@ -288,6 +296,8 @@ static int get_config(const opts *o, sn_config *cfg) {
     if (o->max_level >= 0) cfg->max_level = o->max_level;
     cfg->p2 = o->p2;
     if (o->size) cfg->input_size = o->size;
+    if (o->anchor_size > 0) cfg->anchor_size = (float)o->anchor_size;
+    if (o->bn_momentum > 0) cfg->bn_momentum = (float)o->bn_momentum;
     if (o->block_spec) {
         if (strlen(o->block_spec) >= sizeof cfg->block_spec_path)
             return die("--block-spec path too long: %s", o->block_spec);
@@ -689,6 +699,9 @@ static int cmd_train(const opts *o) {
     if (det && o->eval_data && !o->eval_ann)
         return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
     if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
+    if (o->init && access(o->init, R_OK) != 0)
+        return die("%s: cannot open it (--init FILE: the spinenet safetensors file to start "
+                   "from)", o->init);
     if (det && !(o->scale_max >= o->scale_min))
         return die("%s", "--scale-max must be at least --scale-min");
     sn_train_config tc;
@@ -737,6 +750,7 @@ static int cmd_train(const opts *o) {
     tc.checkpoint_every = o->checkpoint_every;
     tc.eval_every = o->eval_every;
     tc.resume = o->resume;
+    if (o->init && copy_path(tc.init_path, sizeof tc.init_path, o->init, "--init")) return 1;
     progress_state ps = {isatty(STDOUT_FILENO), 0};
     tc.progress = on_progress;
     tc.log = on_log;

@@ -410,7 +410,7 @@ sn_status sn_model_save(const sn_model *m, const char *path) {
     META("bn_eps", "%.9g", (double)c->bn_eps);
     META("head_convs", "%d", c->head_convs);
     META("head_filters", "%d", c->head_filters);
-    META("anchor_size", "%d", c->anchor_size);
+    META("anchor_size", "%.9g", (double)c->anchor_size);
     /* The anchor order of each code base (spec §7.2): it fixes the meaning of head channels. */
     META("aspect_ratios", "%s", c->flavour == SN_FLAVOUR_TPU ? "1,2,0.5" : "0.5,1,2");
     META("endpoints_filters", "%d", c->endpoints_filters);
@@ -487,14 +487,15 @@ static sn_status config_from_meta(const sn_st_file *f, const char *path, sn_conf
     if ((s = sn_st_meta(f, "activation")) && sn_parse_act(s, &c->activation) != SN_OK)
         return sn_error(SN_ERR_FORMAT, "%s: %s", path, sn_last_error());
     static const char *const ikeys[] = {"num_classes", "input_size", "min_level", "max_level", "p2",
-                                        "head_convs", "head_filters", "anchor_size",
+                                        "head_convs", "head_filters",
                                         "endpoints_filters", "block_repeats"};
     int *idst[] = {&c->num_classes, &c->input_size, &c->min_level, &c->max_level, &c->p2,
-                   &c->head_convs, &c->head_filters, &c->anchor_size, &c->endpoints_filters,
+                   &c->head_convs, &c->head_filters, &c->endpoints_filters,
                    &c->block_repeats};
     for (unsigned i = 0; i < sizeof ikeys / sizeof *ikeys; i++)
         if ((st = meta_int(f, path, ikeys[i], idst[i])) != SN_OK) return st;
     if ((st = meta_float(f, path, "bn_eps", &c->bn_eps)) != SN_OK) return st;
+    if ((st = meta_float(f, path, "anchor_size", &c->anchor_size)) != SN_OK) return st;
     if ((st = meta_float(f, path, "filter_scale", &c->filter_scale)) != SN_OK) return st;
     if ((st = meta_float(f, path, "resample_alpha", &c->resample_alpha)) != SN_OK) return st;
     return SN_OK;

@@ -163,6 +163,9 @@ sn_status sn_config_validate(const sn_config *c) {
         !(c->bn_momentum >= 0.0f && c->bn_momentum < 1.0f))
         return sn_error(SN_ERR_INVALID_ARG, "drop_path_rate %g or bn_momentum %g outside [0, 1)",
                         (double)c->drop_path_rate, (double)c->bn_momentum);
+    if (c->head == SN_HEAD_RETINANET && !(c->anchor_size > 0.0f && c->anchor_size <= 64.0f))
+        return sn_error(SN_ERR_INVALID_ARG, "anchor size %g out of range (0, 64]",
+                        (double)c->anchor_size);
     if (c->input_size < 32 || c->input_size > 8192)
         return sn_error(SN_ERR_INVALID_ARG, "input size %d out of range", c->input_size);
     return SN_OK;

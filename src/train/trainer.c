@@ -12,6 +12,7 @@
 #include "core.h"
 #include "det_train.h"
 #include "model.h"
+#include "safetensors.h"
 #include "trainer.h"
 
 struct sn_trainer {
@@ -250,6 +251,59 @@ static int is_stat(const char *name) {
     return !sn_optim_is_trainable(name);
 }
 
+/* Copies the tensors of `path` whose name and shape match a model tensor (see init_path). */
+static sn_status init_from_file(sn_trainer *t, const char *path) {
+    sn_st_file f;
+    sn_status st = sn_st_read(path, &f);
+    if (st != SN_OK) return st;
+    const int np = sn_model_num_params(t->m);
+    int copied = 0, kept = 0, mismatched = 0;
+    const char *first_kept = NULL, *first_mismatch = NULL;
+    for (int i = 0; i < np; i++) {
+        sn_param p;
+        sn_model_param_at(t->m, i, &p);
+        const sn_st_tensor *src = sn_st_find(&f, p.name);
+        int same = src && src->ndim == p.ndim && src->count == p.count;
+        for (int d = 0; same && d < p.ndim; d++) same = src->shape[d] == p.shape[d];
+        if (same) {
+            memcpy(p.data, src->data, p.count * sizeof(float));
+            copied++;
+        } else if (src) {
+            if (!first_mismatch) first_mismatch = p.name;
+            mismatched++;
+        } else {
+            if (!first_kept) first_kept = p.name;
+            kept++;
+        }
+    }
+    if (copied == 0) {
+        st = sn_error(SN_ERR_INVALID_ARG,
+                      "%s: no tensor matches the model by name and shape (is it a SpineNet "
+                      "weight file of the same variant?)", path);
+        sn_st_free(&f);
+        return st;
+    }
+    sn_config mc = t->cfg.model;
+    sn_config_resolve(&mc);
+    const char *keys[] = {"model", "flavour", "activation"};
+    for (int k = 0; k < 3; k++) {
+        const char *v = sn_st_meta(&f, keys[k]);
+        const char *mine = k == 0   ? mc.model
+                           : k == 1 ? sn_flavour_name(mc.flavour)
+                                    : sn_act_name(mc.activation);
+        if (v && mine && strcmp(v, mine) != 0)
+            tlog(t, SN_LOG_WARN, "%s: %s is '%s' but this model's is '%s'", path, keys[k], v,
+                 mine);
+    }
+    tlog(t, SN_LOG_INFO,
+         "initialised %d of %d tensors from %s; %d not in the file keep their initialisation%s%s"
+         "%s%s", copied, np, path, kept + mismatched, first_kept ? " (first: " : "",
+         first_kept ? first_kept : "", first_kept ? ")" : "",
+         mismatched ? "; some differ in shape" : "");
+    sn_st_free(&f);
+    return SN_OK;
+}
+
 sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     if (!cfg || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_create: NULL argument");
     *out = NULL;
@@ -294,6 +348,9 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
                                        t->train_ds->num_classes)) != SN_OK)
         goto fail;
     if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) goto fail;
+    if (t->cfg.init_path[0] && !t->cfg.resume &&
+        (st = init_from_file(t, t->cfg.init_path)) != SN_OK)
+        goto fail;
 
     t->np = sn_model_num_params(t->m);
     t->grads = sn_calloc((size_t)t->np, sizeof *t->grads);

@@ -91,6 +91,10 @@ typedef struct {
                                    evaluation is also made at the end when enabled */
     int eval_batch;             /* 0: batch */
     int resume;                 /* 1: continue from out_dir/last.safetensors */
+    /* Start from the tensors of this safetensors file ("" = seeded initialisation): every
+     * tensor whose name and shape match one of the model's is copied (e.g. a classifier's
+     * backbone into a detector); the rest keep their initialisation. Unused when resuming. */
+    char init_path[SN_PATH_MAX];
     /* Called after each step; a nonzero return stops the run cleanly (last.safetensors is
      * written, sn_trainer_run returns SN_OK). May be NULL. */
     int (*progress)(void *user, const sn_train_progress *p);
