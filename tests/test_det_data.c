@@ -100,6 +100,17 @@ static void test_boxes_follow_pixels(void) {
     CHECK(bad == 0, "%d pixels disagree with their boxes", bad);
     CHECK(flips > 10 && crops > 10 && kept > 30, "too few flips/crops (%d, %d, %d)", flips, crops,
           kept);
+    /* hflip 0 (train --no-flip): the same plans, never mirrored. */
+    aug.hflip = 0;
+    int flips_off = 0;
+    for (int seed = 0; seed < 60; seed++) {
+        sn_rng r;
+        sn_rng_seed(&r, 1000 + (uint64_t)seed);
+        sn_det_xform xf;
+        CHECK_OK(sn_det_plan(H, W, S, 1, &aug, &r, &xf));
+        flips_off += xf.flip;
+    }
+    CHECK(flips_off == 0, "hflip 0: %d of 60 plans mirrored", flips_off);
     free(canvas);
     sn_image_free(&img);
 }

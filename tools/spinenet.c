@@ -44,7 +44,7 @@ typedef struct {
     const char *task, *ann, *eval_ann, *gt, *dets, *images, *init;
     double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area, scale_min, scale_max, score,
         anchor_size, bn_momentum;
-    int epochs, steps, warmup_steps, resume, skip_bad, checkpoint_every, eval_every;
+    int epochs, steps, warmup_steps, resume, skip_bad, no_flip, checkpoint_every, eval_every;
     int n_train, n_val, min_objects, max_objects;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, runs, batch, json, nofold,
         warmup, top, profile;
@@ -115,6 +115,7 @@ static void usage(FILE *f) {
             "       [--min-crop-area A (0.08: random crops keep A..1 of the image; 1: no cropping)]\n"
             "       [--checkpoint-every N (500)] [--eval-every N (0: each epoch; -1: never)]\n"
             "       [--skip-bad (leave out unreadable images)] [--resume (continue OUTDIR/last)]\n"
+            "       [--no-flip (no random horizontal mirroring; default: on)]\n"
             "       [--init FILE (start from the tensors of FILE that match by name and shape,\n"
             "        e.g. a classifier's backbone for a detector)]\n"
             "       [--bn-momentum M (the flavour's: garden 0.99, tpu 0.997, tpu classifier 0.9)]\n"
@@ -268,6 +269,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         if (strcmp(a, "--profile") == 0) { o->profile = 1; continue; }
         if (strcmp(a, "--resume") == 0) { o->resume = 1; continue; }
         if (strcmp(a, "--skip-bad") == 0) { o->skip_bad = 1; continue; }
+        if (strcmp(a, "--no-flip") == 0) { o->no_flip = 1; continue; }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
@@ -727,6 +729,7 @@ static int cmd_train(const opts *o) {
         tc.det_aug.scale_max = (float)o->scale_max;
     }
     tc.skip_bad = o->skip_bad;
+    if (o->no_flip) tc.aug.hflip = tc.det_aug.hflip = 0;
     tc.image_size = mo.size ? mo.size : tc.model.input_size;
     tc.batch = o->batch > 1 ? o->batch : det ? 8 : 32;
     tc.epochs = o->epochs;
