@@ -13,12 +13,17 @@ ann=$ct/annotations/instances_train2017.json
 [ -f "$ann" ] || { echo "coco_tiny_overfit.sh: $ann is missing (give the coco-tiny folder)" >&2; exit 1; }
 mkdir -p "$out"
 t0=$(date +%s)
-# No augmentation (no scale jitter, no flips): the same 80 pictures every epoch.
-"$sn" train --task detect --model spinenet-mobile-49s --act relu --bn-momentum 0.9 \
+# Hours on 2 cores: run the script again after an interruption and it continues from the last
+# checkpoint (--resume gives the same weights as an uninterrupted run).
+resume=()
+[ -f "$out/detector/last.safetensors" ] && resume=(--resume)
+# No augmentation (no scale jitter, no flips): the same 80 pictures every epoch, at 512 px so
+# that few objects fall below 8 px (5 %; 9 % at 384).
+"$sn" train --task detect --model spinenet-mobile-49xs --bn-momentum 0.9 \
   --data "$ct/train2017" --ann "$ann" --eval-data "$ct/train2017" --eval-ann "$ann" \
-  --size 384 --batch 8 --steps 1800 --eval-every 600 --lr 0.08 --warmup-steps 50 \
-  --warmup-lr 0.008 --clip 10 --scale-min 1 --scale-max 1 --no-flip --threads 2 --seed 1 \
-  -o "$out/detector"
+  --size 512 --batch 8 --steps 3000 --eval-every 500 --checkpoint-every 100 --lr 0.08 \
+  --warmup-steps 50 --warmup-lr 0.008 --clip 10 --scale-min 1 --scale-max 1 --no-flip \
+  --threads 2 --seed 1 -o "$out/detector" "${resume[@]}"
 echo "training $(( $(date +%s) - t0 )) s"
-"$sn" eval --task detect --weights "$out/detector/last.safetensors" --size 384 --threads 2 \
+"$sn" eval --task detect --weights "$out/detector/last.safetensors" --size 512 --threads 2 \
   --gt "$ann" --images "$ct/train2017" -o "$out/dets.json"
