@@ -46,7 +46,8 @@
  * matching level of the boxes is P3 55%, P4 25%, P5 19%, P6 0.7%, P7 none: a 256 px image
  * cannot hold an object that P7's 384..609 px anchors on its 2 x 2 grid match. P6 and P7 get
  * positives only with larger images (512 px with sizes up to 480: P6 17%, P7 3%) or smaller
- * anchors (anchor_size 1.5 at 256 px: P6 17%, P7 0.3%).
+ * anchors (anchor_size 1.5 at 256 px: P6 17%, P7 0.3%; but measured worse: anchors that small
+ * relative to their stride leave most objects with only the force-matched anchor).
  *
  * Output hygiene: the two JSON files of a previous run are removed before any image is
  * written, and each JSON is written to "<name>.tmp" and renamed only when complete, so a
