@@ -295,11 +295,14 @@ static sn_status init_from_file(sn_trainer *t, const char *path) {
             tlog(t, SN_LOG_WARN, "%s: %s is '%s' but this model's is '%s'", path, keys[k], v,
                  mine);
     }
-    tlog(t, SN_LOG_INFO,
-         "initialised %d of %d tensors from %s; %d not in the file keep their initialisation%s%s"
-         "%s%s", copied, np, path, kept + mismatched, first_kept ? " (first: " : "",
-         first_kept ? first_kept : "", first_kept ? ")" : "",
-         mismatched ? "; some differ in shape" : "");
+    char why[2 * SN_NAME_MAX + 600] = "";
+    if (first_kept)
+        snprintf(why, sizeof why, "; first not in the file: %.256s", first_kept);
+    if (first_mismatch)
+        snprintf(why + strlen(why), sizeof why - strlen(why), "; %d of another shape, first: %.256s",
+                 mismatched, first_mismatch);
+    tlog(t, SN_LOG_INFO, "initialised %d of %d tensors from %s; %d keep their initialisation%s",
+         copied, np, path, kept + mismatched, why);
     sn_st_free(&f);
     return SN_OK;
 }
