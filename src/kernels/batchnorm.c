@@ -4,6 +4,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Channels folded at a time: the per-channel factor lives on the stack, since this function has
  * no way to report an allocation failure. */
@@ -378,6 +379,10 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
     if (rows == 0 || c <= 0) return;
     if (!dx && !dgamma && !dbeta) return;
     const row_split rs = split_rows(rows, nthreads);
+    /* The derivatives with an exp (swish, sigmoid) or several compares cost more than a pass
+     * over memory: the first pass keeps g in dx and the second reads it back (same values, so
+     * the same bits) instead of computing it again. */
+    const int keep = dx && act != SN_ACT_NONE && act != SN_ACT_RELU;
     for (int c0 = 0; c0 < c; c0 += FCH) {
         const int cn = c - c0 < FCH ? c - c0 : FCH;
         float mu[FCH], is[FCH], mul[FCH], add[FCH];
@@ -400,6 +405,9 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
                 const size_t re = r + TROWS < r1 ? r + TROWS : r1;
                 size_t ld;
                 const float *gt = grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d, &ld);
+                if (keep)
+                    for (size_t i = r; i < re; i++)
+                        memcpy(dx + i * (size_t)c + c0, gt + (i - r) * ld, sizeof(float) * (size_t)cn);
                 float f1[FCH], f2[FCH];
                 for (int k = 0; k < cn; k++) f1[k] = f2[k] = 0.0f;
                 size_t j = 0;
@@ -438,8 +446,10 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
             float u[TROWS * FCH], d[TROWS * FCH];
             for (size_t r = r0; r < r1; r += TROWS) {
                 const size_t re = r + TROWS < r1 ? r + TROWS : r1;
-                size_t ld;
-                const float *gt = grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d, &ld);
+                size_t ld = (size_t)c;
+                const float *gt = keep ? dx + r * (size_t)c + c0
+                                       : grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u,
+                                                   d, &ld);
                 size_t j = 0;
                 for (size_t i = r; i < re; i++, j += ld) {
                     const float *xr = x + i * (size_t)c + c0;
