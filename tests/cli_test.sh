@@ -151,6 +151,7 @@ else
   echo "note: Fashion-MNIST not installed, detection CLI test skipped"
 fi
 expect_error "unknown --task" "$sn" train --task segment --data x -o "$tmp/x"
+expect_error "--bn-momentum needs a number" "$sn" train --data x -o "$tmp/x" --bn-momentum 0
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -251,7 +251,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         DBL("--scale-max", scale_max, 0.01, 10.0)
         DBL("--score", score, 0.0, 1.0)
         DBL("--anchor-size", anchor_size, 0.01, 64.0)
-        DBL("--bn-momentum", bn_momentum, 0.0, 0.9999)
+        DBL("--bn-momentum", bn_momentum, 0.0001, 0.9999)
 #undef DBL
         if (strcmp(a, "--seed") == 0) {
             char *end;
