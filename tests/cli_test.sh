@@ -124,11 +124,14 @@ PY
     && ok || bad "train --task detect --resume: $(tail -3 "$tmp/det2.out")"
   "$sn" train --task detect --model spinenet-mobile-49xs --data "$fd/train" \
     --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 1 \
-    --eval-every -1 --threads 2 --anchor-size 2.5 --bn-momentum 0.9 --no-flip \
+    --eval-every -1 --threads 2 --anchor-size 2.5 --bn-momentum 0.9 --no-flip --replicas 2 \
     --init "$tmp/det/last.safetensors" -o "$tmp/det_init" > "$tmp/det3.out" 2>&1 \
     && grep -q "initialised \([0-9]*\) of \1 tensors from $tmp/det/last.safetensors" "$tmp/det3.out" \
     && python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; assert json.loads(b[8:8+n])["__metadata__"]["anchor_size"]=="2.5"' "$tmp/det_init/last.safetensors" \
     && ok || bad "train --init --anchor-size: $(tail -3 "$tmp/det3.out")"
+  expect_error "--batch 3 cannot be split into 2 replicas" "$sn" train --task detect \
+    --data "$fd/train" --ann "$fd/annotations/instances_train.json" --size 128 --batch 3 \
+    --replicas 2 -o "$tmp/x"
   expect_error "nothere.safetensors" "$sn" train --task detect --data "$fd/train" \
     --ann "$fd/annotations/instances_train.json" --init "$tmp/nothere.safetensors" -o "$tmp/x"
   a=$("$sn" eval --task detect --weights "$tmp/det/last.safetensors" --gt "$fd/annotations/instances_val.json" \

@@ -27,6 +27,16 @@ struct sn_model {
     int fold;
     int profile; /* time each node of the inference graph (sn_model_set_profile) */
     char *class_names; /* newline-separated, or NULL */
+    /* Data-parallel training (sn_model_set_train_replicas, src/models/replicas.c): a training
+     * plan for batch B splits it into `replicas` equal parts, each run by one thread through its
+     * own graph (part 0 through `graph`, part r through rgraph[r - 1]) with the shared
+     * parameters; the parts' parameter gradients are summed into the caller's in a fixed order.
+     * Each part normalises its batch-norm with its own statistics (as the official multi-core
+     * training does without cross-replica batch-norm); only part 0 moves the moving statistics. */
+    int replicas;     /* 0 or 1: one graph, m->nthreads threads */
+    sn_graph *rgraph; /* replicas - 1 graphs while planned for training */
+    float **rgrad;    /* (replicas - 1) x num params gradient buffers, made on first use */
+    int rgrad_n;      /* entries of rgrad */
 };
 
 /* Family of a variant: mobile variants use mbconv blocks. */
@@ -53,5 +63,32 @@ sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *lab
                              float smoothing, uint64_t seed, double *loss, float *const *grads);
 /* Fill every parameter with its initialiser (spec 6.5, 7.1), seeded. */
 void sn_params_init(sn_paramtab *pt, uint64_t seed);
+
+/* ---- data-parallel training (src/models/replicas.c) ---- */
+#define SN_MAX_REPLICAS 16
+/* Split each training batch into r parts run side by side, one thread each (1: off, the
+ * default). Takes effect at the next sn_model_plan_train, whose batch r must divide. */
+sn_status sn_model_set_train_replicas(sn_model *m, int r);
+/* The number of parts of the current training plan (1 when not split). */
+int sn_model_train_parts(const sn_model *m);
+/* The graph of part r (0: m->graph). */
+sn_graph *sn_model_part_graph(sn_model *m, int r);
+/* Build (or free, when not split) the graphs of parts 1.. after m->graph was planned for
+ * training at the part's batch. */
+sn_status sn_model_plan_parts(sn_model *m, int part_batch, int height, int width);
+void sn_model_free_parts(sn_model *m);
+/* Run fn(m, r, user) for every part r at once, one thread per part, and return the first
+ * failing part's status with its message. grads (may be NULL): the caller's gradient buffers;
+ * *part_grads receives, for part r, the buffers that part accumulates into (grads itself for
+ * part 0, zeroed model-owned ones for the others), and after every part succeeded the others
+ * are added into grads, in part order. */
+typedef sn_status (*sn_part_fn)(sn_model *m, int r, float *const *grads, void *user);
+sn_status sn_model_run_parts(sn_model *m, float *const *grads, sn_part_fn fn, void *user);
+/* The batch of the training plan (all parts), 0 when not planned for training. */
+int sn_model_train_batch(const sn_model *m);
+/* Sample i's logits (classifier head) from the last training forward, whichever part ran it. */
+const float *sn_model_train_logits(sn_model *m, int i);
+/* The seed of part r's stochastic-depth masks (part 0 keeps the step's seed). */
+uint64_t sn_part_seed(uint64_t seed, int r);
 
 #endif

@@ -108,6 +108,8 @@ typedef struct {
     int folded;
     /* training */
     int training;
+    int keep_moving_stats; /* the training forward leaves the BN moving statistics alone (the
+                            * data-parallel replicas other than the first, sn_model.replicas) */
     float *grad_arena;
     size_t grad_floats;
     /* profiling (sn_model_set_profile): seconds spent in each node, summed over prof_runs */

@@ -100,7 +100,9 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
                 sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z,
                                            pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data,
                                            nd->bn_eps, bn_momentum, unbiased_running_var,
-                                           pt->t[nd->p_mean].data, pt->t[nd->p_var].data, nd->act,
+                                           g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
+                                           g->keep_moving_stats ? NULL : pt->t[nd->p_var].data,
+                                           nd->act,
                                            y, stats, stats + nd->c, g->nthreads);
             } else if (nd->act != SN_ACT_NONE) {
                 sn_act_f32(nd->act, count, z, y, g->nthreads);

@@ -92,16 +92,17 @@ sn_status sn_det_head_targets(sn_det_head *h, const sn_det_source *src, const vo
 }
 
 /* Graph nodes of the outputs class.L and box.L, levels ascending. */
-static sn_status head_nodes(const sn_model *m, const sn_det_head *h, int *cls, int *box) {
+static sn_status head_nodes(const sn_model *m, const sn_graph *g, const sn_det_head *h, int *cls,
+                            int *box) {
     const sn_config *c = sn_model_config(m);
     for (int l = 0; l < h->num_levels; l++) {
         char cn[32], bn[32];
         snprintf(cn, sizeof cn, "class.%d", c->min_level + l);
         snprintf(bn, sizeof bn, "box.%d", c->min_level + l);
         cls[l] = box[l] = -1;
-        for (int i = 0; i < m->graph.n; i++) {
-            if (strcmp(m->graph.nodes[i].out_name, cn) == 0) cls[l] = i;
-            if (strcmp(m->graph.nodes[i].out_name, bn) == 0) box[l] = i;
+        for (int i = 0; i < g->n; i++) {
+            if (strcmp(g->nodes[i].out_name, cn) == 0) cls[l] = i;
+            if (strcmp(g->nodes[i].out_name, bn) == 0) box[l] = i;
         }
         if (cls[l] < 0 || box[l] < 0)
             return sn_error(SN_ERR_NOT_FOUND, "the model has no outputs %s and %s", cn, bn);
@@ -109,36 +110,100 @@ static sn_status head_nodes(const sn_model *m, const sn_det_head *h, int *cls, i
     return SN_OK;
 }
 
-sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int n, uint64_t seed,
-                           sn_retinanet_loss_value *loss, float *const *grads) {
-    if (!m || !h || !images || !loss)
-        return sn_error(SN_ERR_INVALID_ARG, "sn_det_loss_grad: NULL argument");
-    if (!m->planned || !m->graph.training || m->graph.nodes[0].n != n || n > h->max_batch)
-        return sn_error(SN_ERR_STATE, "sn_det_loss_grad: plan the model for training with batch "
-                        "%d at %dx%d first", n, h->canvas, h->canvas);
-    sn_graph *g = &m->graph;
-    sn_status st = sn_graph_forward_train(g, &m->params, images, m->cfg.bn_momentum, 1, seed);
+typedef struct {
+    sn_det_head *h;
+    const float *images;
+    uint64_t seed;
+    int64_t total_pos; /* positive anchors of the whole batch */
+    sn_retinanet_loss_value lv[SN_MAX_REPLICAS];
+} det_job;
+
+/* One part of the batch (all of it when the model is not split): forward, the loss of its
+ * images, and the backward. The loss divides by the part's positives + 1; the gradients and
+ * values are rescaled to the whole batch's positives + 1, so that the parts add up to the loss
+ * of spec §7.5 over the whole batch (only batch-norm statistics differ from one graph). */
+static sn_status det_part(sn_model *m, int r, float *const *grads, void *user) {
+    det_job *j = user;
+    sn_det_head *h = j->h;
+    sn_graph *g = sn_model_part_graph(m, r);
+    const int per = g->nodes[0].n;
+    const size_t in_elems = (size_t)g->nodes[0].h * g->nodes[0].w * g->nodes[0].c;
+    sn_status st = sn_graph_forward_train(g, &m->params, j->images + (size_t)r * per * in_elems,
+                                          m->cfg.bn_momentum, 1, sn_part_seed(j->seed, r));
     if (st != SN_OK) return st;
     int cls[SN_DET_MAX_LEVELS], box[SN_DET_MAX_LEVELS];
-    if ((st = head_nodes(m, h, cls, box)) != SN_OK) return st;
+    if ((st = head_nodes(m, g, h, cls, box)) != SN_OK) return st;
     const float *co[SN_DET_MAX_LEVELS], *bo[SN_DET_MAX_LEVELS];
+    float *dc[SN_DET_MAX_LEVELS], *db[SN_DET_MAX_LEVELS];
     for (int l = 0; l < h->num_levels; l++) {
         co[l] = sn_graph_data(g, cls[l]);
         bo[l] = sn_graph_data(g, box[l]);
+        const size_t px = (size_t)r * per * h->layout.level_h[l] * h->layout.level_w[l] *
+                          SN_ANCHORS_PER_LOCATION;
+        dc[l] = h->dcls[l] + px * (size_t)h->num_classes;
+        db[l] = h->dbox[l] + px * 4;
     }
-    st = sn_retinanet_loss(&h->layout, n, h->num_classes, co, bo, h->cls_targets, h->box_targets,
-                           NULL, g->nthreads, grads ? h->dcls : NULL, grads ? h->dbox : NULL,
-                           loss);
-    if (st != SN_OK || !grads || !isfinite(loss->total)) return st;
+    const size_t count = (size_t)h->layout.count;
+    sn_retinanet_loss_value *lv = &j->lv[r];
+    st = sn_retinanet_loss(&h->layout, per, h->num_classes, co, bo,
+                           h->cls_targets + (size_t)r * per * count,
+                           h->box_targets + (size_t)r * per * count * 4, NULL, g->nthreads,
+                           grads ? dc : NULL, grads ? db : NULL, lv);
+    if (st != SN_OK) return st;
+    if (sn_model_train_parts(m) > 1) {
+        const double s = (double)(lv->num_positives + 1) / (double)(j->total_pos + 1);
+        lv->total *= s;
+        lv->cls *= s;
+        lv->box *= s;
+        if (grads)
+            for (int l = 0; l < h->num_levels; l++) {
+                const size_t px = (size_t)per * h->layout.level_h[l] * h->layout.level_w[l] *
+                                  SN_ANCHORS_PER_LOCATION;
+                const float fs = (float)s;
+                for (size_t e = 0; e < px * (size_t)h->num_classes; e++) dc[l][e] *= fs;
+                for (size_t e = 0; e < px * 4; e++) db[l][e] *= fs;
+            }
+    }
+    if (!grads || !isfinite(lv->total)) return SN_OK;
     int nodes[2 * SN_DET_MAX_LEVELS];
     const float *douts[2 * SN_DET_MAX_LEVELS];
     for (int l = 0; l < h->num_levels; l++) {
         nodes[2 * l] = cls[l];
-        douts[2 * l] = h->dcls[l];
+        douts[2 * l] = dc[l];
         nodes[2 * l + 1] = box[l];
-        douts[2 * l + 1] = h->dbox[l];
+        douts[2 * l + 1] = db[l];
     }
     return sn_graph_backward_multi(g, &m->params, 2 * h->num_levels, nodes, douts, grads);
+}
+
+sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int n, uint64_t seed,
+                           sn_retinanet_loss_value *loss, float *const *grads) {
+    if (!m || !h || !images || !loss)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_det_loss_grad: NULL argument");
+    if (!m->planned || !m->graph.training || sn_model_train_batch(m) != n || n > h->max_batch)
+        return sn_error(SN_ERR_STATE, "sn_det_loss_grad: plan the model for training with batch "
+                        "%d at %dx%d first", n, h->canvas, h->canvas);
+    det_job j;
+    memset(&j, 0, sizeof j);
+    j.h = h;
+    j.images = images;
+    j.seed = seed;
+    const int parts = sn_model_train_parts(m);
+    if (parts > 1) {
+        /* The whole batch's positives, for the common normaliser. */
+        const size_t all = (size_t)n * (size_t)h->layout.count;
+        for (size_t a = 0; a < all; a++) j.total_pos += h->cls_targets[a] > 0;
+    }
+    sn_status st = sn_model_run_parts(m, grads, det_part, &j);
+    if (st != SN_OK) return st;
+    *loss = j.lv[0];
+    for (int r = 1; r < parts; r++) {
+        loss->total += j.lv[r].total;
+        loss->cls += j.lv[r].cls;
+        loss->box += j.lv[r].box;
+        loss->num_positives += j.lv[r].num_positives;
+    }
+    return SN_OK;
 }
 
 sn_status sn_det_detect(const sn_model *m, const sn_det_head *h, const sn_det_params *p,

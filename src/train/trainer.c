@@ -351,6 +351,14 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
                                        t->train_ds->num_classes)) != SN_OK)
         goto fail;
     if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) goto fail;
+    if (t->cfg.replicas > 1) {
+        if (t->cfg.batch % t->cfg.replicas != 0) {
+            st = sn_error(SN_ERR_INVALID_ARG, "batch %d cannot be split into %d replicas: use a "
+                          "multiple of %d", t->cfg.batch, t->cfg.replicas, t->cfg.replicas);
+            goto fail;
+        }
+        if ((st = sn_model_set_train_replicas(t->m, t->cfg.replicas)) != SN_OK) goto fail;
+    }
     if (t->cfg.init_path[0] && !t->cfg.resume &&
         (st = init_from_file(t, t->cfg.init_path)) != SN_OK)
         goto fail;
@@ -601,13 +609,13 @@ sn_status sn_trainer_run(sn_trainer *t) {
                             "checkpoint written, the last good one is kept", t->step + 1,
                             sn_last_error(), norm);
         /* Training accuracy from the logits this forward left in the graph. */
-        sn_output o;
         int hits = 0;
-        if (!det && sn_model_output(t->m, "logits", &o) == SN_OK)
+        if (!det)
             for (int i = 0; i < b.n; i++) {
-                const float *z = o.data + (size_t)i * (size_t)o.c;
+                const float *z = sn_model_train_logits(t->m, i);
+                const int nc = c->model.num_classes;
                 int pred = 0;
-                for (int k = 1; k < o.c; k++)
+                for (int k = 1; k < nc; k++)
                     if (z[k] > z[pred]) pred = k;
                 hits += pred == b.labels[i];
             }
