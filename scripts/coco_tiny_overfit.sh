@@ -17,13 +17,16 @@ t0=$(date +%s)
 # checkpoint (--resume gives the same weights as an uninterrupted run).
 resume=()
 [ -f "$out/detector/last.safetensors" ] && resume=(--resume)
-# No augmentation (no scale jitter, no flips): the same 80 pictures every epoch, at 512 px so
-# that few objects fall below 8 px (5 %; 9 % at 384).
+# No augmentation (no scale jitter, no flips): the same 80 pictures every epoch, at 640 px, the
+# photos' own size, so that small objects keep their pixels (a 4-photo memorisation run reached
+# AP50 0.83 in 200 epochs at 640 px and 0.59 at 384). Batch 4, one graph: splitting it in
+# --replicas halves batch-norm's statistics and learned much worse here (AP50 0.33).
+# 6000 steps = 300 epochs, about 3.5 h on 2 cores.
 "$sn" train --task detect --model spinenet-mobile-49xs --bn-momentum 0.9 \
   --data "$ct/train2017" --ann "$ann" --eval-data "$ct/train2017" --eval-ann "$ann" \
-  --size 512 --batch 8 --steps 3000 --eval-every 500 --checkpoint-every 100 --lr 0.08 \
+  --size 640 --batch 4 --steps 6000 --eval-every 1000 --checkpoint-every 100 --lr 0.08 \
   --warmup-steps 50 --warmup-lr 0.008 --clip 10 --scale-min 1 --scale-max 1 --no-flip \
   --threads 2 --seed 1 -o "$out/detector" "${resume[@]}"
 echo "training $(( $(date +%s) - t0 )) s"
-"$sn" eval --task detect --weights "$out/detector/last.safetensors" --size 512 --threads 2 \
+"$sn" eval --task detect --weights "$out/detector/last.safetensors" --size 640 --threads 2 \
   --gt "$ann" --images "$ct/train2017" -o "$out/dets.json"
