@@ -1,7 +1,7 @@
 /* Data-parallel training inside one process (see sn_model.replicas in model.h).
  *
  * Why: the kernels split each op over the threads, and a small model's ops are too small for
- * that to pay: Mobile-49XS detection training at 256 px ran 1.55x faster on 2 threads than on
+ * that to pay: Mobile-49XS detection training at 256 px ran 1.5-1.7x faster on 2 threads than on
  * 1, while two single-threaded runs side by side ran 2x. Giving each thread its own part of the
  * batch, through its own graph, turns the second case into one training run. */
 #include <stdio.h>

@@ -86,9 +86,10 @@ typedef struct {
     int threads;                /* kernels; fix it for reproducible runs */
     /* > 1: data-parallel training steps (sn_model_set_train_replicas): each batch is split into
      * this many equal parts, each run by one thread (`threads` then serves evaluation only).
-     * Each part normalises with its own batch-norm statistics, so results depend on it; a
-     * resumed run should use the same value. Faster for small models, whose ops are too small
-     * to split well (Mobile-49XS detection, 256 px: 1.36x at 2). 0 or 1: off. */
+     * Each part normalises with its own batch-norm statistics, so results depend on it (and
+     * parts of 2 images learned much worse in a measured memorisation run); a resumed run
+     * should use the same value. Faster for small models, whose ops are too small to split
+     * well (Mobile-49XS at 2 threads: 1.16x, docs/performance.md). 0 or 1: off. */
     int replicas;
     uint64_t seed;              /* weights init, loader, stochastic depth */
     char out_dir[SN_PATH_MAX];  /* "" = write no checkpoints */
