@@ -12,6 +12,7 @@
 #include "core.h"
 #include "det_train.h"
 #include "golden_fill.h"
+#include "model_util.h"
 #include "model.h"
 #include "spinenet.h"
 #include "test.h"
@@ -34,60 +35,21 @@ static int net_make(net *t, sn_head head, int classes, int replicas, int batch, 
     if (sn_model_set_train_replicas(t->m, replicas) != SN_OK) return -1;
     if (sn_model_plan_train(t->m, batch, size, size) != SN_OK) return -1;
     t->np = sn_model_num_params(t->m);
-    t->g = calloc((size_t)t->np, sizeof *t->g);
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        t->g[i] = calloc(p.count, sizeof(float));
-    }
+    t->g = tm_grads_new(t->m);
     return 0;
 }
 
 static void net_free(net *t) {
-    for (int i = 0; i < t->np; i++) free(t->g[i]);
-    free(t->g);
+    tm_buffers_free(t->m, t->g);
     sn_model_free(t->m);
 }
 
-static void net_zero(net *t) {
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        memset(t->g[i], 0, p.count * sizeof(float));
-    }
-}
-
-/* A copy of every parameter (the moving statistics move in each training forward). */
-static float **params_save(net *t) {
-    float **s = calloc((size_t)t->np, sizeof *s);
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        s[i] = malloc(p.count * sizeof(float));
-        memcpy(s[i], p.data, p.count * sizeof(float));
-    }
-    return s;
-}
-
-static void params_restore(net *t, float **s) {
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        memcpy(p.data, s[i], p.count * sizeof(float));
-    }
-}
-
-static void params_free(net *t, float **s) {
-    for (int i = 0; i < t->np; i++) free(s[i]);
-    free(s);
-}
-
+/* A copy of the current gradients. */
 static float **grads_copy(net *t) {
-    float **s = calloc((size_t)t->np, sizeof *s);
+    float **s = tm_grads_new(t->m);
     for (int i = 0; i < t->np; i++) {
         sn_param p;
         sn_model_param_at(t->m, i, &p);
-        s[i] = malloc(p.count * sizeof(float));
         memcpy(s[i], t->g[i], p.count * sizeof(float));
     }
     return s;
@@ -112,17 +74,17 @@ static void test_classifier(void) {
     float *x = malloc(4 * per * sizeof *x);
     sn_hash_fill(x, 4 * per, "replica-input", 3, -1, 1);
     const int32_t labels[4] = {1, 4, 0, 2};
-    float **start = params_save(&a);
+    float **start = tm_params_copy(a.m);
 
     double la = 0.0, la2 = 0.0, l0 = 0.0, l1 = 0.0;
     CHECK_OK(sn_model_loss_grad(a.m, x, labels, 0.1f, 7, &la, a.g));
     float **ga = grads_copy(&a);
-    float **after_a = params_save(&a);
+    float **after_a = tm_params_copy(a.m);
     float logits_a[4][8] = {{0}};
     for (int i = 0; i < 4; i++) memcpy(logits_a[i], sn_model_train_logits(a.m, i), classes * sizeof(float));
     /* The same call again, from the same parameters: the same bits. */
-    params_restore(&a, start);
-    net_zero(&a);
+    tm_params_set(a.m, start);
+    tm_buffers_zero(a.m, a.g);
     CHECK_OK(sn_model_loss_grad(a.m, x, labels, 0.1f, 7, &la2, a.g));
     int same = la2 == la;
     for (int i = 0; i < a.np; i++) {
@@ -133,14 +95,14 @@ static void test_classifier(void) {
     CHECK(same, "two identical split passes differ");
 
     /* The halves through one graph each. */
-    params_restore(&b, start);
+    tm_params_set(b.m, start);
     CHECK_OK(sn_model_loss_grad(b.m, x, labels, 0.1f, 7, &l0, b.g));
     float **g0 = grads_copy(&b);
-    float **after_b = params_save(&b);
+    float **after_b = tm_params_copy(b.m);
     float logits_b[4][8] = {{0}};
     for (int i = 0; i < 2; i++) memcpy(logits_b[i], sn_model_train_logits(b.m, i), classes * sizeof(float));
-    params_restore(&b, start);
-    net_zero(&b);
+    tm_params_set(b.m, start);
+    tm_buffers_zero(b.m, b.g);
     CHECK_OK(sn_model_loss_grad(b.m, x + 2 * per, labels + 2, 0.1f, sn_part_seed(7, 1), &l1, b.g));
     for (int i = 0; i < 2; i++)
         memcpy(logits_b[2 + i], sn_model_train_logits(b.m, i), classes * sizeof(float));
@@ -177,12 +139,11 @@ static void test_classifier(void) {
     CHECK(sn_model_set_train_replicas(a.m, SN_MAX_REPLICAS + 1) == SN_ERR_INVALID_ARG,
           "too many replicas accepted");
 
-    for (int i = 0; i < a.np; i++) free(g0[i]);
-    free(g0);
-    params_free(&a, ga);
-    params_free(&a, start);
-    params_free(&a, after_a);
-    params_free(&b, after_b);
+    tm_buffers_free(a.m, g0);
+    tm_buffers_free(a.m, ga);
+    tm_buffers_free(a.m, start);
+    tm_buffers_free(a.m, after_a);
+    tm_buffers_free(b.m, after_b);
     free(x);
     net_free(&a);
     net_free(&b);
@@ -220,19 +181,19 @@ static void test_detector(void) {
     const size_t per = (size_t)size * size * 3;
     float *x = malloc(2 * per * sizeof *x);
     sn_hash_fill(x, 2 * per, "replica-det", 5, -1, 1);
-    float **start = params_save(&a);
+    float **start = tm_params_copy(a.m);
 
     const int64_t p0 = label_image(&ha, 0, 0), p1 = label_image(&ha, 1, 1);
     sn_retinanet_loss_value la, l0, l1;
     CHECK_OK(sn_det_loss_grad(a.m, &ha, x, 2, 9, &la, a.g));
     float **ga = grads_copy(&a);
 
-    params_restore(&b, start);
+    tm_params_set(b.m, start);
     label_image(&hb, 0, 0);
     CHECK_OK(sn_det_loss_grad(b.m, &hb, x, 1, 9, &l0, b.g));
     float **g0 = grads_copy(&b);
-    params_restore(&b, start);
-    net_zero(&b);
+    tm_params_set(b.m, start);
+    tm_buffers_zero(b.m, b.g);
     label_image(&hb, 0, 1);
     CHECK_OK(sn_det_loss_grad(b.m, &hb, x + per, 1, sn_part_seed(9, 1), &l1, b.g));
 
@@ -284,10 +245,9 @@ static void test_detector(void) {
 
     sn_det_head_free(&ha);
     sn_det_head_free(&hb);
-    for (int i = 0; i < a.np; i++) free(g0[i]);
-    free(g0);
-    params_free(&a, ga);
-    params_free(&a, start);
+    tm_buffers_free(a.m, g0);
+    tm_buffers_free(a.m, ga);
+    tm_buffers_free(a.m, start);
     free(x);
     net_free(&a);
     net_free(&b);

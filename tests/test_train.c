@@ -9,6 +9,7 @@
 #include "core.h"
 #include "model.h"
 #include "golden_fill.h"
+#include "model_util.h"
 #include "spinenet.h"
 #include "test.h"
 
@@ -33,50 +34,24 @@ static int setup(trainer *t, const char *model, sn_flavour fl, sn_act act, float
     sn_model_set_threads(t->m, threads);
     if (sn_model_plan_train(t->m, n, size, size) != SN_OK) return -1;
     t->np = sn_model_num_params(t->m);
-    t->grads = calloc((size_t)t->np, sizeof *t->grads);
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        t->grads[i] = calloc(p.count, sizeof(float));
-    }
+    t->grads = tm_grads_new(t->m);
     return 0;
 }
 
 static void teardown(trainer *t) {
-    for (int i = 0; i < t->np; i++) free(t->grads[i]);
-    free(t->grads);
+    tm_buffers_free(t->m, t->grads);
     sn_model_free(t->m);
 }
 
-static void zero_grads(trainer *t) {
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        memset(t->grads[i], 0, p.count * sizeof(float));
-    }
-}
+static void zero_grads(trainer *t) { tm_buffers_zero(t->m, t->grads); }
 
 /* A copy of every parameter, and its restoration (and release): a training forward moves the
  * BN moving statistics, which the finite differences must not see. */
-static float **save_params(trainer *t) {
-    float **saved = calloc((size_t)t->np, sizeof *saved);
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        saved[i] = malloc(p.count * sizeof(float));
-        memcpy(saved[i], p.data, p.count * sizeof(float));
-    }
-    return saved;
-}
+static float **save_params(trainer *t) { return tm_params_copy(t->m); }
 
 static void restore_params(trainer *t, float **saved) {
-    for (int i = 0; i < t->np; i++) {
-        sn_param p;
-        sn_model_param_at(t->m, i, &p);
-        memcpy(p.data, saved[i], p.count * sizeof(float));
-        free(saved[i]);
-    }
-    free(saved);
+    tm_params_set(t->m, saved);
+    tm_buffers_free(t->m, saved);
 }
 
 /* Loss only, with the moving statistics restored afterwards (the forward updates them). */
@@ -236,14 +211,8 @@ static void test_detection_backward(void) {
     sn_model_set_threads(t.m, 2);
     CHECK_OK(sn_model_plan_train(t.m, n, size, size));
     t.np = sn_model_num_params(t.m);
-    t.grads = calloc((size_t)t.np, sizeof *t.grads);
-    float **g2 = calloc((size_t)t.np, sizeof *g2);
-    for (int i = 0; i < t.np; i++) {
-        sn_param p;
-        sn_model_param_at(t.m, i, &p);
-        t.grads[i] = calloc(p.count, sizeof(float));
-        g2[i] = calloc(p.count, sizeof(float));
-    }
+    t.grads = tm_grads_new(t.m);
+    float **g2 = tm_grads_new(t.m);
     const size_t count = (size_t)n * size * size * 3;
     float *x = malloc(count * sizeof *x);
     sn_hash_fill(x, count, "input", 6, -1, 1);
@@ -337,8 +306,7 @@ static void test_detection_backward(void) {
           "only %d tensors (%d head) had a resolvable gradient", checked, head_checked);
     CHECK(bad == 0, "%d detection gradients disagree with finite differences", bad);
     for (int j = 0; j < DET_OUTS; j++) free(w[j]);
-    for (int i = 0; i < t.np; i++) free(g2[i]);
-    free(g2);
+    tm_buffers_free(t.m, g2);
     free(x);
     teardown(&t);
 }
