@@ -138,6 +138,17 @@ static void test_classifier(void) {
     CHECK(sn_model_set_train_replicas(a.m, 0) == SN_ERR_INVALID_ARG, "0 replicas accepted");
     CHECK(sn_model_set_train_replicas(a.m, SN_MAX_REPLICAS + 1) == SN_ERR_INVALID_ARG,
           "too many replicas accepted");
+    /* Another split of a planned model needs a new plan; then it trains as one graph. */
+    CHECK_OK(sn_model_plan_train(a.m, 4, size, size));
+    CHECK_OK(sn_model_set_train_replicas(a.m, 1));
+    double l1g = 0.0;
+    CHECK(sn_model_loss_grad(a.m, x, labels, 0.1f, 7, &l1g, NULL) == SN_ERR_STATE,
+          "a changed split trained on the old plan");
+    CHECK_OK(sn_model_plan_train(a.m, 4, size, size));
+    CHECK(sn_model_train_parts(a.m) == 1 && sn_model_train_batch(a.m) == 4, "parts %d batch %d",
+          sn_model_train_parts(a.m), sn_model_train_batch(a.m));
+    CHECK_OK(sn_model_loss_grad(a.m, x, labels, 0.1f, 7, &l1g, NULL));
+    CHECK(isfinite(l1g) && l1g != la, "one graph over 4 images: loss %g (split: %g)", l1g, la);
 
     tm_buffers_free(a.m, g0);
     tm_buffers_free(a.m, ga);

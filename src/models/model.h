@@ -33,9 +33,10 @@ struct sn_model {
      * parameters; the parts' parameter gradients are summed into the caller's in a fixed order.
      * Each part normalises its batch-norm with its own statistics (as the official multi-core
      * training does without cross-replica batch-norm); only part 0 moves the moving statistics. */
-    int replicas;     /* 0 or 1: one graph, m->nthreads threads */
-    sn_graph *rgraph; /* replicas - 1 graphs while planned for training */
-    float **rgrad;    /* (replicas - 1) x num params gradient buffers, made on first use */
+    int replicas;     /* 0 or 1: one graph, m->nthreads threads (the next training plan) */
+    int parts;        /* parts of the current training plan (0 when none is split) */
+    sn_graph *rgraph; /* parts - 1 graphs */
+    float **rgrad;    /* (parts - 1) x num params gradient buffers, made on first use */
     int rgrad_n;      /* entries of rgrad */
 };
 

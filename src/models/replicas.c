@@ -18,26 +18,30 @@ sn_status sn_model_set_train_replicas(sn_model *m, int r) {
     if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_set_train_replicas: NULL model");
     if (r < 1 || r > SN_MAX_REPLICAS)
         return sn_error(SN_ERR_INVALID_ARG, "replicas %d: expected 1 .. %d", r, SN_MAX_REPLICAS);
+    if (r != (m->replicas > 1 ? m->replicas : 1) && m->planned && m->graph.training) {
+        /* The graphs of the old split no longer fit: plan again before training. */
+        sn_model_free_parts(m);
+        m->planned = 0;
+    }
     m->replicas = r;
     return SN_OK;
 }
 
-int sn_model_train_parts(const sn_model *m) {
-    return m && m->rgraph && m->replicas > 1 ? m->replicas : 1;
-}
+int sn_model_train_parts(const sn_model *m) { return m && m->parts > 1 ? m->parts : 1; }
 
 sn_graph *sn_model_part_graph(sn_model *m, int r) { return r == 0 ? &m->graph : &m->rgraph[r - 1]; }
 
 void sn_model_free_parts(sn_model *m) {
     if (!m) return;
     if (m->rgraph)
-        for (int r = 1; r < m->replicas; r++) sn_graph_free(&m->rgraph[r - 1]);
+        for (int r = 1; r < m->parts; r++) sn_graph_free(&m->rgraph[r - 1]);
     sn_free(m->rgraph);
     m->rgraph = NULL;
     for (int i = 0; i < m->rgrad_n; i++) sn_free(m->rgrad[i]);
     sn_free(m->rgrad);
     m->rgrad = NULL;
     m->rgrad_n = 0;
+    m->parts = 0;
 }
 
 sn_status sn_model_plan_parts(sn_model *m, int part_batch, int height, int width) {
@@ -47,7 +51,8 @@ sn_status sn_model_plan_parts(sn_model *m, int part_batch, int height, int width
     m->graph.nthreads = 1;
     m->rgraph = sn_calloc((size_t)(m->replicas - 1), sizeof *m->rgraph);
     if (!m->rgraph) return SN_ERR_OOM;
-    for (int r = 1; r < m->replicas; r++) {
+    m->parts = m->replicas;
+    for (int r = 1; r < m->parts; r++) {
         sn_graph *g = &m->rgraph[r - 1];
         sn_status st = sn_build_graph(m, part_batch, height, width, 0, g);
         if (st == SN_OK) st = sn_graph_plan_train(g);
@@ -68,7 +73,7 @@ uint64_t sn_part_seed(uint64_t seed, int r) {
 /* view[(r - 1) * np + i]: part r's zeroed buffer for parameter i where the caller wants that
  * gradient (grads[i] != NULL), else NULL. The buffers are the model's, kept across calls. */
 static sn_status part_grads(sn_model *m, float *const *grads, float **view) {
-    const int np = m->params.n, parts = m->replicas;
+    const int np = m->params.n, parts = m->parts;
     if (!m->rgrad) {
         m->rgrad = sn_calloc((size_t)(parts - 1) * (size_t)np, sizeof *m->rgrad);
         if (!m->rgrad) return SN_ERR_OOM;
