@@ -351,14 +351,10 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
                                        t->train_ds->num_classes)) != SN_OK)
         goto fail;
     if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) goto fail;
-    if (t->cfg.replicas > 1) {
-        if (t->cfg.batch % t->cfg.replicas != 0) {
-            st = sn_error(SN_ERR_INVALID_ARG, "batch %d cannot be split into %d replicas: use a "
-                          "multiple of %d", t->cfg.batch, t->cfg.replicas, t->cfg.replicas);
-            goto fail;
-        }
-        if ((st = sn_model_set_train_replicas(t->m, t->cfg.replicas)) != SN_OK) goto fail;
-    }
+    /* A batch the parts cannot split is refused by the training plan below. */
+    if (t->cfg.replicas > 1 &&
+        (st = sn_model_set_train_replicas(t->m, t->cfg.replicas)) != SN_OK)
+        goto fail;
     if (t->cfg.init_path[0] && !t->cfg.resume &&
         (st = init_from_file(t, t->cfg.init_path)) != SN_OK)
         goto fail;
