@@ -643,13 +643,87 @@ static void on_sigint(int sig) {
 typedef struct {
     int tty;
     double last_print;
+    FILE *csv;           /* OUTDIR/train_log.csv, one row per step (NULL: not written) */
+    const char *csv_path;
 } progress_state;
+
+/* The training log: a header, then one row per step. loss is the mean of the last
+ * SN_TRAIN_WINDOW batches; an empty field was not measured at that step (the eval columns
+ * outside evaluations, train_top1 for detectors, the loss parts for classifiers). */
+static void csv_row(progress_state *ps, const sn_train_progress *p) {
+    if (!ps->csv) return;
+    char f[6][32] = {"", "", "", "", "", ""};
+    const int det = isnan(p->accuracy);
+    if (det) {
+        snprintf(f[0], sizeof f[0], "%.6g", p->loss_cls);
+        snprintf(f[1], sizeof f[1], "%.6g", p->loss_box);
+    } else {
+        snprintf(f[2], sizeof f[2], "%.6g", p->accuracy);
+    }
+    if (p->evaluated) {
+        snprintf(f[3], sizeof f[3], "%.6g", p->eval_top1);
+        snprintf(f[4], sizeof f[4], "%.6g", p->eval_top5);
+    }
+    int bad = fprintf(ps->csv, "%lld,%lld,%.6g,%.6g,%s,%s,%s,%.4g,%s,%s\n", (long long)p->step,
+                      (long long)p->epoch + 1, p->lr, p->loss, f[0], f[1], f[2], p->images_per_s,
+                      f[3], f[4]) < 0;
+    if (!bad && (p->evaluated || p->step >= p->total_steps)) bad = fflush(ps->csv) != 0;
+    if (bad) {
+        fprintf(stderr, "spinenet: warning: %s: cannot write the training log (%s); training "
+                "goes on without it\n", ps->csv_path, strerror(errno));
+        fclose(ps->csv);
+        ps->csv = NULL;
+    }
+}
+
+/* Opens OUTDIR/train_log.csv: a new file for a new run; when resuming from step `step`, the
+ * rows up to that step are kept (later ones belong to steps that will be trained again). */
+static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
+    char *keep = NULL;
+    size_t nkeep = 0;
+    if (resume) {
+        FILE *in = fopen(path, "rb");
+        if (in) {
+            char line[512];
+            size_t cap = 0;
+            int first = 1;
+            while (fgets(line, sizeof line, in)) {
+                long long s = 0;
+                if (!first && (sscanf(line, "%lld,", &s) != 1 || s > step)) continue;
+                first = 0;
+                size_t n = strlen(line);
+                if (nkeep + n + 1 > cap) {
+                    cap = 2 * (nkeep + n + 1) + 4096;
+                    char *k = realloc(keep, cap);
+                    if (!k) {
+                        free(keep);
+                        fclose(in);
+                        return NULL;
+                    }
+                    keep = k;
+                }
+                memcpy(keep + nkeep, line, n + 1);
+                nkeep += n;
+            }
+            fclose(in);
+        }
+    }
+    FILE *f = fopen(path, "wb");
+    if (f && nkeep) fwrite(keep, 1, nkeep, f);
+    else if (f)
+        fprintf(f, "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,%s\n",
+                det ? "eval_AP,eval_AP50" : "eval_top1,eval_top5");
+    free(keep);
+    if (f) fflush(f);
+    return f;
+}
 
 static double now_s(void);
 
 /* One line per report: redrawn in place on a terminal, plain lines every few seconds otherwise. */
 static int on_progress(void *user, const sn_train_progress *p) {
     progress_state *ps = user;
+    csv_row(ps, p);
     double t = now_s();
     int final = p->step >= p->total_steps;
     if (p->evaluated || final || g_stop || t - ps->last_print >= (ps->tty ? 0.2 : 10.0)) {
@@ -765,15 +839,23 @@ static int cmd_train(const opts *o) {
     tc.eval_every = o->eval_every;
     tc.resume = o->resume;
     if (o->init && copy_path(tc.init_path, sizeof tc.init_path, o->init, "--init")) return 1;
-    progress_state ps = {isatty(STDOUT_FILENO), 0};
+    progress_state ps = {isatty(STDOUT_FILENO), 0, NULL, NULL};
     tc.progress = on_progress;
     tc.log = on_log;
     tc.user = &ps;
     signal(SIGINT, on_sigint);
     sn_trainer *t = NULL;
     if (sn_trainer_create(&tc, &t) != SN_OK) return fail_status();
+    char csv_path[SN_PATH_MAX + 16];
+    snprintf(csv_path, sizeof csv_path, "%s/train_log.csv", o->out);
+    ps.csv_path = csv_path;
+    ps.csv = csv_open(csv_path, det, o->resume, sn_trainer_step(t));
+    if (!ps.csv)
+        fprintf(stderr, "spinenet: warning: %s: cannot write the training log (%s); training "
+                "goes on without it\n", csv_path, strerror(errno));
     double t0 = now_s();
     sn_status st = sn_trainer_run(t);
+    if (ps.csv) fclose(ps.csv);
     if (st != SN_OK) {
         fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
         sn_trainer_free(t);
