@@ -553,6 +553,55 @@ static void test_real(void) {
     sn_fashion_det_source_free(&src);
 }
 
+/* Fashion-MNIST as an image folder: the files, their classes and their pixels. */
+static void test_export(const char *fm) {
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/fm_png/sub", g_tmp);
+    int written = -1;
+    /* Items 95..104 of a 100-item split: 95..99 exist, labels i % 10 = 5..9. */
+    CHECK_OK(sn_fashion_mnist_export(fm, 0, 95, 10, dir, &written));
+    CHECK(written == 5, "export wrote %d files, want 5", written);
+    sn_fashion_det_source src;
+    CHECK_OK(sn_fashion_det_source_load(fm, 0, &src));
+    sn_dataset *ds = NULL;
+    CHECK_OK(sn_folder_open(dir, NULL, &ds, NULL));
+    if (ds) {
+        CHECK(ds->count == 5 && ds->num_classes == 5, "folder: %d images, %d classes", ds->count,
+              ds->num_classes);
+        const char *want[5] = {"Ankle_boot", "Bag", "Sandal", "Shirt", "Sneaker"}; /* byte order */
+        const int label_of[5] = {9, 8, 5, 6, 7};
+        for (int k = 0; k < ds->num_classes && k < 5; k++)
+            CHECK(strcmp(ds->class_names[k], want[k]) == 0, "class %d is '%s', want '%s'", k,
+                  ds->class_names[k], want[k]);
+        for (int i = 0; i < ds->count; i++) {
+            sn_image img = {0};
+            int label = -1;
+            CHECK_OK(sn_dataset_get(ds, i, &img, &label));
+            if (label < 0 || label >= 5 || !img.pixels) continue;
+            /* One item per class: the item is 95 + (its Fashion-MNIST label - 5). */
+            const int item = 95 + label_of[label] - 5;
+            int diff = img.width != 28 || img.height != 28;
+            for (int y = 0; !diff && y < 28; y++)
+                for (int x = 0; x < 28; x++)
+                    for (int c = 0; c < img.channels; c++)
+                        diff |= img.pixels[(y * 28 + x) * img.channels + c] !=
+                                src.pixels[(size_t)item * 784 + y * 28 + x];
+            CHECK(!diff, "exported item %d differs from the IDX pixels", item);
+            sn_image_free(&img);
+        }
+        sn_dataset_free(ds);
+    }
+    char p[500];
+    snprintf(p, sizeof p, "%s/Ankle_boot/t10k-00099.png", dir);
+    CHECK(exists(p), "%s missing", p);
+    sn_fashion_det_source_free(&src);
+    /* A missing Fashion-MNIST folder is named. */
+    snprintf(p, sizeof p, "%s/no_such_dir", g_tmp);
+    CHECK(sn_fashion_mnist_export(p, 0, 0, 3, dir, &written) != SN_OK && written == 0 &&
+              has(sn_last_error(), "no_such_dir"),
+          "missing source: %s", sn_last_error());
+}
+
 int main(void) {
     double t0 = now_s();
     const char *base = getenv("TMPDIR");
@@ -568,6 +617,7 @@ int main(void) {
     write_fake_split(fm, "t10k", 100);
     test_generate(fm);
     test_errors(fm);
+    test_export(fm);
     test_real();
     t_rm_tree(g_tmp);
     printf("test_fashion_det: %.2f s\n", now_s() - t0);

@@ -889,3 +889,37 @@ done:
     }
     return st;
 }
+
+/* ---- Fashion-MNIST as PNG files ----------------------------------------------------------- */
+
+sn_status sn_fashion_mnist_export(const char *fmnist_dir, int train, int first, int count,
+                                  const char *out_dir, int *written) {
+    if (written) *written = 0;
+    if (!fmnist_dir || !out_dir || first < 0 || count < 0)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_fashion_mnist_export: bad arguments");
+    sn_fashion_det_source src;
+    sn_status st = sn_fashion_det_source_load(fmnist_dir, train, &src);
+    if (st != SN_OK) return st;
+    if ((st = make_dirs(out_dir)) != SN_OK) goto done;
+    const int end = first + count < src.count ? first + count : src.count;
+    for (int i = first; i < end; i++) {
+        char cls[32], path[4400];
+        snprintf(cls, sizeof cls, "%s", sn_fashion_det_class_names[src.labels[i]]);
+        for (char *c = cls; *c; c++)
+            if (*c == '/' || *c == ' ') *c = '_';
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", out_dir, cls) >= sizeof path) {
+            st = sn_error(SN_ERR_INVALID_ARG, "%s: path too long", out_dir);
+            goto done;
+        }
+        if ((st = make_dir(path)) != SN_OK) goto done;
+        snprintf(path + strlen(path), sizeof path - strlen(path), "/%s-%05d.png",
+                 train ? "train" : "t10k", i);
+        const size_t n = (size_t)src.rows * (size_t)src.cols;
+        sn_image img = {src.pixels + (size_t)i * n, src.cols, src.rows, 1};
+        if ((st = sn_image_save_png(&img, path)) != SN_OK) goto done;
+        if (written) (*written)++;
+    }
+done:
+    sn_fashion_det_source_free(&src);
+    return st;
+}

@@ -138,4 +138,13 @@ void sn_fashion_det_scene_free(sn_fashion_det_scene *scene);
 /* The Fashion-MNIST class names, index = category id - 1. */
 extern const char *const sn_fashion_det_class_names[10];
 
+/* Fashion-MNIST as an image folder: writes items first .. first + count - 1 of a split (train
+ * != 0: "train", else "t10k") from `fmnist_dir` as grayscale PNGs
+ * out_dir/<class>/<split>-<index>.png, creating the folders (parents too). The folder names are
+ * the class names made file-safe ("T-shirt_top", "Ankle_boot"), so the result is a dataset
+ * `spinenet train/eval --data DIR` reads, and images `spinenet classify` takes. Items past the
+ * end of the split are not written; *written (may be NULL) gets how many were. */
+sn_status sn_fashion_mnist_export(const char *fmnist_dir, int train, int first, int count,
+                                  const char *out_dir, int *written);
+
 #endif
