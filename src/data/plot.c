@@ -1,0 +1,450 @@
+/* Training-curve plots (plot.h): a small reader for train_log.csv and a three-panel line chart
+ * drawn with the rectangles and 5x7 font of draw.h. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "draw.h"
+#include "plot.h"
+
+#define MAX_SERIES 12 /* per panel; eval columns beyond this are left out */
+#define INSET 4       /* pixels between the frame and the plotted range */
+
+static const uint8_t k_palette[][3] = {{31, 119, 180},  {255, 127, 14},  {44, 160, 44},
+                                       {214, 39, 40},   {148, 103, 189}, {140, 86, 75},
+                                       {227, 119, 194}, {23, 190, 207}};
+static const uint8_t k_text[3] = {20, 20, 20}, k_frame[3] = {90, 90, 90},
+                     k_grid[3] = {228, 228, 228}, k_faint[3] = {150, 150, 150};
+
+void sn_plot_colour(int k, uint8_t rgb[3]) {
+    const int n = (int)(sizeof k_palette / sizeof k_palette[0]);
+    memcpy(rgb, k_palette[((k % n) + n) % n], 3);
+}
+
+/* ---- The log ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *text;   /* the whole file, NUL-terminated; the names point into it */
+    char **names; /* [ncols] */
+    double *v;    /* [nrows][ncols]; NAN where the field is empty */
+    int ncols, nrows;
+} csv_log;
+
+static void log_free(csv_log *lg) {
+    sn_free(lg->text);
+    sn_free(lg->names);
+    sn_free(lg->v);
+    memset(lg, 0, sizeof *lg);
+}
+
+static sn_status read_file(const char *path, char **out) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return sn_error(SN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    char *buf = NULL;
+    sn_status st = SN_OK;
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0)
+        st = sn_error(SN_ERR_IO, "%s: cannot read", path);
+    else if ((buf = sn_alloc((size_t)size + 1)) == NULL)
+        st = SN_ERR_OOM;
+    else if (fread(buf, 1, (size_t)size, f) != (size_t)size || ferror(f))
+        st = sn_error(SN_ERR_IO, "%s: read error", path);
+    fclose(f);
+    if (st != SN_OK) {
+        sn_free(buf);
+        return st;
+    }
+    buf[size] = 0;
+    *out = buf;
+    return SN_OK;
+}
+
+/* Cut the next line out of *p (NUL-terminating it, CR dropped); NULL at the end. */
+static char *next_line(char **p) {
+    if (!**p) return NULL;
+    char *line = *p, *nl = strchr(line, '\n');
+    *p = nl ? nl + 1 : line + strlen(line);
+    if (nl) *nl = 0;
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\r') line[n - 1] = 0;
+    return line;
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+    return s;
+}
+
+/* Split a line at commas in place; stores at most `max` trimmed fields, returns the count. */
+static int split(char *line, char **f, int max) {
+    int n = 0;
+    for (char *p = line;; n++) {
+        char *c = strchr(p, ',');
+        if (c) *c = 0;
+        if (n < max) f[n] = trim(p);
+        if (!c) return n + 1;
+        p = c + 1;
+    }
+}
+
+static sn_status parse_log(const char *path, csv_log *lg) {
+    memset(lg, 0, sizeof *lg);
+    sn_status st = read_file(path, &lg->text);
+    if (st != SN_OK) return st;
+    char *p = lg->text, *line, **fields = NULL;
+    if (!strncmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* a UTF-8 byte-order mark */
+    int max_rows = 1, lineno = 0;
+    for (const char *q = p; *q; q++) max_rows += *q == '\n';
+    while ((line = next_line(&p)) != NULL && (lineno++, !*trim(line))) {}
+    if (!line) {
+        st = sn_error(SN_ERR_FORMAT, "%s: empty file (no header line)", path);
+        goto fail;
+    }
+    lg->ncols = 1;
+    for (const char *q = line; *q; q++) lg->ncols += *q == ',';
+    if (!(lg->names = sn_alloc(sizeof(char *) * (size_t)lg->ncols)) ||
+        !(fields = sn_alloc(sizeof(char *) * (size_t)lg->ncols)) ||
+        !(lg->v = sn_alloc(sizeof(double) * (size_t)lg->ncols * (size_t)max_rows))) {
+        st = SN_ERR_OOM;
+        goto fail;
+    }
+    split(line, lg->names, lg->ncols);
+    int step_col = -1;
+    for (int c = 0; c < lg->ncols; c++)
+        if (!strcmp(lg->names[c], "step")) step_col = c;
+    if (step_col < 0) {
+        st = sn_error(SN_ERR_FORMAT, "%s:%d: no 'step' column in the header", path, lineno);
+        goto fail;
+    }
+    while ((line = next_line(&p)) != NULL) {
+        lineno++;
+        if (!*trim(line)) continue; /* blank lines (a trailing one, say) are skipped */
+        const int n = split(line, fields, lg->ncols);
+        if (n != lg->ncols) {
+            st = sn_error(SN_ERR_FORMAT, "%s:%d: %d fields, but the header has %d", path, lineno, n,
+                          lg->ncols);
+            goto fail;
+        }
+        double *row = lg->v + (size_t)lg->nrows * lg->ncols;
+        for (int c = 0; c < n; c++) {
+            char *end = NULL;
+            row[c] = *fields[c] ? strtod(fields[c], &end) : NAN; /* accepts nan and inf too */
+            if (*fields[c] && (end == fields[c] || *end)) {
+                st = sn_error(SN_ERR_FORMAT, "%s:%d: column '%s': '%s' is not a number", path,
+                              lineno, lg->names[c], fields[c]);
+                goto fail;
+            }
+        }
+        lg->nrows++;
+    }
+    sn_free(fields);
+    return SN_OK;
+fail:
+    sn_free(fields);
+    log_free(lg);
+    return st;
+}
+
+/* ---- Axes ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    double lo, hi, step; /* ticks at lo, lo + step, ..., hi */
+    int log;             /* values are log10; labels show 10^t */
+} axis;
+
+/* [lo, hi] padded by `pad` of its length (but not below 0 when lo >= 0, nor above `top` when
+ * hi <= top: percentages stay within 0 .. 100), then widened to multiples of the largest step
+ * of 1, 2 or 5 x 10^k that leaves at most 5 intervals (4-6 ticks, mostly). */
+static axis nice_axis(double lo, double hi, double pad, double top) {
+    if (!(hi - lo > 1e-9 * fmax(fabs(lo), fabs(hi)))) { /* one value: a band around it */
+        const double d = lo != 0 ? fabs(lo) * 0.1 : 1;
+        lo -= d, hi += d;
+    }
+    const double r = hi - lo;
+    lo = lo >= 0 && lo - pad * r < 0 ? 0 : lo - pad * r;
+    hi = hi <= top && hi + pad * r > top ? top : hi + pad * r;
+    const double mag = pow(10, floor(log10(r / 6)));
+    static const double m[] = {1, 2, 5, 10, 20, 50, 100};
+    axis a = {lo, hi, hi - lo, 0};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        const double s = m[i] * mag, a0 = floor(lo / s + 1e-9), a1 = ceil(hi / s - 1e-9);
+        if (a1 - a0 <= 5) {
+            a.lo = a0 * s, a.hi = a1 * s, a.step = s;
+            break;
+        }
+    }
+    return a;
+}
+
+/* Decades around [lo, hi] (already log10), one tick per decade or per two beyond six. */
+static axis log_axis(double lo, double hi) {
+    axis a = {floor(lo), ceil(hi), 1, 1};
+    if (a.hi <= a.lo) a.hi = a.lo + 1;
+    a.step = ceil((a.hi - a.lo) / 6);
+    a.hi = a.lo + a.step * ceil((a.hi - a.lo) / a.step);
+    return a;
+}
+
+static void tick_label(char *buf, size_t cap, const axis *a, double t) {
+    if (a->log)
+        t = pow(10, t);
+    else if (fabs(t) < a->step * 1e-9)
+        t = 0; /* not -1.4e-17 */
+    snprintf(buf, cap, "%g", t);
+}
+
+/* The index of the last tick; 0 for an axis that went wrong. */
+static int last_tick(const axis *a) {
+    const double n = (a->hi - a->lo) / a->step;
+    return n >= 0 && n <= 100 ? (int)lround(n) : 0;
+}
+
+static int map(double v, double lo, double hi, int p0, int p1) {
+    double p = p0 + (v - lo) / (hi - lo) * (p1 - p0);
+    return (int)lround(p > -1e6 ? (p < 1e6 ? p : 1e6) : -1e6); /* NaN too */
+}
+
+/* ---- Drawing ------------------------------------------------------------------------------- */
+
+/* Fill [x0, x1) x [y0, y1) clipped to the inside of the frame fr (x0, y0, x1, y1 inclusive). */
+static void fill_in(sn_image *img, const int fr[4], int x0, int y0, int x1, int y1,
+                    const uint8_t rgb[3]) {
+    sn_draw_fill(img, x0 > fr[0] + 1 ? x0 : fr[0] + 1, y0 > fr[1] + 1 ? y0 : fr[1] + 1,
+                 x1 < fr[2] ? x1 : fr[2], y1 < fr[3] ? y1 : fr[3], rgb);
+}
+
+/* A 2-pixel-wide line (Bresenham, a 2x2 brush), clipped to the plot area. */
+static void draw_line(sn_image *img, const int fr[4], int xa, int ya, int xb, int yb,
+                      const uint8_t rgb[3]) {
+    const int dx = abs(xb - xa), sx = xa < xb ? 1 : -1, dy = -abs(yb - ya), sy = ya < yb ? 1 : -1;
+    for (int err = dx + dy;;) {
+        fill_in(img, fr, xa, ya, xa + 2, ya + 2, rgb);
+        if (xa == xb && ya == yb) break;
+        const int e2 = 2 * err;
+        if (e2 >= dy) err += dy, xa += sx;
+        if (e2 <= dx) err += dx, ya += sy;
+    }
+}
+
+/* What one panel shows: columns of the log, each with its colour and legend label. */
+typedef struct {
+    const char *title;
+    int col[MAX_SERIES], colour[MAX_SERIES];
+    const char *label[MAX_SERIES];
+    int n;
+    double scale; /* 100 for fractions shown as percentages */
+    double top;   /* the largest value that makes sense (100 %), or INFINITY */
+    int allow_log, markers, legend;
+} panel_def;
+
+/* The value drawn for row r of column c: scaled, log10 on a log axis; NAN when not plottable
+ * (beyond 1e300 counts as infinite: the axis arithmetic would overflow). */
+static double value(const csv_log *lg, int step_col, int r, int c, const panel_def *d, int logy) {
+    const double *row = lg->v + (size_t)r * lg->ncols;
+    const double v = row[c] * d->scale;
+    if (!(fabs(row[step_col]) < 1e300 && fabs(v) < 1e300) || (logy && v <= 0)) return NAN;
+    return logy ? log10(v) : v;
+}
+
+/* Add column c (if present, c >= 0, and with a value to plot) to the panel as colour k. */
+static void add_series(panel_def *d, const csv_log *lg, int step_col, int c, int k,
+                       const char *label) {
+    if (c < 0 || d->n == MAX_SERIES) return;
+    for (int r = 0; r < lg->nrows; r++)
+        if (isfinite(value(lg, step_col, r, c, d, 0))) {
+            d->col[d->n] = c, d->colour[d->n] = k, d->label[d->n++] = label;
+            return;
+        }
+}
+
+static int find_col(const csv_log *lg, const char *name) {
+    for (int c = 0; c < lg->ncols; c++)
+        if (!strcmp(lg->names[c], name)) return c;
+    return -1;
+}
+
+/* One panel inside the band [top, top + h): title, legend, grid, ticks, series, frame. */
+static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const panel_def *d,
+                       const axis *ax, int top, int h, int s, sn_plot_panel *pn) {
+    const int ch = 7 * s, cw = 6 * s;
+    /* The frame; the axis ranges map a few pixels inside it, so that nothing sits on it. */
+    const int fr[4] = {8 * cw + 4 * s, top + ch + 4 * s, img->width - 1 - 3 * cw,
+                       top + h - ch - 4 * s};
+    pn->x0 = fr[0] + INSET, pn->y0 = fr[1] + INSET, pn->x1 = fr[2] - INSET, pn->y1 = fr[3] - INSET;
+    pn->xmin = ax->lo, pn->xmax = ax->hi, pn->n_series = d->n;
+    /* The y range over every series of the panel, on a log axis past two decades. */
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < d->n; i++)
+        for (int r = 0; r < lg->nrows; r++) {
+            const double v = value(lg, step_col, r, d->col[i], d, 0);
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+    const int logy = d->allow_log && d->n && lo > 0 && hi > 100 * lo;
+    const axis ay = logy ? log_axis(log10(lo), log10(hi))
+                         : nice_axis(d->n ? lo : 0, d->n ? hi : 1, 0.04, d->top);
+    pn->ymin = ay.lo, pn->ymax = ay.hi, pn->log_y = logy;
+    char buf[64];
+    for (int i = 0; i <= last_tick(&ay); i++) {
+        const double t = ay.lo + i * ay.step;
+        const int y = map(t, ay.lo, ay.hi, pn->y1, pn->y0);
+        sn_draw_fill(img, fr[0], y, fr[2], y + 1, k_grid);
+        tick_label(buf, sizeof buf, &ay, t);
+        sn_draw_text(img, fr[0] - 2 * s - sn_draw_text_width(buf, s), y - ch / 2, buf, s, k_text);
+    }
+    for (int i = 0; i <= last_tick(ax); i++) {
+        const double t = ax->lo + i * ax->step;
+        const int x = map(t, ax->lo, ax->hi, pn->x0, pn->x1);
+        sn_draw_fill(img, x, fr[1], x + 1, fr[3], k_grid);
+        tick_label(buf, sizeof buf, ax, t);
+        sn_draw_text(img, x - sn_draw_text_width(buf, s) / 2, fr[3] + 3 * s, buf, s, k_text);
+    }
+    /* Lines join consecutive plottable points, across rows where the column is empty. */
+    for (int pass = 0; pass < 1 + d->markers; pass++)
+        for (int i = 0; i < d->n; i++) {
+            uint8_t rgb[3];
+            sn_plot_colour(d->colour[i], rgb);
+            int px = 0, py = 0, have = 0;
+            for (int r = 0; r < lg->nrows; r++) {
+                const double v = value(lg, step_col, r, d->col[i], d, logy);
+                if (!isfinite(v)) continue;
+                const int x =
+                    map(lg->v[(size_t)r * lg->ncols + step_col], ax->lo, ax->hi, pn->x0, pn->x1);
+                const int y = map(v, ay.lo, ay.hi, pn->y1, pn->y0);
+                if (pass)
+                    fill_in(img, fr, x - 3, y - 3, x + 4, y + 4, rgb); /* a 7x7 marker */
+                else if (have)
+                    draw_line(img, fr, px, py, x, y, rgb);
+                else
+                    fill_in(img, fr, x - 1, y - 1, x + 2, y + 2, rgb); /* seen if it is alone */
+                px = x, py = y, have = 1;
+            }
+        }
+    if (!d->n) {
+        const char *msg = "no data";
+        sn_draw_text(img, (pn->x0 + pn->x1 - sn_draw_text_width(msg, s)) / 2,
+                     (pn->y0 + pn->y1 - ch) / 2, msg, s, k_faint);
+    }
+    sn_draw_box(img, fr[0], fr[1], fr[2], fr[3], 1, k_frame);
+    snprintf(buf, sizeof buf, "%s%s", d->title, logy ? " (log scale)" : "");
+    sn_draw_text(img, fr[0], top + s, buf, s, k_text);
+    if (!d->legend || !d->n) return;
+    /* Legend on the title line, right-aligned: a colour swatch, then the name, per series. */
+    int w = 0;
+    for (int i = 0; i < d->n; i++)
+        w += 3 * cw + sn_draw_text_width(d->label[i], s) + (i ? 2 * cw : 0);
+    int x = fr[2] - w;
+    for (int i = 0; i < d->n; i++) {
+        uint8_t rgb[3];
+        sn_plot_colour(d->colour[i], rgb);
+        sn_draw_fill(img, x, top + s + ch / 2 - s, x + 2 * cw, top + 2 * s + ch / 2, rgb);
+        x += 3 * cw;
+        x += sn_draw_text(img, x, top + s, d->label[i], s, k_text) + 2 * cw;
+    }
+}
+
+/* ---- The figure ---------------------------------------------------------------------------- */
+
+sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_image *out,
+                         sn_plot_layout *layout) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!csv_path || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_render: NULL argument");
+    const int W = opt && opt->width > 0 ? opt->width : 960;
+    const int H = opt && opt->height > 0 ? opt->height : 900;
+    if (W < 200 || H < 200 || W > 8192 || H > 8192)
+        return sn_error(SN_ERR_INVALID_ARG, "plot size %dx%d: each side must be 200 .. 8192", W, H);
+    csv_log lg;
+    sn_status st = parse_log(csv_path, &lg);
+    if (st != SN_OK) return st;
+    const int step_col = find_col(&lg, "step");
+    panel_def d[3] = {
+        {.title = "loss", .scale = 1, .top = INFINITY, .allow_log = 1},
+        {.title = "learning rate", .scale = 1, .top = INFINITY, .allow_log = 1},
+        {.title = "validation (%)", .scale = 100, .top = 100, .markers = 1, .legend = 1}};
+    add_series(&d[0], &lg, step_col, find_col(&lg, "loss"), 0, "loss");
+    add_series(&d[0], &lg, step_col, find_col(&lg, "loss_cls"), 1, "loss_cls");
+    add_series(&d[0], &lg, step_col, find_col(&lg, "loss_box"), 2, "loss_box");
+    d[0].legend = d[0].n > 1;
+    add_series(&d[1], &lg, step_col, find_col(&lg, "lr"), 0, "lr");
+    for (int c = 0, k = 0; c < lg.ncols; c++)
+        if (!strncmp(lg.names[c], "eval_", 5))
+            add_series(&d[2], &lg, step_col, c, k++, lg.names[c] + 5);
+    if (d[0].n + d[1].n + d[2].n == 0) {
+        log_free(&lg);
+        return sn_error(SN_ERR_FORMAT,
+                        "%s: no rows to plot (no step with a loss, lr or eval_* value)", csv_path);
+    }
+    if ((st = sn_image_alloc(out, W, H, 3)) != SN_OK) {
+        log_free(&lg);
+        return st;
+    }
+    memset(out->pixels, 255, (size_t)W * H * 3);
+    /* The step axis, shared: every row with a step counts, plotted or not. */
+    double lo = INFINITY, hi = -INFINITY;
+    for (int r = 0; r < lg.nrows; r++) {
+        const double v = lg.v[(size_t)r * lg.ncols + step_col];
+        if (fabs(v) < 1e300 && v < lo) lo = v; /* the limit of value() */
+        if (fabs(v) < 1e300 && v > hi) hi = v;
+    }
+    const axis ax = nice_axis(lo, hi, 0, INFINITY);
+    /* Text at scale 2 on a full-size figure, 1 on a small one; a title line on top, the axis
+     * label at the bottom, three equal bands between. */
+    const int s = W >= 640 && H >= 600 ? 2 : 1, ch = 7 * s;
+    const int head = ch + 6 * s, foot = ch + 6 * s, band = (H - head - foot) / 3;
+    const char *slash = strrchr(csv_path, '/');
+    const char *title = opt && opt->title ? opt->title : slash ? slash + 1 : csv_path;
+    sn_draw_text(out, (W - sn_draw_text_width(title, s)) / 2, 3 * s, title, s, k_text);
+    sn_plot_layout lay;
+    for (int i = 0; i < 3; i++)
+        draw_panel(out, &lg, step_col, &d[i], &ax, head + i * band, band, s, &lay.panel[i]);
+    const sn_plot_panel *b = &lay.panel[2];
+    sn_draw_text(out, (b->x0 + b->x1 - sn_draw_text_width("step", s)) / 2, H - foot + 2 * s, "step",
+                 s, k_text);
+    if (layout) *layout = lay;
+    log_free(&lg);
+    return SN_OK;
+}
+
+/* Encode, write to path.tmp and rename, so that a viewer never sees half a file. */
+static sn_status save_png_atomic(const sn_image *img, const char *path) {
+    uint8_t *png = NULL;
+    size_t size = 0, n = strlen(path) + 5;
+    sn_status st = sn_image_encode_png(img, &png, &size);
+    if (st != SN_OK) return st;
+    char *tmp = sn_alloc(n);
+    if (!tmp) {
+        sn_free(png);
+        return SN_ERR_OOM;
+    }
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        st = sn_error(SN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    } else {
+        const size_t wrote = fwrite(png, 1, size, f);
+        if (fclose(f) != 0 || wrote != size)
+            st = sn_error(SN_ERR_IO, "%s: write error", tmp);
+        else if (rename(tmp, path) != 0)
+            st = sn_error(SN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        if (st != SN_OK) remove(tmp);
+    }
+    sn_free(tmp);
+    sn_free(png);
+    return st;
+}
+
+sn_status sn_plot_train_log(const char *csv_path, const char *png_path,
+                            const sn_plot_options *opt) {
+    if (!png_path) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_train_log: NULL output path");
+    sn_image img;
+    sn_status st = sn_plot_render(csv_path, opt, &img, NULL);
+    if (st == SN_OK) st = save_png_atomic(&img, png_path);
+    sn_image_free(&img);
+    return st;
+}

@@ -1,0 +1,54 @@
+/* Training curves for `spinenet plot`: reads the CSV log written by `spinenet train`
+ * (OUTDIR/train_log.csv) and draws one PNG with three panels sharing the step axis:
+ *   0  loss, with loss_cls / loss_box as extra lines when the log has them (log scale when the
+ *      values span more than two decades),
+ *   1  learning rate,
+ *   2  the validation metrics, every eval_* column, as percentages (points joined by lines).
+ *
+ * The log: a header line naming the columns (found by name, any order; `step` is required),
+ * then one row per logged step with the same number of comma-separated fields. An empty field
+ * means "not measured"; nan / inf are accepted and left out of the plot. CRLF line ends and a
+ * missing final newline are fine. Errors (sn_last_error) name the file and the line. */
+#ifndef SN_PLOT_H
+#define SN_PLOT_H
+
+#include <stdint.h>
+
+#include "data.h"
+
+typedef struct {
+    int width, height; /* pixels; 0: 960 x 900 */
+    const char *title; /* NULL: the CSV's file name */
+} sn_plot_options;
+
+/* Draw the log at csv_path into png_path (RGB; written to png_path.tmp, then renamed).
+ * opt may be NULL. */
+sn_status sn_plot_train_log(const char *csv_path, const char *png_path, const sn_plot_options *opt);
+
+/* Where a panel was drawn, for tests and callers that annotate the figure. A value v at step s
+ * is at x = x0 + (s - xmin) / (xmax - xmin) * (x1 - x0) and
+ *         y = y1 - (t - ymin) / (ymax - ymin) * (y1 - y0), rounded to nearest,
+ * with t = v (x 100 in the eval panel), or log10(v) when log_y. */
+typedef struct {
+    int x0, y0, x1, y1; /* where the axis ranges map, in pixels; the frame is drawn 4 pixels
+                           outside, and the lines are clipped to it */
+    double xmin, xmax;  /* steps at x0 and x1 */
+    double ymin, ymax;  /* values at y1 (bottom) and y0 (top), as t above */
+    int log_y;
+    int n_series; /* lines drawn; 0: the panel says "no data" */
+} sn_plot_panel;
+
+typedef struct {
+    sn_plot_panel panel[3]; /* loss, learning rate, eval */
+} sn_plot_layout;
+
+/* The same drawing into *out (sn_image_alloc'ed, RGB; free with sn_image_free); layout may be
+ * NULL. On failure *out is zeroed. */
+sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_image *out,
+                         sn_plot_layout *layout);
+
+/* Colour of series k within its panel, in the order loss, loss_cls, loss_box / lr / the eval_*
+ * columns in header order. Text, frame and grid use greys, none of these colours. */
+void sn_plot_colour(int k, uint8_t rgb[3]);
+
+#endif
