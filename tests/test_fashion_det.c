@@ -595,6 +595,14 @@ static void test_export(const char *fm) {
     snprintf(p, sizeof p, "%s/Ankle_boot/t10k-00099.png", dir);
     CHECK(exists(p), "%s missing", p);
     sn_fashion_det_source_free(&src);
+    /* An output path through a file is refused, naming it. */
+    snprintf(p, sizeof p, "%s/a_file", g_tmp);
+    FILE *f = fopen(p, "w");
+    if (f) fclose(f);
+    snprintf(p, sizeof p, "%s/a_file/sub", g_tmp);
+    CHECK(sn_fashion_mnist_export(fm, 0, 0, 3, p, &written) != SN_OK && written == 0 &&
+              has(sn_last_error(), "a_file: cannot create the directory: a file of that name"),
+          "output through a file: %s", sn_last_error());
     /* A missing Fashion-MNIST folder is named. */
     snprintf(p, sizeof p, "%s/no_such_dir", g_tmp);
     CHECK(sn_fashion_mnist_export(p, 0, 0, 3, dir, &written) != SN_OK && written == 0 &&

@@ -1,11 +1,13 @@
 /* Error messages, allocation, threads and seeded random numbers. */
 #include "core.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef _OPENMP
@@ -185,4 +187,31 @@ void sn_tame_openmp_spinning(char **argv) {
     if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
     execv("/proc/self/exe", argv);
     /* Not re-executed (no /proc): carry on with the default policy. */
+}
+
+/* ---- Directories -------------------------------------------------------------------------- */
+
+static sn_status make_dir(const char *path) {
+    if (mkdir(path, 0777) == 0) return SN_OK;
+    int e = errno;
+    struct stat sb;
+    if (e == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return SN_OK;
+    return sn_error(SN_ERR_IO, "%s: cannot create the directory: %s", path,
+                    e == EEXIST ? "a file of that name exists" : strerror(e));
+}
+
+sn_status sn_make_dirs(const char *path) {
+    char buf[4096];
+    size_t n = path ? strlen(path) : 0;
+    if (n == 0 || n >= sizeof buf)
+        return sn_error(SN_ERR_INVALID_ARG, "bad directory name '%s'", path ? path : "(null)");
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i < n; i++)
+        if (buf[i] == '/' && buf[i - 1] != '/') {
+            buf[i] = 0;
+            sn_status st = make_dir(buf);
+            buf[i] = '/';
+            if (st != SN_OK) return st;
+        }
+    return make_dir(buf);
 }

@@ -53,6 +53,10 @@ void sn_scratch_release(void);
 /* Number of threads to use for a request (<= 0: all available cores). */
 int sn_resolve_threads(int requested);
 
+/* mkdir -p: creates `path` and its missing parents; an existing directory is fine. Errors name
+ * the path and the reason (SN_ERR_IO), e.g. a file of that name. */
+sn_status sn_make_dirs(const char *path);
+
 /* Deterministic hash-based fill (the contract shared with tests/golden/gen_golden.py):
  * key = fnv1a64(name) ^ seed; for flat index i:
  *   z = key + (i + 1) * 0x9E3779B97F4A7C15; splitmix64 finaliser on z;

@@ -614,32 +614,6 @@ fail:
 
 /* ---- Output ------------------------------------------------------------------------------- */
 
-static sn_status make_dir(const char *path) {
-    if (mkdir(path, 0777) == 0) return SN_OK;
-    int e = errno;
-    struct stat sb;
-    if (e == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return SN_OK;
-    return sn_error(SN_ERR_IO, "%s: cannot create the output directory: %s", path,
-                    e == EEXIST ? "a file of that name exists" : strerror(e));
-}
-
-/* mkdir -p */
-static sn_status make_dirs(const char *path) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return sn_error(SN_ERR_INVALID_ARG, "fashion-det: bad output directory '%s'", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i < n; i++)
-        if (buf[i] == '/' && buf[i - 1] != '/') {
-            buf[i] = 0;
-            sn_status st = make_dir(buf);
-            buf[i] = '/';
-            if (st != SN_OK) return st;
-        }
-    return make_dir(buf);
-}
-
 typedef struct {
     int cat, x, y, w, h;
 } box_rec;
@@ -832,7 +806,7 @@ sn_status sn_fashion_det_make(const char *out_dir, const sn_fashion_det_options 
             goto done;
 
     char path[4200];
-    if ((st = make_dirs(out_dir)) != SN_OK) goto done;
+    if ((st = sn_make_dirs(out_dir)) != SN_OK) goto done;
     if (access(out_dir, W_OK) != 0) {
         st = sn_error(SN_ERR_IO, "%s: the output directory is not writable: %s", out_dir,
                       strerror(errno));
@@ -841,7 +815,7 @@ sn_status sn_fashion_det_make(const char *out_dir, const sn_fashion_det_options 
     static const char *const subdirs[3] = {"train", "val", "annotations"};
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", out_dir, subdirs[i]);
-        if ((st = make_dir(path)) != SN_OK) goto done;
+        if ((st = sn_make_dirs(path)) != SN_OK) goto done;
     }
     /* a JSON file of an earlier run would describe images about to be replaced */
     for (int s = 0; s < 2; s++) {
@@ -900,7 +874,7 @@ sn_status sn_fashion_mnist_export(const char *fmnist_dir, int train, int first, 
     sn_fashion_det_source src;
     sn_status st = sn_fashion_det_source_load(fmnist_dir, train, &src);
     if (st != SN_OK) return st;
-    if ((st = make_dirs(out_dir)) != SN_OK) goto done;
+    if ((st = sn_make_dirs(out_dir)) != SN_OK) goto done;
     const int end = first + count < src.count ? first + count : src.count;
     for (int i = first; i < end; i++) {
         char cls[32], path[4400];
@@ -911,7 +885,7 @@ sn_status sn_fashion_mnist_export(const char *fmnist_dir, int train, int first, 
             st = sn_error(SN_ERR_INVALID_ARG, "%s: path too long", out_dir);
             goto done;
         }
-        if ((st = make_dir(path)) != SN_OK) goto done;
+        if ((st = sn_make_dirs(path)) != SN_OK) goto done;
         snprintf(path + strlen(path), sizeof path - strlen(path), "/%s-%05d.png",
                  train ? "train" : "t10k", i);
         const size_t n = (size_t)src.rows * (size_t)src.cols;

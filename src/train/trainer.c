@@ -406,12 +406,8 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     }
 
     if (t->cfg.out_dir[0]) {
-        /* Create the directory (one level) if needed; an existing one is fine. */
-        struct stat sb;
-        if (stat(t->cfg.out_dir, &sb) != 0 && mkdir(t->cfg.out_dir, 0777) != 0) {
-            st = sn_error(SN_ERR_IO, "%s: cannot create the output directory", t->cfg.out_dir);
-            goto fail;
-        }
+        /* Create the directory and its parents if needed; an existing one is fine. */
+        if ((st = sn_make_dirs(t->cfg.out_dir)) != SN_OK) goto fail;
     }
     if (t->cfg.resume) {
         sn_train_state ts;
