@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The command-line tool end to end: info (table and JSON), init, bench from a weight file, and
-# one-line errors with a non-zero exit for bad input.
+# one-line errors with a non-zero exit for bad input; each command's --help against the flags it
+# takes (listed here, independently of the tool); plot; train_log.csv.
 set -u
 sn=${1:?usage: cli_test.sh path/to/spinenet}
 tmp=$(mktemp -d)
@@ -73,6 +74,114 @@ fi
 expect_error "not a classifier" "$sn" classify --weights "$tmp/m.safetensors" x.png
 expect_error "unexpected argument 'foo'" "$sn" info foo
 
+# Help: the overview (exit 0, stdout) names every command; each command's --help lists exactly
+# the flags below (one per flag line, in the name column) with their defaults, and every one of
+# them parses for that command (no "does not take", no "unknown option").
+declare -A flags=(
+  [info]="--weights --model --flavour --head --act --classes --endpoints-filters --min-level
+    --max-level --p2 --block-spec --size --height --width --json --help -h"
+  [init]="-o --out --output --model --flavour --head --act --classes --endpoints-filters
+    --min-level --max-level --p2 --block-spec --anchor-size --bn-momentum --size --seed --help -h"
+  [bench]="--weights --model --flavour --head --act --classes --endpoints-filters --min-level
+    --max-level --p2 --block-spec --size --height --width --batch --runs --warmup --no-fold
+    --profile --threads --seed --json --help -h"
+  [train]="--task --data --ann --eval-data --eval-ann --init -o --out --output --model --flavour
+    --head --act --classes --endpoints-filters --min-level --max-level --p2 --block-spec
+    --anchor-size --bn-momentum --size --batch --epochs --steps --lr --schedule --warmup-steps
+    --warmup-lr --momentum --weight-decay --clip --label-smoothing --drop-rate --min-crop-area
+    --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume
+    --skip-bad --threads --seed --help -h"
+  [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
+    --threads --json --help -h"
+  [classify]="--weights --size --top --threads --help -h"
+  [detect]="--weights -o --out --output --size --score --threads --help -h"
+  [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
+    --data --split --first --count --threads --seed --help -h"
+  [plot]="-o --out --output --title --width --height --help -h"
+)
+overview=$("$sn" --help) && ok || bad "spinenet --help: exit $?"
+[ "$("$sn" help)" = "$overview" ] && ok || bad "spinenet help differs from spinenet --help"
+for cmd in info init bench train eval classify detect make-dataset plot; do
+  echo "$overview" | grep -Eq "^  $cmd " && ok || bad "spinenet --help does not list $cmd"
+  help=$("$sn" "$cmd" --help 2>"$tmp/help.err")
+  rc=$?
+  [ $rc -eq 0 ] && [ ! -s "$tmp/help.err" ] && echo "$help" | grep -q "^usage: spinenet $cmd" \
+    && echo "$help" | grep -q "(default: " && ok || bad "$cmd --help: rc $rc, $(head -c 300 "$tmp/help.err")"
+  [ "$("$sn" help "$cmd")" = "$help" ] && ok || bad "spinenet help $cmd differs from $cmd --help"
+  # The name column of the flag lines: "  -o, --out, --output FILE   text" -> -o --out --output
+  listed=$(echo "$help" | awk '/^  -/ { s = substr($0, 3); i = index(s, "  "); if (i) s = substr(s, 1, i - 1); print s }' \
+    | tr ',' ' ' | tr ' ' '\n' | grep '^-' | sort -u)
+  want=$(echo ${flags[$cmd]} | tr ' ' '\n' | sort -u)
+  [ "$listed" = "$want" ] && ok || bad "$cmd --help lists [$(echo $listed)], want [$(echo $want)]"
+  # Each listed flag with a default or "(required)" on its lines: every flag line but --help's.
+  n_flag_lines=$(echo "$help" | awk '/^flags:/ { f = 1; next } /^$/ { f = 0 } f' | awk '
+    /^  -/ { if (n && !d) missing++; n = 1; d = ($0 ~ /^  -h, --help/); }
+    /\(default:|\(required/ { d = 1 }
+    END { if (n && !d) missing++; print missing + 0 }')
+  [ "$n_flag_lines" -eq 0 ] && ok || bad "$cmd --help: $n_flag_lines flags without a default"
+  for f in ${flags[$cmd]}; do
+    [ "$f" = --help ] || [ "$f" = -h ] && continue
+    err=$("$sn" "$cmd" "$f" 2 --zzz-no-such-flag 2>&1 >/dev/null)
+    case "$err" in
+      *"does not take"*|*"unknown option '$f'"*) bad "$cmd does not accept its flag $f: $err" ;;
+      *) ok ;;
+    esac
+  done
+done
+
+# Flags another command takes, and unknown flags: one line, exit 2, the fix.
+expect_usage() {
+  local want=$1
+  shift
+  local err
+  err=$("$@" 2>&1 >/dev/null)
+  local rc=$?
+  if [ $rc -eq 2 ] && [ "$err" = "spinenet: error: $want" ]; then
+    ok
+  else
+    bad "'$*' -> rc $rc, '$err' (want rc 2, 'spinenet: error: $want')"
+  fi
+}
+expect_usage "info does not take --lr (see spinenet info --help)" "$sn" info --lr 0.1
+expect_usage "init does not take --weights (see spinenet init --help)" "$sn" init --weights "$tmp/m.safetensors" -o "$tmp/x.safetensors"
+expect_usage "classify does not take --score (see spinenet classify --help)" "$sn" classify --score 0.5 x.png
+expect_usage "plot does not take --size (see spinenet plot --help)" "$sn" plot --size 3 log.csv
+expect_usage "unknown option '--batchsize' for train; did you mean --batch? (see spinenet train --help)" \
+  "$sn" train --batchsize 3
+expect_usage "unknown option '--sise' for info; did you mean --size? (see spinenet info --help)" "$sn" info --sise 640
+expect_usage "unknown option '--scor' for detect; did you mean --score? (see spinenet detect --help)" \
+  "$sn" detect --scor 0.5 x.png
+expect_usage "unknown option '--train-image' for make-dataset; did you mean --train-images? (see spinenet make-dataset --help)" \
+  "$sn" make-dataset fashion-det --train-image 5
+expect_usage "unknown option '--qqq' for eval (see spinenet eval --help)" "$sn" eval --qqq
+expect_usage "--width needs an integer in 200..8192, got '10'" "$sn" plot x.csv -o x.png --width 10
+
+# Missing inputs and output folders: one line naming the file and what the flag takes.
+for args in info bench "eval --data fashion-mnist" "classify $tmp/m.safetensors" "detect $tmp/m.safetensors"; do
+  expect_error "nope.safetensors: cannot open: .*(--weights takes a spinenet safetensors file" \
+    "$sn" $args --weights "$tmp/nope.safetensors"
+done
+expect_error "nospec.txt: cannot open: .*--block-spec takes" "$sn" info --block-spec "$tmp/nospec.txt"
+expect_error "the folder $tmp/no/such does not exist" "$sn" init --model spinenet-mobile-49xs -o "$tmp/no/such/m.safetensors"
+expect_error "nodir: cannot open: .*--data takes" "$sn" train --data "$tmp/nodir" -o "$tmp/x"
+expect_error "nope.json: cannot open: .*--gt takes" "$sn" eval --gt "$tmp/nope.json" --dets "$tmp/nope2.json"
+expect_error "nope.png: cannot open: .*classify takes JPEG or PNG" "$sn" classify --weights "$tmp/c.safetensors" "$tmp/nope.png"
+
+# plot: a small log (empty fields: not measured) -> a PNG; a missing log -> one line.
+cat > "$tmp/log.csv" <<'CSV'
+step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,eval_top1,eval_top5
+1,1,0.01,2.30,,,0.10,50.5,,
+2,1,0.02,2.10,,,0.20,51.0,,
+3,1,0.03,1.90,,,0.35,52.1,0.40,0.85
+4,2,0.04,1.70,,,0.45,51.7,,
+CSV
+png_sig() { head -c 8 "$1" | od -An -tx1 | tr -d ' \n'; }
+out=$("$sn" plot "$tmp/log.csv" -o "$tmp/curves.png" --title "tiny run" --width 640 --height 600) \
+  && [ "$out" = "wrote $tmp/curves.png" ] && [ "$(png_sig "$tmp/curves.png")" = 89504e470d0a1a0a ] \
+  && ok || bad "plot: '$out', signature $(png_sig "$tmp/curves.png" 2>/dev/null)"
+expect_error "nolog.csv: cannot open: .*plot takes a training log" "$sn" plot "$tmp/nolog.csv" -o "$tmp/c.png"
+expect_error "plot needs -o PNG" "$sn" plot "$tmp/log.csv"
+
 # train: a few steps on Fashion-MNIST write last.safetensors; --resume continues to more steps;
 # the checkpoint loads for classify.
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
@@ -80,14 +189,30 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     --steps 3 --eval-every -1 --threads 2 -o "$tmp/run" > "$tmp/train.out" 2>&1 \
     && grep -q "done after 3 steps" "$tmp/train.out" && [ -f "$tmp/run/last.safetensors" ] \
     && ok || bad "train: $(tail -3 "$tmp/train.out")"
+  # OUTDIR/train_log.csv: the header and one row per step; spinenet plot draws it.
+  [ "$(head -1 "$tmp/run/train_log.csv")" = "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,eval_top1,eval_top5" ] \
+    && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 " ] \
+    && ok || bad "train_log.csv: $(cat "$tmp/run/train_log.csv" 2>&1 | head -5)"
+  "$sn" plot "$tmp/run/train_log.csv" -o "$tmp/run.png" >/dev/null \
+    && [ "$(png_sig "$tmp/run.png")" = 89504e470d0a1a0a ] && ok || bad "plot of train_log.csv"
   "$sn" train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4 \
     --steps 5 --eval-every -1 --threads 2 -o "$tmp/run" --resume > "$tmp/train2.out" 2>&1 \
     && grep -q "done after 5 steps" "$tmp/train2.out" && grep -q "step 4/5" "$tmp/train2.out" \
     && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
+  [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 " ] \
+    && ok || bad "train_log.csv after --resume: $(cut -d, -f1 "$tmp/run/train_log.csv" | tr '\n' ' ')"
   if [ -f "${img:-}" ]; then
     "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$img" | grep -Eq "(T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot) [01]\." \
       && ok || bad "classify with the trained checkpoint's class names"
   fi
+  # make-dataset fashion-mnist: test items 5..7 as PNGs in class folders (labels 1, 4, 6);
+  # classify reads them.
+  "$sn" make-dataset fashion-mnist --out "$tmp/fmpng" --first 5 --count 3 > "$tmp/fm.out" \
+    && [ "$(cd "$tmp/fmpng" && ls */*.png | tr '\n' ' ')" = "Coat/t10k-00006.png Shirt/t10k-00007.png Trouser/t10k-00005.png " ] \
+    && "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$tmp/fmpng/Coat/t10k-00006.png" >/dev/null \
+    && ok || bad "make-dataset fashion-mnist: $(cat "$tmp/fm.out"; ls -R "$tmp/fmpng" 2>&1 | head)"
+  expect_error "fashion-mnist takes --out" "$sn" make-dataset fashion-mnist --out "$tmp/y" --size 64
+  expect_error "--split must be test or train" "$sn" make-dataset fashion-mnist --out "$tmp/y" --split val
   expect_error "needs -o OUTDIR" "$sn" train --data fashion-mnist
 else
   echo "note: Fashion-MNIST not installed, train test skipped"
@@ -96,7 +221,8 @@ expect_error "needs --data" "$sn" train -o "$tmp/x"
 
 # Detection: a tiny fashion-det set; a results file made from the ground truth scores AP 1;
 # two training steps with evaluation, resume, eval --task detect writing a results file that
-# eval --dets scores the same; detect draws a PNG and lists its detections in JSON.
+# eval --dets scores the same; detect draws a PNG and lists its detections in JSON. Output
+# folders (train's and detect's -o) are created with their parents.
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   fd=$tmp/fd
   "$sn" make-dataset fashion-det --out "$fd" --train-images 8 --val-images 4 --size 128 \
@@ -125,9 +251,9 @@ PY
   "$sn" train --task detect --model spinenet-mobile-49xs --data "$fd/train" \
     --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 1 \
     --eval-every -1 --threads 2 --anchor-size 2.5 --bn-momentum 0.9 --no-flip --replicas 2 \
-    --init "$tmp/det/last.safetensors" -o "$tmp/det_init" > "$tmp/det3.out" 2>&1 \
+    --init "$tmp/det/last.safetensors" -o "$tmp/new/det_init" > "$tmp/det3.out" 2>&1 \
     && grep -q "initialised \([0-9]*\) of \1 tensors from $tmp/det/last.safetensors" "$tmp/det3.out" \
-    && python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; assert json.loads(b[8:8+n])["__metadata__"]["anchor_size"]=="2.5"' "$tmp/det_init/last.safetensors" \
+    && python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; assert json.loads(b[8:8+n])["__metadata__"]["anchor_size"]=="2.5"' "$tmp/new/det_init/last.safetensors" \
     && ok || bad "train --init --anchor-size: $(tail -3 "$tmp/det3.out")"
   expect_error "--batch 3 cannot be split into 2 replicas" "$sn" train --task detect \
     --data "$fd/train" --ann "$fd/annotations/instances_train.json" --size 128 --batch 3 \
@@ -139,11 +265,18 @@ PY
     && ok || bad "eval --task detect: $a"
   b=$("$sn" eval --gt "$fd/annotations/instances_val.json" --dets "$tmp/dets.json" --json)
   [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "eval of the written results differs: '$a' vs '$b'"
-  "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 --score 0 -o "$tmp/shots" \
-    "$fd/val/000001.png" > "$tmp/detect.out" 2>&1 && [ -s "$tmp/shots/000001.det.png" ] \
-    && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["width"]==128 and isinstance(d["detections"], list)' "$tmp/shots/000001.det.json" \
+  "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 --score 0 -o "$tmp/deep/er/shots" \
+    "$fd/val/000001.png" > "$tmp/detect.out" 2>&1 && [ -s "$tmp/deep/er/shots/000001.det.png" ] \
+    && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["width"]==128 and isinstance(d["detections"], list)' "$tmp/deep/er/shots/000001.det.json" \
     && ok || bad "detect: $(tail -3 "$tmp/detect.out")"
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
+  # A missing image: one line naming it, the others still run, exit 1.
+  "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \
+    "$fd/val/000002.png" > "$tmp/detect2.out" 2> "$tmp/detect2.err"
+  rc=$?
+  [ $rc -eq 1 ] && [ -s "$tmp/shots2/000002.det.png" ] && [ "$(wc -l < "$tmp/detect2.err")" -eq 1 ] \
+    && grep -q "nope.png: cannot open: .*detect takes JPEG or PNG" "$tmp/detect2.err" \
+    && ok || bad "detect with a missing image: rc $rc, $(cat "$tmp/detect2.err")"
   expect_error "needs --ann" "$sn" train --task detect --data "$fd/train" -o "$tmp/x"
   echo '{"images": [' > "$tmp/broken.json"
   expect_error "broken.json" "$sn" eval --gt "$tmp/broken.json" --dets "$tmp/perfect.json"

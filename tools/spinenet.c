@@ -1,7 +1,10 @@
 /* spinenet: the command-line tool. One function per subcommand; errors print
- * "spinenet: error: ..." and exit non-zero. */
+ * "spinenet: error: ..." on one line and exit non-zero (2 for a bad command line). One table of
+ * flags (k_flags) drives the parsing, each command's --help and the did-you-mean suggestions,
+ * so the help cannot miss a flag. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "draw.h"
 #include "fashion_det.h"
 #include "kernels.h"
+#include "plot.h"
 #include "trainer.h"
 #include "spinenet.h"
 
@@ -37,119 +41,26 @@ static int fail_status(void) {
     return 1;
 }
 
-/* Options shared by the subcommands that build or load a model. */
+/* The command line: one struct for every command; k_flags says which fields each one takes. */
 typedef struct {
     const char *model, *flavour, *head, *act, *block_spec, *weights, *out, *tensor;
     const char *data, *eval_data, *schedule;
-    const char *task, *ann, *eval_ann, *gt, *dets, *images, *init;
+    const char *task, *ann, *eval_ann, *gt, *dets, *images, *init, *title;
     double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area, scale_min, scale_max, score,
         anchor_size, bn_momentum;
     int epochs, steps, warmup_steps, resume, skip_bad, no_flip, checkpoint_every, eval_every;
-    int n_train, n_val, min_objects, max_objects;
+    int n_train, n_val, min_objects, max_objects, first, count;
+    const char *split;
     int classes, endpoints, size, height, width, min_level, max_level, p2, threads, replicas, runs, batch, json, nofold,
-        warmup, top, profile;
+        warmup, top, profile, help;
     uint64_t seed;
     const char **files;
     int n_files;
 } opts;
 
-static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "spinenet: error: %s needs an integer in %d..%d, got '%s'\n", flag, lo, hi,
-                v ? v : "(nothing)");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: spinenet <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  info     per-block table of a model: level, type, channels, size, params, MACs\n"
-            "  init     write a seeded, initialised model as safetensors\n"
-            "  bench    time the forward pass\n"
-            "  train    train a classifier (Fashion-MNIST or an image folder) or, with --task\n"
-            "           detect, a RetinaNet detector on COCO-format data; with checkpoints\n"
-            "  eval     top-1, top-5 and the confusion matrix of a classifier on a dataset, or COCO\n"
-            "           AP/AR of a detector (--task detect) or of a results file (--gt --dets)\n"
-            "  classify top-k classes of images with a classifier: --weights W IMAGE...\n"
-            "  detect   boxes, classes and scores in images with a detector: --weights W IMAGE...\n"
-            "  make-dataset fashion-det --out DIR   the built-in multi-scale detection set\n"
-            "  version  print the version\n"
-            "\n"
-            "model options (info, init, bench):\n"
-            "  --model NAME        spinenet-49s, spinenet-49 (default), spinenet-96, spinenet-143,\n"
-            "                      spinenet-143l, spinenet-190, spinenet-mobile-49, -49s, -49xs\n"
-            "  --weights FILE      load a model from safetensors instead of building one\n"
-            "  --flavour F         garden (default) or tpu\n"
-            "  --head H            retinanet (default), classifier or none\n"
-            "  --act A             relu, swish or hswish (default: the variant's)\n"
-            "  --classes N         classes of the head (default 91 retinanet, 1001 classifier)\n"
-            "  --endpoints-filters N  endpoint width (default: the variant's scaling map)\n"
-            "  --min-level L       lowest endpoint level (default 3)\n"
-            "  --max-level L       highest endpoint level (default 7)\n"
-            "  --p2                also build the level-2 output row and P2 (garden)\n"
-            "  --block-spec FILE   read the block-spec table from FILE (docs/blockspec.md)\n"
-            "  --size S            square input size (default: the variant's)\n"
-            "  --height H --width W  a non-square input\n"
-            "\n"
-            "info:  [--json]                       JSON: {\"params\": N, \"macs\": N, ...}\n"
-            "init:  -o FILE [--seed N (default 0)]\n"
-            "bench: [--threads T (default 1)] [--runs N (default 10)] [--batch B (default 1)]\n"
-            "       [--warmup N (default 1)] [--no-fold] [--json]\n"
-            "       [--profile (then N more runs, timed layer by layer: time and GFLOP/s per\n"
-            "        layer shape and per op, largest first)]\n"
-            "train: --data fashion-mnist[:DIR] | --data DIR (one subfolder per class)\n"
-            "       [--eval-data DIR (folders; fashion-mnist uses its t10k split)] -o OUTDIR\n"
-            "       [--model M] [--flavour F (tpu serves any size >= 64)] [--act A] [--size S (64)]\n"
-            "       [--batch B (32)] [--epochs E (1) | --steps N] [--lr LR (0.1)]\n"
-            "       [--schedule cosine|constant (cosine)] [--warmup-steps N (0)] [--warmup-lr LR (0)]\n"
-            "       [--momentum M (0.9)] [--weight-decay WD (4e-5, on kernels)] [--clip NORM (off)]\n"
-            "       [--label-smoothing S (0.1)] [--drop-rate R (0)] [--threads T (1)] [--seed N (0)]\n"
-            "       [--min-crop-area A (0.08: random crops keep A..1 of the image; 1: no cropping)]\n"
-            "       [--checkpoint-every N (500)] [--eval-every N (0: each epoch; -1: never)]\n"
-            "       [--skip-bad (leave out unreadable images)] [--resume (continue OUTDIR/last)]\n"
-            "       [--no-flip (no random horizontal mirroring; default: on)]\n"
-            "       [--init FILE (start from the tensors of FILE that match by name and shape,\n"
-            "        e.g. a classifier's backbone for a detector)]\n"
-            "       [--bn-momentum M (the flavour's: garden 0.99, tpu 0.997, tpu classifier 0.9)]\n"
-            "       [--replicas R (1: split each batch into R parts trained side by side, one\n"
-            "        thread each, each with its own batch-norm statistics; faster for small\n"
-            "        models; a multiple of R as --batch)]\n"
-            "       writes OUTDIR/last.safetensors and OUTDIR/best.safetensors; Ctrl-C stops cleanly\n"
-            "train --task detect: --data IMAGEDIR --ann ANN.json (COCO instances) -o OUTDIR\n"
-            "       [--eval-data IMAGEDIR --eval-ann ANN.json (evaluated as COCO AP)]\n"
-            "       [--model M (spinenet-49)] [--flavour F (garden)] [--size S (the variant's;\n"
-            "        the input is S padded to a multiple of 128)] [--batch B (8)]\n"
-            "       [--anchor-size A (the variant's: 3, or 4 for 143/190)]\n"
-            "       [--scale-min A (0.5)] [--scale-max B (2.0): scale jitter with random crop]\n"
-            "       and the training options above (lr, schedule, steps, threads, seed, resume...);\n"
-            "       best.safetensors is the checkpoint of the best eval AP\n"
-            "eval: --weights FILE --data fashion-mnist[:DIR] | --data DIR [--size S] [--batch B]\n"
-            "       [--threads T] [--json]\n"
-            "eval --gt ANN.json --dets RESULTS.json [--json]   score a COCO results file\n"
-            "eval --task detect --weights FILE --gt ANN.json --images DIR [--size S] [--batch B (1)]\n"
-            "       [--threads T] [-o RESULTS.json (write the detections)] [--json]\n"
-            "       --json prints {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\", \"AR1\",\n"
-            "       \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"}\n"
-            "detect: --weights FILE [--size S (the model's)] [--score T (0.3: drawn and printed)]\n"
-            "       [--threads T] [-o OUTDIR (.)] IMAGE...   writes OUTDIR/<name>.det.png (boxes,\n"
-            "       class names, scores) and OUTDIR/<name>.det.json (every detection >= 0.05)\n"
-            "make-dataset fashion-det --out DIR [--train-images N (3000)] [--val-images N (300)]\n"
-            "       [--size S (256; items 12..200 px, the largest scaled down below 256)]\n"
-            "       [--min-objects N (1)] [--max-objects N (12)] [--seed N (1)]\n"
-            "       [--threads T] [--data FMNISTDIR (/usr/share/datasets/fashion-mnist)]\n"
-            "classify: --weights FILE [--size S (default: the model's)] [--top K (default 5)]\n"
-            "       [--threads T] IMAGE... (JPEG or PNG; resized to S x S, normalised as spec 7.6)\n");
-}
-
-static int parse_opts(int argc, char **argv, opts *o) {
+/* The values before any flag; 0 and NULL mostly mean "the model's", "the variant's" or "off".
+ * The help prints these as the defaults of the flags whose table entry gives none. */
+static void opts_init(opts *o) {
     memset(o, 0, sizeof *o);
     o->model = "spinenet-49";
     o->threads = 1;
@@ -170,126 +81,706 @@ static int parse_opts(int argc, char **argv, opts *o) {
     o->min_area = 0.08;
     o->n_train = -1;
     o->n_val = -1;
+    o->count = 100;
     o->scale_min = 0.5;
     o->scale_max = 2.0;
     o->score = 0.3;
+}
+
+/* ---- The commands ------------------------------------------------------------------------ */
+
+enum {
+    CMD_INFO, CMD_INIT, CMD_BENCH, CMD_TRAIN, CMD_EVAL, CMD_CLASSIFY, CMD_DETECT, CMD_MAKE, CMD_PLOT,
+    N_CMDS
+};
+#define C_INFO (1u << CMD_INFO)
+#define C_INIT (1u << CMD_INIT)
+#define C_BENCH (1u << CMD_BENCH)
+#define C_TRAIN (1u << CMD_TRAIN)
+#define C_EVAL (1u << CMD_EVAL)
+#define C_CLASSIFY (1u << CMD_CLASSIFY)
+#define C_DETECT (1u << CMD_DETECT)
+#define C_MAKE (1u << CMD_MAKE)
+#define C_PLOT (1u << CMD_PLOT)
+#define C_ALL ((1u << N_CMDS) - 1)
+#define C_BUILD (C_INFO | C_INIT | C_BENCH) /* build a model from the model flags */
+#define C_RUN (C_BENCH | C_EVAL | C_CLASSIFY | C_DETECT) /* run a model */
+
+typedef struct {
+    const char *name;
+    const char *summary;  /* its line in the overview */
+    const char *usage;    /* usage lines */
+    const char *about;    /* a paragraph, wrapped when printed */
+    const char *examples; /* one per line; continuation lines start with spaces */
+} command;
+
+static const command k_commands[N_CMDS] = {
+    [CMD_INFO] = {"info", "per-block table of a model: level, type, channels, size, params, MACs",
+                  "spinenet info [--model NAME] [model flags] [--size S] [--json]\n"
+                  "spinenet info --weights FILE [--size S] [--json]",
+                  "The blocks of a model (level, type, channels, output size, parents, params and "
+                  "multiply-adds) and the totals, split into backbone and head. Without --weights "
+                  "only shapes are computed: no weights are allocated.",
+                  "spinenet info --model spinenet-49 --head retinanet --size 640\n"
+                  "spinenet info --model spinenet-mobile-49 --size 384 --json"},
+    [CMD_INIT] = {"init", "write a seeded, initialised model as safetensors",
+                  "spinenet init -o FILE [--model NAME] [model flags] [--seed N]",
+                  "Builds the model the flags describe, initialises its weights from --seed (the "
+                  "same seed writes the same bytes) and writes it as safetensors with its config "
+                  "in the metadata.",
+                  "spinenet init --model spinenet-49 --seed 1 -o model.safetensors\n"
+                  "spinenet init --model spinenet-mobile-49xs --flavour tpu --head classifier "
+                  "--classes 10 \\\n    --size 64 -o c.safetensors"},
+    [CMD_BENCH] = {"bench", "time the forward pass",
+                   "spinenet bench [--model NAME] [model flags] [--size S] [--threads T] [--runs N] "
+                   "[--json]\n"
+                   "spinenet bench --weights FILE [--size S] [--threads T] [--runs N] [--json]",
+                   "Times the forward pass on a seeded random input: --warmup untimed runs, then "
+                   "--runs timed ones; prints the median, min and max, the multiply-adds, GFLOP/s, "
+                   "the arena and the peak RSS, and the kernels' build in use. Without --weights "
+                   "the model is built from the model flags with seeded random weights.",
+                   "spinenet bench --model spinenet-49 --size 640 --threads 2\n"
+                   "spinenet bench --weights model.safetensors --size 384 --runs 5 --profile"},
+    [CMD_TRAIN] = {"train",
+                   "train a classifier (Fashion-MNIST or an image folder) or, with --task detect, "
+                   "a RetinaNet detector on COCO-format data; checkpoints and OUTDIR/train_log.csv",
+                   "spinenet train --data fashion-mnist[:DIR] -o OUTDIR [flags]\n"
+                   "spinenet train --data DIR [--eval-data DIR] -o OUTDIR [flags]\n"
+                   "spinenet train --task detect --data IMAGEDIR --ann ANN.json -o OUTDIR [flags]",
+                   "Trains a classifier on Fashion-MNIST or an image folder (one subfolder per "
+                   "class) or, with --task detect, a RetinaNet detector on COCO-format data. "
+                   "Writes OUTDIR/last.safetensors (every --checkpoint-every steps and at the end), "
+                   "OUTDIR/best.safetensors (the checkpoint of the best evaluation: top-1, or COCO "
+                   "AP for a detector) and OUTDIR/train_log.csv (one row per step: step, epoch, lr, "
+                   "loss, loss_cls, loss_box, train_top1, images_per_s and eval_top1, eval_top5 or "
+                   "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C stops cleanly after writing "
+                   "last.safetensors; --resume continues from it.",
+                   "spinenet train --data fashion-mnist --model spinenet-mobile-49xs --act relu "
+                   "--size 64 --batch 64 \\\n"
+                   "    --epochs 7 --lr 0.2 --warmup-steps 200 --min-crop-area 1 --threads 2 "
+                   "--seed 1 -o runs/fm\n"
+                   "spinenet train --task detect --model spinenet-mobile-49xs --size 256 --batch 16 "
+                   "--steps 2000 \\\n"
+                   "    --data fd/train --ann fd/annotations/instances_train.json "
+                   "--eval-data fd/val \\\n"
+                   "    --eval-ann fd/annotations/instances_val.json --eval-every 500 -o run\n"
+                   "spinenet plot runs/fm/train_log.csv -o curves.png"},
+    [CMD_EVAL] = {"eval",
+                  "top-1, top-5 and the confusion matrix of a classifier on a dataset, or COCO "
+                  "AP/AR of a detector (--task detect) or of a results file (--gt --dets)",
+                  "spinenet eval --weights FILE --data fashion-mnist[:DIR] | --data DIR [flags]\n"
+                  "spinenet eval --task detect --weights FILE --gt ANN.json --images DIR "
+                  "[-o RESULTS.json]\n"
+                  "spinenet eval --gt ANN.json --dets RESULTS.json [--json]",
+                  "A classifier's top-1, top-5 and confusion matrix on a dataset (Fashion-MNIST: "
+                  "its 10 000 test images), or the twelve COCO AP/AR numbers of a detector run "
+                  "over the images of --gt (--task detect, implied by --gt), or of a COCO results "
+                  "file (--gt with --dets). --json prints {\"top1\", \"top5\", \"count\", \"confusion\"} "
+                  "for a classifier and {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\", "
+                  "\"AR1\", \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"} for detection.",
+                  "spinenet eval --weights runs/fm/best.safetensors --data fashion-mnist --size 64\n"
+                  "spinenet eval --task detect --weights run/best.safetensors --size 256 \\\n"
+                  "    --gt fd/annotations/instances_val.json --images fd/val -o dets.json\n"
+                  "spinenet eval --gt fd/annotations/instances_val.json --dets dets.json --json"},
+    [CMD_CLASSIFY] = {"classify", "top-k classes of images with a classifier: --weights W IMAGE...",
+                      "spinenet classify --weights FILE [--top K] [--size S] IMAGE...",
+                      "The top-k classes of each image (JPEG or PNG; the eval crop resized to S x S "
+                      "and normalised as in spec 7.6) with their probabilities. An unreadable image "
+                      "is reported and the others still run (the exit status is then 1).",
+                      "spinenet classify --weights runs/fm/best.safetensors shirt.png\n"
+                      "spinenet classify --weights runs/fm/best.safetensors --top 2 a.jpg b.png"},
+    [CMD_DETECT] = {"detect",
+                    "boxes, classes and scores in images with a detector: --weights W IMAGE...",
+                    "spinenet detect --weights FILE [--score T] [-o OUTDIR] IMAGE...",
+                    "Runs a RetinaNet detector on each image (JPEG or PNG), prints the detections "
+                    "scoring --score or more, draws them into OUTDIR/<name>.det.png (boxes, class "
+                    "names, scores) and lists every detection (score >= 0.05) in "
+                    "OUTDIR/<name>.det.json.",
+                    "spinenet detect --weights run/best.safetensors --size 256 fd/val/000001.png "
+                    "-o shots\n"
+                    "spinenet detect --weights run/best.safetensors --score 0.5 *.jpg"},
+    [CMD_MAKE] = {"make-dataset",
+                  "fashion-det --out DIR: the built-in multi-scale detection set; fashion-mnist "
+                  "--out DIR: Fashion-MNIST images as PNG files",
+                  "spinenet make-dataset fashion-det --out DIR [flags]\n"
+                  "spinenet make-dataset fashion-mnist --out DIR [--split S] [--first I] "
+                  "[--count N] [--data FMNISTDIR]",
+                  "fashion-det: Fashion-MNIST items pasted at many sizes onto synthetic "
+                  "backgrounds, as a COCO dataset: DIR/train and DIR/val (PNG images) and "
+                  "DIR/annotations/instances_{train,val}.json. The same flags make byte-identical "
+                  "files, whatever --threads. fashion-mnist: items --first .. --first + --count - 1 "
+                  "of a Fashion-MNIST split as 28x28 grayscale PNGs, "
+                  "DIR/<class>/<split>-<index>.png (class names made file-safe: T-shirt_top, "
+                  "Ankle_boot), an image folder that train, eval and classify read.",
+                  "spinenet make-dataset fashion-det --out fd\n"
+                  "spinenet make-dataset fashion-det --out fd-small --train-images 800 "
+                  "--val-images 100 --size 128\n"
+                  "spinenet make-dataset fashion-mnist --out fm-test --count 10000"},
+    [CMD_PLOT] = {"plot", "draw the curves of a training log (OUTDIR/train_log.csv) into a PNG",
+                  "spinenet plot LOG.csv -o PNG [--title T] [--width W] [--height H]",
+                  "Draws the training log that spinenet train writes (OUTDIR/train_log.csv) as "
+                  "one PNG of three panels over the steps: the loss (and its parts for a "
+                  "detector), the learning rate and the evaluation metrics in %.",
+                  "spinenet plot runs/fm/train_log.csv -o curves.png\n"
+                  "spinenet plot run/train_log.csv -o run.png --title \"fashion-det\" --width 1280"},
+};
+
+/* ---- The flags ----------------------------------------------------------------------------- */
+
+typedef enum { K_STR, K_INT, K_NUM, K_SEED, K_SWITCH, K_HELP } flag_kind;
+
+/* A flag as some commands take it. A flag whose meaning or default differs between commands
+ * has one entry per meaning; the entries of one name share its field. Each command's --help
+ * lists its entries in this order. */
+typedef struct {
+    const char *names; /* "--size"; several spellings separated by ", " */
+    const char *arg;   /* the value's name in the help; NULL: takes no value */
+    flag_kind kind;
+    size_t field;      /* offsetof(opts, ...) */
+    double lo, hi;     /* the range of K_INT and K_NUM */
+    unsigned cmds;     /* C_* of the commands that take it */
+    const char *help;
+    const char *def;   /* the default as printed; NULL: the value opts_init sets; "required..."
+                          is printed as it is */
+} flag_def;
+
+#define FSTR(n, a, f, c, h, d) {n, a, K_STR, offsetof(opts, f), 0, 0, c, h, d}
+#define FINT(n, a, f, lo, hi, c, h, d) {n, a, K_INT, offsetof(opts, f), lo, hi, c, h, d}
+#define FNUM(n, a, f, lo, hi, c, h, d) {n, a, K_NUM, offsetof(opts, f), lo, hi, c, h, d}
+#define FSWITCH(n, f, c, h, d) {n, NULL, K_SWITCH, offsetof(opts, f), 0, 0, c, h, d}
+#define FSEED(c, h, d) {"--seed", "N", K_SEED, offsetof(opts, seed), 0, 0, c, h, d}
+#define SIZE_MAX_PX 16384
+#define VARIANT_SIZES "640, 1024 (96), 1280 (143, 143l, 190), 384 (mobile-49, -49s), 256 (-49xs)"
+
+static const flag_def k_flags[] = {
+    /* What to read. */
+    FSTR("--task", "T", task, C_TRAIN,
+         "classify, or detect (a RetinaNet detector on COCO-format data)", "classify"),
+    FSTR("--task", "T", task, C_EVAL, "classify, or detect (a detector over the --gt images)",
+         "classify; detect when --gt is given"),
+    FSTR("--data", "SPEC", data, C_TRAIN,
+         "fashion-mnist, fashion-mnist:DIR or a folder with one subfolder per class; with --task "
+         "detect, the image folder of --ann", "required"),
+    FSTR("--data", "SPEC", data, C_EVAL,
+         "fashion-mnist[:DIR] (its 10 000 test images) or an image folder DIR with one subfolder "
+         "per class", "required for a classifier"),
+    FSTR("--ann", "ANN.json", ann, C_TRAIN,
+         "COCO instances file of the --data images (detection)", "required with --task detect"),
+    FSTR("--eval-data", "DIR", eval_data, C_TRAIN,
+         "folder of evaluation images (detection: those of --eval-ann)",
+         "none; fashion-mnist uses its test images"),
+    FSTR("--eval-ann", "ANN.json", eval_ann, C_TRAIN,
+         "COCO instances file of the --eval-data images (detection; evaluated as COCO AP)", "none"),
+    FSTR("--gt", "ANN.json", gt, C_EVAL, "COCO instances file: the ground truth of detection",
+         "none: a classifier is evaluated"),
+    FSTR("--dets", "RESULTS.json", dets, C_EVAL,
+         "a COCO results file to score against --gt, instead of running --weights", "none"),
+    FSTR("--images", "DIR", images, C_EVAL, "the folder of the --gt images, for --weights",
+         "required with --gt and --weights"),
+    FSTR("--weights", "FILE", weights, C_INFO | C_BENCH,
+         "load the model from a spinenet safetensors file instead of building it from the model "
+         "flags", "none"),
+    FSTR("--weights", "FILE", weights, C_EVAL,
+         "the classifier or detector to evaluate (a spinenet safetensors file)",
+         "required, except with --dets"),
+    FSTR("--weights", "FILE", weights, C_CLASSIFY, "the classifier (a spinenet safetensors file)",
+         "required"),
+    FSTR("--weights", "FILE", weights, C_DETECT,
+         "the RetinaNet detector (a spinenet safetensors file)", "required"),
+    FSTR("--init", "FILE", init, C_TRAIN,
+         "start from the tensors of FILE that match by name and shape (e.g. a classifier's "
+         "backbone for a detector)", "none"),
+    /* Where to write. */
+    FSTR("-o, --out, --output", "FILE", out, C_INIT, "where to write the model (safetensors)",
+         "required"),
+    FSTR("-o, --out, --output", "OUTDIR", out, C_TRAIN,
+         "folder for the checkpoints and train_log.csv (made if missing)", "required"),
+    FSTR("-o, --out, --output", "RESULTS.json", out, C_EVAL,
+         "write the detections (a COCO results file)", "none"),
+    FSTR("-o, --out, --output", "OUTDIR", out, C_DETECT,
+         "folder of <name>.det.png and .det.json (created if missing)", "."),
+    FSTR("-o, --out, --output", "DIR", out, C_MAKE,
+         "the dataset's folder (created with its parents)", "required"),
+    FSTR("-o, --out, --output", "PNG", out, C_PLOT, "the PNG to write", "required"),
+    /* The model. */
+    FSTR("--model", "NAME", model, C_BUILD | C_TRAIN,
+         "the variant: spinenet-49s, -49, -96, -143, -143l, -190, spinenet-mobile-49, -49s, -49xs",
+         NULL),
+    FSTR("--flavour", "F", flavour, C_BUILD,
+         "garden (the Model Garden's) or tpu (the TF1 TPU code's; serves any size >= 64)",
+         "garden"),
+    FSTR("--flavour", "F", flavour, C_TRAIN,
+         "garden (the Model Garden's) or tpu (the TF1 TPU code's; serves any size >= 64)",
+         "tpu for a classifier, garden for a detector"),
+    FSTR("--head", "H", head, C_BUILD, "retinanet, classifier or none", "retinanet"),
+    FSTR("--head", "H", head, C_TRAIN, "retinanet or classifier",
+         "classifier; retinanet with --task detect"),
+    FSTR("--act", "A", act, C_BUILD | C_TRAIN, "activation: relu, swish or hswish",
+         "the variant's: hswish for garden Mobile-49 and -49S, swish otherwise"),
+    FINT("--classes", "N", classes, 1, 100000, C_BUILD, "classes of the head",
+         "91 for retinanet, 1001 for classifier"),
+    FINT("--classes", "N", classes, 1, 100000, C_TRAIN,
+         "classes of the head; must match the dataset's", "the dataset's"),
+    FINT("--endpoints-filters", "N", endpoints, 1, 4096, C_BUILD | C_TRAIN, "endpoint width",
+         "the variant's scaling map"),
+    FINT("--min-level", "L", min_level, 2, 7, C_BUILD | C_TRAIN, "lowest endpoint level",
+         "3; 2 with --p2"),
+    FINT("--max-level", "L", max_level, 2, 7, C_BUILD | C_TRAIN, "highest endpoint level", "7"),
+    FSWITCH("--p2", p2, C_BUILD | C_TRAIN, "also build the level-2 output row and P2 (garden)",
+            "off"),
+    FSTR("--block-spec", "FILE", block_spec, C_BUILD | C_TRAIN,
+         "read the block-spec table from FILE (docs/blockspec.md)", "the variant's built-in table"),
+    FNUM("--anchor-size", "A", anchor_size, 0.01, 64.0, C_INIT | C_TRAIN,
+         "RetinaNet anchor size, in strides of its level", "the variant's: 3, or 4 for 143, 143l "
+         "and 190"),
+    FNUM("--bn-momentum", "M", bn_momentum, 0.0001, 0.9999, C_INIT | C_TRAIN,
+         "batch-norm moving-average momentum",
+         "the flavour's: garden 0.99, tpu 0.997, tpu classifier 0.9"),
+    /* The input. */
+    FINT("--size", "S", size, 1, SIZE_MAX_PX, C_INFO | C_BENCH, "square input size",
+         "the --weights file's, or the variant's: " VARIANT_SIZES),
+    FINT("--size", "S", size, 1, SIZE_MAX_PX, C_INIT,
+         "square input size, stored as the model's",
+         "the variant's: " VARIANT_SIZES),
+    FINT("--size", "S", size, 1, SIZE_MAX_PX, C_TRAIN,
+         "input size S (detection: the model sees S padded to a multiple of 128)",
+         "64 for a classifier, the variant's for a detector"),
+    FINT("--size", "S", size, 1, SIZE_MAX_PX, C_EVAL | C_CLASSIFY | C_DETECT, "input size S",
+         "the model's, stored in --weights"),
+    FINT("--size", "S", size, 1, SIZE_MAX_PX, C_MAKE,
+         "image size S; items are 12..200 px (S < 200: up to S * 200 / 256)", "256"),
+    FINT("--height", "H", height, 1, SIZE_MAX_PX, C_INFO | C_BENCH,
+         "input height (non-square input)", "--size"),
+    FINT("--width", "W", width, 1, SIZE_MAX_PX, C_INFO | C_BENCH,
+         "input width (non-square input)", "--size"),
+    FSTR("--title", "T", title, C_PLOT, "the title on top of the figure", "the CSV's file name"),
+    FINT("--width", "W", width, 200, 8192, C_PLOT, "the PNG's width in pixels", "960"),
+    FINT("--height", "H", height, 200, 8192, C_PLOT, "the PNG's height in pixels", "900"),
+    /* bench. */
+    FINT("--batch", "B", batch, 1, 65536, C_BENCH, "images per forward pass", NULL),
+    FINT("--runs", "N", runs, 1, 100000, C_BENCH, "timed runs (and, with --profile, profiled ones)",
+         NULL),
+    FINT("--warmup", "N", warmup, 0, 1000, C_BENCH, "untimed runs first", NULL),
+    FSWITCH("--no-fold", nofold, C_BENCH, "keep batch-norm apart from the convolutions",
+            "off: folded into them"),
+    FSWITCH("--profile", profile, C_BENCH,
+            "then --runs more runs, timed layer by layer: time and GFLOP/s per layer shape and "
+            "per op, largest first", "off"),
+    /* train. */
+    FINT("--batch", "B", batch, 1, 65536, C_TRAIN,
+         "images per step (a multiple of --replicas); 1 also means the default",
+         "32 for a classifier, 8 for a detector"),
+    FINT("--epochs", "E", epochs, 1, 100000, C_TRAIN, "passes over the training set, unless --steps",
+         NULL),
+    FINT("--steps", "N", steps, 1, 1000000000, C_TRAIN,
+         "total steps of the run (overrides --epochs)", "--epochs' worth"),
+    FNUM("--lr", "LR", lr, 0.0, 100.0, C_TRAIN, "peak learning rate", NULL),
+    FSTR("--schedule", "S", schedule, C_TRAIN, "learning-rate schedule: cosine or constant",
+         "cosine"),
+    FINT("--warmup-steps", "N", warmup_steps, 0, 1000000000, C_TRAIN,
+         "steps of linear warmup from --warmup-lr to --lr", NULL),
+    FNUM("--warmup-lr", "LR", warmup_lr, 0.0, 100.0, C_TRAIN,
+         "learning rate at the first step of the warmup", NULL),
+    FNUM("--momentum", "M", momentum, 0.0, 0.9999, C_TRAIN, "SGD momentum", NULL),
+    FNUM("--weight-decay", "WD", wd, 0.0, 1.0, C_TRAIN, "weight decay, on kernels only", NULL),
+    FNUM("--clip", "NORM", clip, 0.0, 1e9, C_TRAIN, "clip the global gradient norm at NORM",
+         "0: off"),
+    FNUM("--label-smoothing", "S", smoothing, 0.0, 0.99, C_TRAIN, "label smoothing (classifier)",
+         NULL),
+    FNUM("--drop-rate", "R", drop, 0.0, 0.99, C_TRAIN, "stochastic-depth (drop path) rate", NULL),
+    FNUM("--min-crop-area", "A", min_area, 0.01, 1.0, C_TRAIN,
+         "random crops keep A..1 of the image; 1: no cropping (classifier)", NULL),
+    FNUM("--scale-min", "A", scale_min, 0.01, 10.0, C_TRAIN,
+         "smallest scale of the scale jitter with random crop (detector)", NULL),
+    FNUM("--scale-max", "B", scale_max, 0.01, 10.0, C_TRAIN,
+         "largest scale of the scale jitter (detector; at least --scale-min)", NULL),
+    FSWITCH("--no-flip", no_flip, C_TRAIN, "no random horizontal mirroring",
+            "off: images are mirrored at random"),
+    FINT("--replicas", "R", replicas, 1, 16, C_TRAIN,
+         "split each batch into R parts trained side by side, one thread each, with their own "
+         "batch-norm statistics", NULL),
+    FINT("--checkpoint-every", "N", checkpoint_every, 0, 1000000000, C_TRAIN,
+         "steps between writes of OUTDIR/last.safetensors; 0: at the end only", NULL),
+    FINT("--eval-every", "N", eval_every, -1, 1000000000, C_TRAIN,
+         "steps between evaluations (and one at the end); 0: at each epoch's end; -1: never",
+         NULL),
+    FSWITCH("--resume", resume, C_TRAIN,
+            "continue from OUTDIR/last.safetensors (its step, optimizer and random state)", "off"),
+    FSWITCH("--skip-bad", skip_bad, C_TRAIN | C_EVAL,
+            "leave out the unreadable images of a folder (with a warning) instead of failing",
+            "off"),
+    /* eval, classify, detect. */
+    FINT("--batch", "B", batch, 1, 65536, C_EVAL, "images per forward pass",
+         "64 for a classifier (1 also means 64), 1 for a detector"),
+    FINT("--top", "K", top, 1, 100000, C_CLASSIFY, "classes printed per image", NULL),
+    FNUM("--score", "T", score, 0.0, 1.0, C_DETECT,
+         "lowest score printed and drawn (the .det.json lists every detection >= 0.05)", NULL),
+    /* make-dataset. */
+    FINT("--train-images", "N", n_train, 0, 10000000, C_MAKE, "images of the train split", "3000"),
+    FINT("--val-images", "N", n_val, 0, 10000000, C_MAKE, "images of the val split", "300"),
+    FINT("--min-objects", "N", min_objects, 1, SN_FASHION_DET_MAX_OBJECTS, C_MAKE,
+         "fewest items per image", "1"),
+    FINT("--max-objects", "N", max_objects, 1, SN_FASHION_DET_MAX_OBJECTS, C_MAKE,
+         "most items per image (at most 64)", "12"),
+    FSTR("--data", "FMNISTDIR", data, C_MAKE, "the folder of Fashion-MNIST's .gz files",
+         SN_FASHION_DET_DEFAULT_DIR),
+    FSTR("--split", "S", split, C_MAKE, "fashion-mnist: test (its 10 000 t10k items) or train "
+         "(60 000)", "test"),
+    FINT("--first", "I", first, 0, 10000000, C_MAKE, "fashion-mnist: index of the first item "
+         "written", NULL),
+    FINT("--count", "N", count, 0, 10000000, C_MAKE, "fashion-mnist: items written (fewer when "
+         "the split ends first)", NULL),
+    /* Common. */
+    FINT("--threads", "T", threads, 0, 1024, C_RUN, "threads of the kernels; 0: all cores", NULL),
+    FINT("--threads", "T", threads, 0, 1024, C_TRAIN,
+         "threads of the kernels (with --replicas: of the evaluation); 0: all cores", NULL),
+    FINT("--threads", "T", threads, 0, 1024, C_MAKE,
+         "threads making the images; 0: all cores; the files do not depend on it", NULL),
+    FSEED(C_INIT | C_BENCH, "seed of the weights' initialisation", NULL),
+    FSEED(C_TRAIN, "seed of the initialisation, the data order, the augmentation and stochastic "
+          "depth", NULL),
+    FSEED(C_MAKE, "seed of the images (0 also means 1)", "1"),
+    FSWITCH("--json", json, C_INFO,
+            "print JSON: {\"params\": N, \"macs\": N, ..., \"blocks\": [...]}", "off"),
+    FSWITCH("--json", json, C_BENCH,
+            "print one JSON object: {\"median_ms\", \"min_ms\", \"max_ms\", \"gflops\", ...}",
+            "off"),
+    FSWITCH("--json", json, C_EVAL, "print one JSON object instead of text (see above)", "off"),
+    {"-h, --help", NULL, K_HELP, offsetof(opts, help), 0, 0, C_ALL, "print this help", NULL},
+};
+#define N_FLAGS ((int)(sizeof k_flags / sizeof k_flags[0]))
+
+/* The overview's common flags: a gist each; the commands that take them come from k_flags. */
+static const struct {
+    const char *name, *arg, *gist;
+} k_common[] = {
+    {"--model", "NAME", "the SpineNet variant (default: spinenet-49)"},
+    {"--weights", "FILE", "a model written by spinenet init or train (safetensors)"},
+    {"--size", "S", "input size in pixels"},
+    {"--threads", "T", "threads (default: 1; 0: all cores)"},
+    {"--seed", "N", "seed of everything random"},
+    {"-o", "PATH", "where the output goes (also --out, --output)"},
+    {"--json", NULL, "one JSON object instead of text"},
+};
+
+/* The i-th spelling of a flag ("-o, --out, --output" has three) into buf; 0 when none. */
+static int spelling(const char *names, int i, char *buf, size_t n) {
+    const char *p = names;
+    for (; i > 0; i--) {
+        p = strstr(p, ", ");
+        if (!p) return 0;
+        p += 2;
+    }
+    size_t len = strcspn(p, ",");
+    if (len >= n) len = n - 1;
+    memcpy(buf, p, len);
+    buf[len] = 0;
+    return 1;
+}
+
+static int flag_is(const flag_def *f, const char *arg) {
+    char s[32];
+    for (int i = 0; spelling(f->names, i, s, sizeof s); i++)
+        if (strcmp(s, arg) == 0) return 1;
+    return 0;
+}
+
+/* The entry of `arg` for one of the commands `cmds`, or NULL. */
+static const flag_def *find_flag(const char *arg, unsigned cmds) {
+    for (int i = 0; i < N_FLAGS; i++)
+        if ((k_flags[i].cmds & cmds) && flag_is(&k_flags[i], arg)) return &k_flags[i];
+    return NULL;
+}
+
+static int edit_distance(const char *a, const char *b) {
+    int prev[64], cur[64];
+    const int n = (int)strlen(a), m = (int)strlen(b);
+    if (n >= 63 || m >= 63) return 99;
+    for (int j = 0; j <= m; j++) prev[j] = j;
+    for (int i = 1; i <= n; i++) {
+        cur[0] = i;
+        for (int j = 1; j <= m; j++) {
+            int d = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < d) d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d) d = cur[j - 1] + 1;
+            cur[j] = d;
+        }
+        memcpy(prev, cur, sizeof(int) * (size_t)(m + 1));
+    }
+    return prev[m];
+}
+
+/* The command's flag closest to a mistyped one: at most 2 edits (and fewer than half its
+ * length), else one that it starts or ends up a prefix of ("--batchsize", "--eval"); "" if
+ * none. */
+static void suggest(const char *arg, unsigned cmd, char *out, size_t n) {
+    int best = 3;
+    out[0] = 0;
+    for (int pass = 0; pass < 2 && !out[0]; pass++)
+        for (int i = 0; i < N_FLAGS; i++) {
+            char s[32];
+            if (!(k_flags[i].cmds & cmd)) continue;
+            for (int k = 0; spelling(k_flags[i].names, k, s, sizeof s); k++) {
+                const size_t ls = strlen(s), la = strlen(arg);
+                int d = pass == 0 ? edit_distance(arg, s) : 0;
+                if (pass == 0 ? d < best && 2 * d < (int)ls
+                              : !out[0] && ls >= 4 && la >= 4 &&
+                                    strncmp(arg, s, la < ls ? la : ls) == 0) {
+                    best = d;
+                    snprintf(out, n, "%s", s);
+                }
+            }
+        }
+}
+
+static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "spinenet: error: %s needs an integer in %d..%d, got '%s'\n", flag, lo, hi,
+                v ? v : "(nothing)");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* Stores the value v of flag a (entry f); returns the arguments it used (0 or 1), -1 on error. */
+static int set_flag(const flag_def *f, const char *a, const char *v, opts *o) {
+    char *field = (char *)o + f->field;
+    switch (f->kind) {
+    case K_STR:
+        if (!v) return die("%s needs a value", a), -1;
+        *(const char **)field = v;
+        return 1;
+    case K_INT:
+        return parse_int(a, v, (int)f->lo, (int)f->hi, (int *)field) ? -1 : 1;
+    case K_NUM: {
+        char *end;
+        double x = v ? strtod(v, &end) : 0;
+        if (!v || end == v || *end || !(x >= f->lo && x <= f->hi)) {
+            fprintf(stderr, "spinenet: error: %s needs a number in %g..%g, got '%s'\n", a, f->lo,
+                    f->hi, v ? v : "(nothing)");
+            return -1;
+        }
+        *(double *)field = x;
+        return 1;
+    }
+    case K_SEED: {
+        char *end;
+        if (!v) return die("%s needs a value", a), -1;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (errno || end == v || *end)
+            return die("--seed needs a non-negative integer, got '%s'", v), -1;
+        *(uint64_t *)field = s;
+        return 1;
+    }
+    case K_SWITCH:
+    case K_HELP:
+        *(int *)field = 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Parses argv[2..] for command cmd: its flags, and the other arguments into o->files. */
+static int parse_opts(int argc, char **argv, int cmd, opts *o) {
+    opts_init(o);
     o->files = calloc((size_t)argc, sizeof *o->files);
+    if (!o->files) return die("%s", "out of memory"), -1;
+    const char *name = k_commands[cmd].name;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define STR(flag, field)                                                         \
-    if (strcmp(a, flag) == 0) {                                                  \
-        if (!v) return die("%s needs a value", flag), -1;                        \
-        o->field = v;                                                            \
-        i++;                                                                     \
-        continue;                                                                \
-    }
-#define INT(flag, field, lo, hi)                                                 \
-    if (strcmp(a, flag) == 0) {                                                  \
-        if (parse_int(flag, v, lo, hi, &o->field)) return -1;                    \
-        i++;                                                                     \
-        continue;                                                                \
-    }
-        STR("--model", model)
-        STR("--flavour", flavour)
-        STR("--head", head)
-        STR("--act", act)
-        STR("--block-spec", block_spec)
-        STR("--weights", weights)
-        STR("--data", data)
-        STR("--eval-data", eval_data)
-        STR("--schedule", schedule)
-        STR("--task", task)
-        STR("--ann", ann)
-        STR("--eval-ann", eval_ann)
-        STR("--gt", gt)
-        STR("--dets", dets)
-        STR("--images", images)
-        STR("--init", init)
-        STR("-o", out)
-        STR("--output", out)
-        STR("--out", out)
-        INT("--classes", classes, 1, 100000)
-        INT("--endpoints-filters", endpoints, 1, 4096)
-        INT("--size", size, 1, 16384)
-        INT("--height", height, 1, 16384)
-        INT("--width", width, 1, 16384)
-        INT("--min-level", min_level, 2, 7)
-        INT("--max-level", max_level, 2, 7)
-        INT("--threads", threads, 0, 1024)
-        INT("--replicas", replicas, 1, 16)
-        INT("--runs", runs, 1, 100000)
-        INT("--batch", batch, 1, 65536)
-        INT("--warmup", warmup, 0, 1000)
-        INT("--top", top, 1, 100000)
-        INT("--epochs", epochs, 1, 100000)
-        INT("--steps", steps, 1, 1000000000)
-        INT("--warmup-steps", warmup_steps, 0, 1000000000)
-        INT("--checkpoint-every", checkpoint_every, 0, 1000000000)
-        INT("--eval-every", eval_every, -1, 1000000000)
-        INT("--train-images", n_train, 0, 10000000)
-        INT("--val-images", n_val, 0, 10000000)
-        INT("--min-objects", min_objects, 1, SN_FASHION_DET_MAX_OBJECTS)
-        INT("--max-objects", max_objects, 1, SN_FASHION_DET_MAX_OBJECTS)
-#define DBL(flag, field, lo, hi)                                                 \
-    if (strcmp(a, flag) == 0) {                                                  \
-        char *end_;                                                              \
-        double x_ = v ? strtod(v, &end_) : 0;                                    \
-        if (!v || end_ == v || *end_ || !(x_ >= lo && x_ <= hi)) {               \
-            fprintf(stderr, "spinenet: error: %s needs a number in %g..%g, got '%s'\n", \
-                    flag, (double)lo, (double)hi, v ? v : "(nothing)");         \
-            return -1;                                                           \
-        }                                                                        \
-        o->field = x_;                                                           \
-        i++;                                                                     \
-        continue;                                                                \
-    }
-        DBL("--lr", lr, 0.0, 100.0)
-        DBL("--warmup-lr", warmup_lr, 0.0, 100.0)
-        DBL("--weight-decay", wd, 0.0, 1.0)
-        DBL("--momentum", momentum, 0.0, 0.9999)
-        DBL("--clip", clip, 0.0, 1e9)
-        DBL("--label-smoothing", smoothing, 0.0, 0.99)
-        DBL("--drop-rate", drop, 0.0, 0.99)
-        DBL("--min-crop-area", min_area, 0.01, 1.0)
-        DBL("--scale-min", scale_min, 0.01, 10.0)
-        DBL("--scale-max", scale_max, 0.01, 10.0)
-        DBL("--score", score, 0.0, 1.0)
-        DBL("--anchor-size", anchor_size, 0.01, 64.0)
-        DBL("--bn-momentum", bn_momentum, 0.0001, 0.9999)
-#undef DBL
-        if (strcmp(a, "--seed") == 0) {
-            char *end;
-            if (!v) return die("%s needs a value", a), -1;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (errno || end == v || *end) return die("--seed needs a non-negative integer, got '%s'", v), -1;
-            o->seed = s;
-            i++;
+        if (a[0] != '-') {
+            o->files[o->n_files++] = a; /* image files (classify, detect), the CSV (plot)... */
             continue;
         }
-        if (strcmp(a, "--json") == 0) { o->json = 1; continue; }
-        if (strcmp(a, "--p2") == 0) { o->p2 = 1; continue; }
-        if (strcmp(a, "--no-fold") == 0) { o->nofold = 1; continue; }
-        if (strcmp(a, "--profile") == 0) { o->profile = 1; continue; }
-        if (strcmp(a, "--resume") == 0) { o->resume = 1; continue; }
-        if (strcmp(a, "--skip-bad") == 0) { o->skip_bad = 1; continue; }
-        if (strcmp(a, "--no-flip") == 0) { o->no_flip = 1; continue; }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            exit(0);
+        const flag_def *f = find_flag(a, 1u << cmd);
+        if (!f) {
+            char near[32];
+            suggest(a, 1u << cmd, near, sizeof near);
+            if (find_flag(a, C_ALL))
+                fprintf(stderr, "spinenet: error: %s does not take %s (see spinenet %s --help)\n",
+                        name, a, name);
+            else if (near[0])
+                fprintf(stderr, "spinenet: error: unknown option '%s' for %s; did you mean %s? "
+                        "(see spinenet %s --help)\n", a, name, near, name);
+            else
+                fprintf(stderr, "spinenet: error: unknown option '%s' for %s (see spinenet %s "
+                        "--help)\n", a, name, name);
+            return -1;
         }
-#undef STR
-#undef INT
-        if (a[0] != '-' && o->files) {
-            o->files[o->n_files++] = a; /* positional: image files (classify) */
-            continue;
-        }
-        fprintf(stderr, "spinenet: error: unknown option '%s' (see spinenet --help)\n", a);
-        return -1;
+        int used = set_flag(f, a, i + 1 < argc ? argv[i + 1] : NULL, o);
+        if (used < 0) return -1;
+        i += used;
     }
     return 0;
 }
+
+/* ---- Help ------------------------------------------------------------------------------------ */
+
+#define HELP_WIDTH 100
+
+/* Prints text word by word from column col, wrapping before HELP_WIDTH to column indent. */
+static void print_wrapped(FILE *f, const char *text, int col, int indent) {
+    int first = 1;
+    for (const char *p = text; *p;) {
+        while (*p == ' ') p++;
+        const int n = (int)strcspn(p, " ");
+        if (!n) break;
+        if (!first && col + 1 + n >= HELP_WIDTH) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (!first) {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", n, p);
+        col += n;
+        p += n;
+        first = 0;
+    }
+    fputc('\n', f);
+}
+
+/* Lines of text, each prefixed (the first with first, the others with rest). */
+static void print_lines(const char *text, const char *first, const char *rest) {
+    for (const char *p = text; *p;) {
+        const int n = (int)strcspn(p, "\n");
+        printf("%s%.*s\n", p == text ? first : rest, n, p);
+        p += n;
+        if (*p) p++;
+    }
+}
+
+static void print_flag(const flag_def *f) {
+    opts d;
+    opts_init(&d);
+    const char *field = (const char *)&d + f->field;
+    char left[64], def[64], text[512];
+    snprintf(left, sizeof left, "  %s%s%s", f->names, f->arg ? " " : "", f->arg ? f->arg : "");
+    const char *dv = f->def;
+    if (!dv) {
+        switch (f->kind) {
+        case K_INT: snprintf(def, sizeof def, "%d", *(const int *)field); break;
+        case K_NUM: snprintf(def, sizeof def, "%g", *(const double *)field); break;
+        case K_SEED:
+            snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)field);
+            break;
+        case K_STR: {
+            const char *v = *(const char *const *)field;
+            snprintf(def, sizeof def, "%s", v ? v : "none");
+            break;
+        }
+        default: def[0] = 0; break;
+        }
+        dv = def;
+    }
+    if (f->kind == K_HELP)
+        snprintf(text, sizeof text, "%s", f->help);
+    else if (strncmp(dv, "required", 8) == 0)
+        snprintf(text, sizeof text, "%s (%s)", f->help, dv);
+    else
+        snprintf(text, sizeof text, "%s (default: %s)", f->help, dv);
+    const int col = 25;
+    printf("%s", left);
+    if ((int)strlen(left) >= col - 1)
+        printf("\n%*s", col, "");
+    else
+        printf("%*s", col - (int)strlen(left), "");
+    print_wrapped(stdout, text, col, col);
+}
+
+static void command_help(int cmd) {
+    const command *c = &k_commands[cmd];
+    print_lines(c->usage, "usage: ", "       ");
+    printf("\n");
+    print_wrapped(stdout, c->about, 0, 0);
+    printf("\nflags:\n");
+    for (int i = 0; i < N_FLAGS; i++)
+        if (k_flags[i].cmds & (1u << cmd)) print_flag(&k_flags[i]);
+    printf("\nexamples:\n");
+    print_lines(c->examples, "  ", "  ");
+}
+
+/* spinenet --help: the commands, the common flags and where to find the rest. */
+static void overview(FILE *f) {
+    fprintf(f, "usage: spinenet COMMAND [flags]\n\ncommands:\n");
+    for (int c = 0; c < N_CMDS; c++) {
+        fprintf(f, "  %-14s", k_commands[c].name);
+        print_wrapped(f, k_commands[c].summary, 16, 16);
+    }
+    fprintf(f, "  %-14s%s\n  %-14s%s\n", "version", "print the version and the kernels' build",
+            "help COMMAND", "the same as spinenet COMMAND --help");
+    fprintf(f, "\ncommon flags (each command's --help lists all of its flags and their "
+               "defaults):\n");
+    for (size_t i = 0; i < sizeof k_common / sizeof k_common[0]; i++) {
+        char left[40], cmds[128] = "";
+        snprintf(left, sizeof left, "%s%s%s", k_common[i].name, k_common[i].arg ? " " : "",
+                 k_common[i].arg ? k_common[i].arg : "");
+        unsigned mask = 0;
+        for (int k = 0; k < N_FLAGS; k++)
+            if (flag_is(&k_flags[k], k_common[i].name)) mask |= k_flags[k].cmds;
+        for (int c = 0; c < N_CMDS; c++)
+            if (mask & (1u << c))
+                snprintf(cmds + strlen(cmds), sizeof cmds - strlen(cmds), "%s%s", cmds[0] ? " " : "",
+                         k_commands[c].name);
+        char text[256];
+        snprintf(text, sizeof text, "%s [%s]", k_common[i].gist, cmds);
+        fprintf(f, "  %-16s", left);
+        print_wrapped(f, text, 18, 18);
+    }
+    fprintf(f, "  %-16s%s\n", "-h, --help", "this overview; after a command, that command's help");
+    fprintf(f, "\nspinenet COMMAND --help for its flags, e.g. spinenet train --help\n");
+}
+
+/* ---- Checks of files before any long work ---------------------------------------------------- */
+
+/* An input that must exist: a file (dir 0) or a folder (dir 1). One line naming it and what the
+ * flag takes when it does not. */
+static int need_path(const char *path, int dir, const char *takes) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "spinenet: error: %s: cannot open: %s (%s)\n", path, strerror(errno), takes);
+        return 1;
+    }
+    if (!dir != !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "spinenet: error: %s: %s (%s)\n", path, dir ? "not a folder" : "is a folder",
+                takes);
+        return 1;
+    }
+    return 0;
+}
+
+/* An output: a file, whose folder must exist, or (dir) a folder, created with its parents when
+ * missing. */
+static int need_out(const char *path, int dir, const char *flag) {
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (!dir == !S_ISDIR(sb.st_mode)) return 0;
+        fprintf(stderr, "spinenet: error: %s: %s (%s takes %s)\n", path,
+                dir ? "exists and is not a folder" : "is a folder", flag,
+                dir ? "a folder" : "a file name");
+        return 1;
+    }
+    if (dir) return 0;
+    char parent[SN_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') parent[--n] = 0;
+    char *slash = strrchr(parent, '/');
+    if (!slash) return 0; /* in the current folder */
+    slash[slash == parent] = 0; /* "/x" -> "/" */
+    if (stat(parent, &sb) == 0 && S_ISDIR(sb.st_mode)) return 0;
+    fprintf(stderr, "spinenet: error: %s: the folder %s does not exist (create it first: mkdir -p "
+            "%s)\n", path, parent, parent);
+    return 1;
+}
+
+#define TAKES_WEIGHTS                                                                              \
+    "--weights takes a spinenet safetensors file, e.g. one written by spinenet train or init"
 
 /* The config the options describe. */
 static int get_config(const opts *o, sn_config *cfg) {
@@ -306,6 +797,9 @@ static int get_config(const opts *o, sn_config *cfg) {
     if (o->anchor_size > 0) cfg->anchor_size = (float)o->anchor_size;
     if (o->bn_momentum > 0) cfg->bn_momentum = (float)o->bn_momentum;
     if (o->block_spec) {
+        if (need_path(o->block_spec, 0,
+                      "--block-spec takes a block-spec table, see docs/blockspec.md"))
+            return 1;
         if (strlen(o->block_spec) >= sizeof cfg->block_spec_path)
             return die("--block-spec path too long: %s", o->block_spec);
         snprintf(cfg->block_spec_path, sizeof cfg->block_spec_path, "%s", o->block_spec);
@@ -316,6 +810,7 @@ static int get_config(const opts *o, sn_config *cfg) {
 /* Build the model the options describe, or load it from --weights. */
 static int get_model(const opts *o, sn_model **m) {
     if (o->weights) {
+        if (need_path(o->weights, 0, TAKES_WEIGHTS)) return 1;
         if (sn_model_load(o->weights, m) != SN_OK) return fail_status();
         return 0;
     }
@@ -436,7 +931,7 @@ static int cmd_info(const opts *o) {
 
 static int cmd_init(const opts *o) {
     if (!o->out) return die("%s", "init needs -o FILE (where to write the model)");
-    if (o->weights) return die("%s", "init builds a new model; --weights is not used here");
+    if (need_out(o->out, 0, "-o")) return 1;
     sn_model *m = NULL;
     if (get_model(o, &m)) return 1;
     sn_status st = sn_model_save(m, o->out);
@@ -769,6 +1264,23 @@ static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
     return 0;
 }
 
+/* A dataset given as --data or --eval-data: fashion-mnist[:DIR] or an image folder (det: the
+ * images of a COCO instances file). */
+static int need_data(const char *spec, int det, const char *flag) {
+    char takes[256];
+    const char *fm = det ? NULL : fmnist_dir(spec);
+    if (fm)
+        return need_path(fm, 1, "fashion-mnist reads the Fashion-MNIST .gz files from this folder: "
+                                "apt-get install dataset-fashion-mnist, or give fashion-mnist:DIR");
+    if (det)
+        snprintf(takes, sizeof takes, "%s takes the folder of the images of %s", flag,
+                 strcmp(flag, "--eval-data") == 0 ? "--eval-ann" : "--ann");
+    else
+        snprintf(takes, sizeof takes, "%s takes fashion-mnist, fashion-mnist:DIR or an image folder "
+                 "with one subfolder per class", flag);
+    return need_path(spec, 1, takes);
+}
+
 static int cmd_train(const opts *o) {
     int det;
     if (task_of(o, &det)) return 1;
@@ -780,11 +1292,19 @@ static int cmd_train(const opts *o) {
     if (det && o->eval_data && !o->eval_ann)
         return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
     if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
-    if (o->init && access(o->init, R_OK) != 0)
-        return die("%s: cannot open it (--init FILE: the spinenet safetensors file to start "
-                   "from)", o->init);
     if (det && !(o->scale_max >= o->scale_min))
         return die("%s", "--scale-max must be at least --scale-min");
+    if (need_data(o->data, det, "--data") ||
+        (o->eval_data && (det || !fmnist_dir(o->data)) &&
+         need_data(o->eval_data, det, "--eval-data")) ||
+        (det && need_path(o->ann, 0, "--ann takes the COCO instances file of the --data images, "
+                          "e.g. fd/annotations/instances_train.json of spinenet make-dataset")) ||
+        (o->eval_ann && need_path(o->eval_ann, 0, "--eval-ann takes the COCO instances file of the "
+                                  "--eval-data images")) ||
+        (o->init && need_path(o->init, 0, "--init takes a spinenet safetensors file to start "
+                              "from, e.g. the best.safetensors of an earlier run")) ||
+        need_out(o->out, 1, "-o"))
+        return 1;
     sn_train_config tc;
     sn_train_config_defaults(&tc);
     opts mo = *o;
@@ -910,6 +1430,15 @@ static int cmd_eval_detect(const opts *o) {
         return die("%s", "give either --dets or --weights, not both");
     if (o->weights && !o->images)
         return die("%s", "eval --weights needs --images DIR (the folder of the --gt images)");
+    if (need_path(o->gt, 0, "--gt takes a COCO instances file, e.g. "
+                            "fd/annotations/instances_val.json of spinenet make-dataset") ||
+        (o->dets && need_path(o->dets, 0, "--dets takes a COCO results file, e.g. one written by "
+                                          "spinenet eval --task detect -o")) ||
+        (o->weights && need_path(o->weights, 0, TAKES_WEIGHTS)) ||
+        (o->images && o->weights &&
+         need_path(o->images, 1, "--images takes the folder of the --gt images")) ||
+        (o->out && o->weights && need_out(o->out, 0, "-o")))
+        return 1;
     sn_coco *gt = NULL;
     if (sn_coco_load(o->gt, 0, &gt) != SN_OK) return fail_status();
     coco_load_warnings(o->gt, gt);
@@ -957,6 +1486,7 @@ static int cmd_eval(const opts *o) {
     if (det || o->gt || o->dets) return cmd_eval_detect(o);
     if (!o->weights) return die("%s", "eval needs --weights FILE (a classifier)");
     if (!o->data) return die("%s", "eval needs --data fashion-mnist or --data DIR");
+    if (need_path(o->weights, 0, TAKES_WEIGHTS) || need_data(o->data, 0, "--data")) return 1;
     sn_model *m = NULL;
     if (get_model(o, &m)) return 1;
     const sn_config *c = sn_model_config(m);
@@ -1019,12 +1549,41 @@ static void make_progress(void *user, int done, int total) {
     if (*tty && done == total) fprintf(stderr, "\n");
 }
 
+/* make-dataset fashion-mnist --out DIR: Fashion-MNIST items as an image folder of PNGs. */
+static int make_fashion_mnist(const opts *o) {
+    if (o->size || o->n_train >= 0 || o->n_val >= 0 || o->min_objects || o->max_objects || o->seed)
+        return die("%s", "make-dataset fashion-mnist takes --out, --split, --first, --count, "
+                         "--data (the others are fashion-det's; see spinenet make-dataset --help)");
+    const char *split = o->split ? o->split : "test";
+    if (strcmp(split, "test") != 0 && strcmp(split, "train") != 0)
+        return die("--split must be test or train, got '%s'", split);
+    int written = 0;
+    if (sn_fashion_mnist_export(o->data ? o->data : SN_FASHION_DET_DEFAULT_DIR,
+                                strcmp(split, "train") == 0, o->first, o->count, o->out,
+                                &written) != SN_OK)
+        return fail_status();
+    printf("fashion-mnist: %d %s images (items %d..%d) in %s/<class>/\n", written, split, o->first,
+           o->first + written - 1, o->out);
+    return 0;
+}
+
 /* make-dataset fashion-det --out DIR: the built-in multi-scale detection set (fashion_det.h). */
-static int cmd_make_dataset(int argc, char **argv, const opts *o) {
-    if (argc < 3 || argv[2][0] == '-' || strcmp(argv[2], "fashion-det") != 0)
+static int cmd_make_dataset(const opts *o) {
+    const int fm = o->n_files >= 1 && strcmp(o->files[0], "fashion-mnist") == 0;
+    if (o->n_files < 1 || (!fm && strcmp(o->files[0], "fashion-det") != 0))
         return die("%s", "make-dataset needs the dataset's name: spinenet make-dataset fashion-det "
-                         "--out DIR");
+                         "--out DIR, or fashion-mnist --out DIR");
+    if (o->n_files > 1)
+        return die("unexpected argument '%s' (see spinenet make-dataset --help)", o->files[1]);
     if (!o->out) return die("%s", "make-dataset needs --out DIR");
+    if (o->data && need_path(o->data, 1, "--data takes the folder of Fashion-MNIST's .gz files; "
+                                         "apt-get install dataset-fashion-mnist puts them in "
+                                         SN_FASHION_DET_DEFAULT_DIR))
+        return 1;
+    if (fm) return make_fashion_mnist(o);
+    if (o->split || o->first || o->count != 100)
+        return die("%s", "--split, --first and --count are fashion-mnist's (see spinenet "
+                         "make-dataset --help)");
     sn_fashion_det_options fo;
     sn_fashion_det_defaults(&fo);
     if (o->data) fo.fmnist_dir = o->data;
@@ -1130,15 +1689,36 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
     return st;
 }
 
+/* The image arguments of classify and detect: one line for each that does not exist, which is
+ * then left out (the others still run). Returns how many; skip[i] marks them. */
+static int missing_images(const opts *o, const char *cmd, unsigned char *skip) {
+    char takes[64];
+    snprintf(takes, sizeof takes, "%s takes JPEG or PNG image files", cmd);
+    int n = 0;
+    for (int i = 0; i < o->n_files; i++) {
+        skip[i] = (unsigned char)need_path(o->files[i], 0, takes);
+        n += skip[i];
+    }
+    return n;
+}
+
 static int cmd_detect(const opts *o) {
     if (!o->weights) return die("%s", "detect needs --weights FILE (a RetinaNet detector)");
     if (o->n_files == 0) return die("%s", "detect needs at least one image file");
+    if (o->out && need_out(o->out, 1, "-o")) return 1;
     sn_model *m = NULL;
     if (get_model(o, &m)) return 1;
     const sn_config *c = sn_model_config(m);
     if (c->head != SN_HEAD_RETINANET) {
         sn_model_free(m);
         return die("%s: not a detector (the RetinaNet head)", o->weights);
+    }
+    unsigned char *skip = calloc((size_t)o->n_files, 1);
+    const int missing = skip ? missing_images(o, "detect", skip) : 0;
+    if (!skip || missing == o->n_files) {
+        free(skip);
+        sn_model_free(m);
+        return skip ? 1 : die("%s", "out of memory");
     }
     const int size = o->size ? o->size : c->input_size, canvas = sn_det_canvas_size(size);
     sn_det_head h;
@@ -1150,26 +1730,26 @@ static int cmd_detect(const opts *o) {
     d.boxes = malloc(sizeof(float) * 4 * (size_t)d.capacity);
     d.scores = malloc(sizeof(float) * (size_t)d.capacity);
     d.classes = malloc(sizeof(int32_t) * (size_t)d.capacity);
-    int failed = 0;
+    int failed = missing;
     if (!img || !d.boxes || !d.scores || !d.classes || sn_model_set_threads(m, o->threads) != SN_OK ||
         sn_model_plan(m, 1, canvas, canvas) != SN_OK ||
         sn_det_head_init(&h, m, canvas, 0, 0) != SN_OK) {
         fail_status();
         failed = -1;
     }
-    if (o->out && failed == 0) {
-        struct stat sb;
-        if (stat(o->out, &sb) != 0 && mkdir(o->out, 0777) != 0) {
-            fprintf(stderr, "spinenet: error: %s: cannot create the output folder\n", o->out);
+    if (o->out && failed >= 0) {
+        if (sn_make_dirs(o->out) != SN_OK) {
+            fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
             failed = -1;
         }
     }
     for (int i = 0; failed >= 0 && i < o->n_files; i++)
-        if (detect_one(m, &h, &p, size, img, &d, o->files[i], o) != SN_OK) {
+        if (!skip[i] && detect_one(m, &h, &p, size, img, &d, o->files[i], o) != SN_OK) {
             fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
             failed++;
         }
     if (failed >= 0) sn_det_head_free(&h);
+    free(skip);
     free(img);
     free(d.boxes);
     free(d.scores);
@@ -1189,16 +1769,24 @@ static int cmd_classify(const opts *o) {
         sn_model_free(m);
         return die("%s: not a classifier (head is not 'classifier')", o->weights);
     }
+    unsigned char *skip = calloc((size_t)o->n_files, 1);
+    int failed = skip ? missing_images(o, "classify", skip) : 0;
+    if (!skip || failed == o->n_files) {
+        free(skip);
+        sn_model_free(m);
+        return skip ? 1 : die("%s", "out of memory");
+    }
     int s = o->size ? o->size : c->input_size;
     if (sn_model_set_threads(m, o->threads) != SN_OK || sn_model_plan(m, 1, s, s) != SN_OK) {
+        free(skip);
         sn_model_free(m);
         return fail_status();
     }
     float *x = malloc((size_t)s * s * 3 * sizeof *x);
     int *order = malloc((size_t)c->num_classes * sizeof *order);
     double *prob = malloc((size_t)c->num_classes * sizeof *prob);
-    int failed = 0;
     for (int f = 0; f < o->n_files && x && order && prob; f++) {
+        if (skip[f]) continue;
         sn_image img = {0};
         sn_aug_params aug;
         sn_aug_defaults(&aug);
@@ -1237,6 +1825,7 @@ static int cmd_classify(const opts *o) {
         }
         printf("\n");
     }
+    free(skip);
     free(x);
     free(order);
     free(prob);
@@ -1244,52 +1833,93 @@ static int cmd_classify(const opts *o) {
     return failed ? 1 : 0;
 }
 
+/* plot LOG.csv -o PNG: the curves of a training log (src/data/plot.h). */
+static int cmd_plot(const opts *o) {
+    if (o->n_files == 0)
+        return die("%s", "plot needs the training log: spinenet plot LOG.csv -o PNG (LOG.csv: the "
+                         "OUTDIR/train_log.csv that spinenet train writes)");
+    if (o->n_files > 1)
+        return die("unexpected argument '%s' (see spinenet plot --help)", o->files[1]);
+    if (!o->out) return die("%s", "plot needs -o PNG (where to write the figure)");
+    if (need_path(o->files[0], 0, "plot takes a training log, e.g. the OUTDIR/train_log.csv that "
+                                  "spinenet train writes") ||
+        need_out(o->out, 0, "-o"))
+        return 1;
+    sn_plot_options po = {o->width, o->height, o->title};
+    if (sn_plot_train_log(o->files[0], o->out, &po) != SN_OK) return fail_status();
+    printf("wrote %s\n", o->out);
+    return 0;
+}
+
+static int find_command(const char *name) {
+    for (int c = 0; c < N_CMDS; c++)
+        if (strcmp(k_commands[c].name, name) == 0) return c;
+    return -1;
+}
+
 int main(int argc, char **argv) {
     sn_tame_openmp_spinning(argv);
     if (argc < 2) {
-        usage(stderr);
+        overview(stderr);
         return 2;
     }
-    const char *cmd = argv[1];
+    /* spinenet help COMMAND is spinenet COMMAND --help. */
+    const int help = strcmp(argv[1], "help") == 0;
+    const char *cmd = help && argc > 2 ? argv[2] : argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+        overview(stdout);
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("spinenet %s (kernels: %s; SN_ISA=generic|avx2|avx512 picks a build)\n",
-               SN_VERSION_STRING, sn_isa_name(sn_isa_active()));
+        if (help)
+            printf("usage: spinenet version\n\nPrints the version and the kernels' build in use "
+                   "(SN_ISA=generic|avx2|avx512 picks one).\n");
+        else
+            printf("spinenet %s (kernels: %s; SN_ISA=generic|avx2|avx512 picks a build)\n",
+                   SN_VERSION_STRING, sn_isa_name(sn_isa_active()));
+        return 0;
+    }
+    const int c = find_command(cmd);
+    if (c < 0) {
+        int near = -1, best = 3;
+        for (int k = 0; k < N_CMDS; k++) {
+            int d = edit_distance(cmd, k_commands[k].name);
+            if (d < best) best = d, near = k;
+        }
+        fprintf(stderr, "spinenet: error: unknown command '%s'%s%s%s (info, init, bench, train, "
+                "eval, classify, detect, make-dataset, plot, version; see spinenet --help)\n", cmd,
+                near >= 0 ? "; did you mean " : "", near >= 0 ? k_commands[near].name : "",
+                near >= 0 ? "?" : "");
+        return 1;
+    }
+    int want_help = help;
+    for (int i = 2; i < argc && !want_help; i++)
+        want_help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+    if (want_help) {
+        command_help(c);
         return 0;
     }
     opts o;
-    if (strcmp(cmd, "info") != 0 && strcmp(cmd, "init") != 0 && strcmp(cmd, "bench") != 0 &&
-        strcmp(cmd, "classify") != 0 && strcmp(cmd, "train") != 0 && strcmp(cmd, "eval") != 0 &&
-        strcmp(cmd, "make-dataset") != 0 && strcmp(cmd, "detect") != 0)
-        return die("unknown command '%s' (info, init, bench, train, eval, classify, detect, "
-                   "make-dataset, version; see spinenet --help)",
-                   cmd);
     int rc;
-    const int mk = strcmp(cmd, "make-dataset") == 0;
-    /* make-dataset takes the dataset's name as its first argument. */
-    if (parse_opts(argc - mk, argv + mk, &o))
+    if (parse_opts(argc, argv, c, &o))
         rc = 2;
-    else if (mk)
-        rc = cmd_make_dataset(argc, argv, &o);
-    else if (o.n_files && strcmp(cmd, "classify") != 0 && strcmp(cmd, "detect") != 0)
-        rc = die("unexpected argument '%s' (see spinenet --help)", o.files[0]);
-    else if (strcmp(cmd, "info") == 0)
-        rc = cmd_info(&o);
-    else if (strcmp(cmd, "init") == 0)
-        rc = cmd_init(&o);
-    else if (strcmp(cmd, "classify") == 0)
-        rc = cmd_classify(&o);
-    else if (strcmp(cmd, "detect") == 0)
-        rc = cmd_detect(&o);
-    else if (strcmp(cmd, "train") == 0)
-        rc = cmd_train(&o);
-    else if (strcmp(cmd, "eval") == 0)
-        rc = cmd_eval(&o);
-    else
-        rc = cmd_bench(&o);
+    else if (o.n_files && c != CMD_CLASSIFY && c != CMD_DETECT && c != CMD_MAKE && c != CMD_PLOT) {
+        fprintf(stderr, "spinenet: error: unexpected argument '%s' (see spinenet %s --help)\n",
+                o.files[0], cmd);
+        rc = 1;
+    } else {
+        switch (c) {
+        case CMD_INFO: rc = cmd_info(&o); break;
+        case CMD_INIT: rc = cmd_init(&o); break;
+        case CMD_BENCH: rc = cmd_bench(&o); break;
+        case CMD_TRAIN: rc = cmd_train(&o); break;
+        case CMD_EVAL: rc = cmd_eval(&o); break;
+        case CMD_CLASSIFY: rc = cmd_classify(&o); break;
+        case CMD_DETECT: rc = cmd_detect(&o); break;
+        case CMD_MAKE: rc = cmd_make_dataset(&o); break;
+        default: rc = cmd_plot(&o); break;
+        }
+    }
     free(o.files);
     return rc;
 }
