@@ -54,6 +54,16 @@ static inline void t_shared_dir(char *dst, size_t cap) {
         snprintf(dst, cap, "/work/shared");
 }
 
+/* Make a fresh temporary folder $TMPDIR/<prefix>_XXXXXX (or under /tmp) into dst; 0 on
+ * success, else -1 with the reason printed. */
+static inline int t_make_tmpdir(char *dst, size_t cap, const char *prefix) {
+    const char *base = getenv("TMPDIR");
+    snprintf(dst, cap, "%s/%s_XXXXXX", base && *base ? base : "/tmp", prefix);
+    if (mkdtemp(dst)) return 0;
+    perror("mkdtemp");
+    return -1;
+}
+
 /* Remove a test's temporary folder and everything in it (a failure is reported, not fatal). */
 static inline void t_rm_tree(const char *path) {
     char cmd[600];

@@ -535,12 +535,7 @@ static void test_alloc_failures(void) {
 }
 
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/sn_coco_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_coco") != 0) return 1;
     const char *src = getenv("SN_SOURCE_DIR");
     snprintf(g_bad, sizeof g_bad, "%s/tests/data/coco_bad", src && *src ? src : ".");
     test_coco_tiny();

@@ -477,12 +477,7 @@ static void rm_tree(const char *dir) {
 }
 
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/sn_cocoeval_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_cocoeval") != 0) return 1;
     test_perfect();
     test_fp_above_tp();
     test_crowd();

@@ -884,12 +884,7 @@ static void test_loader_fmnist(void) {
 
 int main(void) {
     double t0 = now_s();
-    const char *base = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/sn_data_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_data") != 0) return 1;
     test_idx();
     test_fashion_mnist_real();
     test_png();

@@ -612,12 +612,7 @@ static void test_export(const char *fm) {
 
 int main(void) {
     double t0 = now_s();
-    const char *base = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/sn_fdet_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_fdet") != 0) return 1;
     char fm[300];
     snprintf(fm, sizeof fm, "%s/fmnist", g_tmp);
     mkdir(fm, 0777);

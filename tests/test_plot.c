@@ -442,12 +442,7 @@ static void test_oom(void) {
 
 int main(void) {
     double t0 = now_s();
-    const char *base = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/sn_plot_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_plot") != 0) return 1;
     test_classifier();
     test_detector();
     test_sparse();
