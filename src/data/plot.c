@@ -365,7 +365,9 @@ sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_im
     const int step_col = find_col(&lg, "step");
     panel_def d[3] = {
         {.title = "loss", .scale = 1, .top = INFINITY, .allow_log = 1},
-        {.title = "learning rate", .scale = 1, .top = INFINITY, .allow_log = 1},
+        /* Linear: a schedule's shape (warm-up, cosine) reads best that way, and a log axis
+         * would give most of the panel to the last steps' near-zero values. */
+        {.title = "learning rate", .scale = 1, .top = INFINITY, .allow_log = 0},
         {.title = "validation (%)", .scale = 100, .top = 100, .markers = 1, .legend = 1}};
     add_series(&d[0], &lg, step_col, find_col(&lg, "loss"), 0, "loss");
     add_series(&d[0], &lg, step_col, find_col(&lg, "loss_cls"), 1, "loss_cls");

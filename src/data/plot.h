@@ -2,7 +2,7 @@
  * (OUTDIR/train_log.csv) and draws one PNG with three panels sharing the step axis:
  *   0  loss, with loss_cls / loss_box as extra lines when the log has them (log scale when the
  *      values span more than two decades),
- *   1  learning rate,
+ *   1  learning rate (always a linear axis),
  *   2  the validation metrics, every eval_* column, as percentages (points joined by lines).
  *
  * The log: a header line naming the columns (found by name, any order; `step` is required),
