@@ -365,6 +365,14 @@ static void test_sparse(void) {
         CHECK(ink > 50, "panel %d without data says nothing (%ld)", i, ink);
     }
     sn_image_free(&img);
+    /* The step axis ends at the last step (6559), not at the next nice tick (8000); its ticks
+     * stay nice. */
+    CHECK(write_text(csv, "step,loss,lr\n1,2,0.1\n3000,1.5,0.05\n6559,1.2,0\n"), "write");
+    CHECK_OK(sn_plot_render(csv, NULL, &img, &L));
+    for (int i = 0; i < 3; i++)
+        CHECK(L.panel[i].xmin == 0 && L.panel[i].xmax == 6559, "panel %d: steps %g .. %g", i,
+              L.panel[i].xmin, L.panel[i].xmax);
+    sn_image_free(&img);
     /* Values at the edges of what doubles hold: a picture (or an error), no hang, no UB. */
     const char *edge[] = {"step,loss\n1,1e308\n2,-1e308\n3,1\n",
                           "step,loss\n1,1\n2,1.0000000000000002\n",

@@ -202,7 +202,7 @@ static void tick_label(char *buf, size_t cap, const axis *a, double t) {
 /* The index of the last tick; 0 for an axis that went wrong. */
 static int last_tick(const axis *a) {
     const double n = (a->hi - a->lo) / a->step;
-    return n >= 0 && n <= 100 ? (int)lround(n) : 0;
+    return n >= 0 && n <= 100 ? (int)floor(n + 1e-9) : 0;
 }
 
 static int map(double v, double lo, double hi, int p0, int p1) {
@@ -394,7 +394,10 @@ sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_im
         if (fabs(v) < 1e300 && v < lo) lo = v; /* the limit of value() */
         if (fabs(v) < 1e300 && v > hi) hi = v;
     }
-    const axis ax = nice_axis(lo, hi, 0, INFINITY);
+    /* Nice ticks, but the axis ends at the last step (not at the next tick past it), so that
+     * the curves reach the right edge. */
+    axis ax = nice_axis(lo, hi, 0, INFINITY);
+    if (hi > lo && hi < ax.hi) ax.hi = hi;
     /* Text at scale 2 on a full-size figure, 1 on a small one; a title line on top, the axis
      * label at the bottom, three equal bands between. */
     const int s = W >= 640 && H >= 600 ? 2 : 1, ch = 7 * s;
