@@ -94,7 +94,7 @@ declare -A flags=(
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
     --threads --json --help -h"
   [classify]="--weights --size --top --threads --help -h"
-  [detect]="--weights -o --out --output --size --score --threads --help -h"
+  [detect]="--weights -o --out --output --size --agnostic-nms --score --threads --help -h"
   [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
     --data --split --first --count --threads --seed --help -h"
   [plot]="-o --out --output --title --width --height --help -h"
@@ -269,6 +269,22 @@ PY
     "$fd/val/000001.png" > "$tmp/detect.out" 2>&1 && [ -s "$tmp/deep/er/shots/000001.det.png" ] \
     && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["width"]==128 and isinstance(d["detections"], list)' "$tmp/deep/er/shots/000001.det.json" \
     && ok || bad "detect: $(tail -3 "$tmp/detect.out")"
+  # --agnostic-nms, with the shipped detector: its overlapping labels of different classes
+  # shrink to fewer, and no two kept boxes overlap by more than the threshold.
+  shipped=$(dirname "$0")/../models/fashion-det-detector.safetensors
+  "$sn" detect --weights "$shipped" --score 0 -o "$tmp/agn0" "$fd/val/000001.png" > /dev/null 2>&1 \
+    && "$sn" detect --weights "$shipped" --score 0 --agnostic-nms 0.5 -o "$tmp/agn" \
+      "$fd/val/000001.png" > /dev/null 2>&1 \
+    && python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["detections"]; b = json.load(open(sys.argv[2]))["detections"]
+def iou(p, q):
+    w = min(p[0] + p[2], q[0] + q[2]) - max(p[0], q[0]); h = min(p[1] + p[3], q[1] + q[3]) - max(p[1], q[1])
+    i = max(w, 0) * max(h, 0); return i / (p[2] * p[3] + q[2] * q[3] - i)
+assert 0 < len(b) < len(a), (len(a), len(b))
+assert all(iou(p["bbox"], q["bbox"]) <= 0.5 + 1e-4 for i, p in enumerate(b) for q in b[i + 1:])
+' "$tmp/agn0/000001.det.json" "$tmp/agn/000001.det.json" \
+    && ok || bad "detect --agnostic-nms"
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
   # A missing image: one line naming it, the others still run, exit 1.
   "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \

@@ -755,7 +755,43 @@ static void test_detect_speed(void) {
     layout_free(&L);
 }
 
+/* Class-agnostic suppression after the generator: one label per object, order kept. */
+static void test_suppress_overlaps(void) {
+    /* A; B = A's box, other class; C far away; D overlaps A with IoU 0.6; E far away. */
+    const float b0[5][4] = {{0, 0, 10, 10}, {0, 0, 10, 10}, {20, 20, 30, 30}, {0, 0, 10, 6},
+                            {40, 40, 50, 50}};
+    const float s0[5] = {0.9f, 0.8f, 0.7f, 0.6f, 0.5f};
+    const int32_t c0[5] = {1, 2, 1, 3, 2}, a0[5] = {10, 11, 12, 13, 14};
+    const float thr[2] = {0.5f, 0.7f};
+    const int want_n[2] = {3, 4};
+    const int want[2][4] = {{0, 2, 4, -1}, {0, 2, 3, 4}};
+    for (int t = 0; t < 2; t++) {
+        float b[5][4], sc[5];
+        int32_t c[5], a[5];
+        memcpy(b, b0, sizeof b);
+        memcpy(sc, s0, sizeof sc);
+        memcpy(c, c0, sizeof c);
+        memcpy(a, a0, sizeof a);
+        sn_detections d = {&b[0][0], sc, c, a, 5, 5};
+        CHECK_OK(sn_detections_suppress_overlaps(&d, thr[t]));
+        CHECK(d.count == want_n[t], "IoU %.1f: %d kept, want %d", thr[t], d.count, want_n[t]);
+        for (int i = 0; i < d.count && i < want_n[t]; i++) {
+            const int k = want[t][i];
+            CHECK(sc[i] == s0[k] && c[i] == c0[k] && a[i] == a0[k] &&
+                      memcmp(b[i], b0[k], sizeof b[i]) == 0,
+                  "IoU %.1f: detection %d is not input %d", thr[t], i, k);
+        }
+    }
+    /* Without anchors, and a single detection: untouched. */
+    float b1[4] = {1, 2, 3, 4}, s1 = 0.4f;
+    int32_t c1 = 5;
+    sn_detections d1 = {b1, &s1, &c1, NULL, 1, 1};
+    CHECK_OK(sn_detections_suppress_overlaps(&d1, 0.5f));
+    CHECK(d1.count == 1 && s1 == 0.4f && c1 == 5 && b1[3] == 4, "single detection changed");
+}
+
 int main(void) {
+    test_suppress_overlaps();
     test_decode_golden();
     test_nms_golden();
     test_nms_hand();

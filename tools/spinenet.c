@@ -47,7 +47,7 @@ typedef struct {
     const char *data, *eval_data, *schedule;
     const char *task, *ann, *eval_ann, *gt, *dets, *images, *init, *title;
     double lr, warmup_lr, wd, momentum, clip, smoothing, drop, min_area, scale_min, scale_max, score,
-        anchor_size, bn_momentum;
+        anchor_size, bn_momentum, agnostic_nms;
     int epochs, steps, warmup_steps, resume, skip_bad, no_flip, checkpoint_every, eval_every;
     int n_train, n_val, min_objects, max_objects, first, count;
     const char *split;
@@ -413,6 +413,9 @@ static const flag_def k_flags[] = {
     FINT("--batch", "B", batch, 1, 65536, C_EVAL, "images per forward pass",
          "64 for a classifier (1 also means 64), 1 for a detector"),
     FINT("--top", "K", top, 1, 100000, C_CLASSIFY, "classes printed per image", NULL),
+    FNUM("--agnostic-nms", "IOU", agnostic_nms, 0.0, 1.0, C_DETECT,
+         "after the per-class NMS, drop a detection whose box overlaps a better one of any class "
+         "by IoU > IOU (one label per object; 0: off, the official output)", "0"),
     FNUM("--score", "T", score, 0.0, 1.0, C_DETECT,
          "lowest score printed and drawn (the .det.json lists every detection >= 0.05)", NULL),
     /* make-dataset. */
@@ -1628,7 +1631,9 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
     sn_det_xform xf;
     if ((st = sn_det_plan(img.height, img.width, size, 0, NULL, NULL, &xf)) != SN_OK ||
         (st = sn_det_render(&img, &xf, h->canvas, canvas)) != SN_OK ||
-        (st = sn_model_run(m, canvas)) != SN_OK || (st = sn_det_detect(m, h, p, 0, d)) != SN_OK) {
+        (st = sn_model_run(m, canvas)) != SN_OK || (st = sn_det_detect(m, h, p, 0, d)) != SN_OK ||
+        (o->agnostic_nms > 0 &&
+         (st = sn_detections_suppress_overlaps(d, (float)o->agnostic_nms)) != SN_OK)) {
         sn_image_free(&img);
         return st;
     }

@@ -133,3 +133,24 @@ sn_status sn_nms(const float *boxes, const float *scores, const int32_t *classes
     sn_free(pos);
     return SN_OK;
 }
+
+sn_status sn_detections_suppress_overlaps(sn_detections *d, float iou_threshold) {
+    if (d->count <= 1) return SN_OK;
+    int32_t *keep = sn_alloc(sizeof *keep * (size_t)d->count);
+    if (!keep) return SN_ERR_OOM;
+    int nk = 0;
+    sn_status st = sn_nms(d->boxes, d->scores, NULL, d->count, iou_threshold, 0, keep, &nk);
+    if (st == SN_OK) {
+        /* keep[] is in rank order, which is d's order: compacting forwards is safe. */
+        for (int i = 0; i < nk; i++) {
+            const int k = keep[i];
+            for (int j = 0; j < 4; j++) d->boxes[4 * i + j] = d->boxes[4 * k + j];
+            d->scores[i] = d->scores[k];
+            d->classes[i] = d->classes[k];
+            if (d->anchors) d->anchors[i] = d->anchors[k];
+        }
+        d->count = nk;
+    }
+    sn_free(keep);
+    return st;
+}

@@ -111,4 +111,11 @@ typedef struct {
  * SN_ERR_INVALID_ARG / SN_ERR_SHAPE on bad arguments, SN_ERR_OOM; out->count is 0 on failure. */
 sn_status sn_detect(const sn_det_params *p, const sn_det_input *in, sn_detections *out);
 
+/* Class-agnostic NMS after sn_detect (not part of the official generator; a display option):
+ * sn_nms without classes over d's detections, so that a detection is dropped when its box has
+ * IoU greater than iou_threshold with a better one of any class and one object keeps only its
+ * best-scoring label. Compacts d in place (anchors too when present), keeping the order.
+ * SN_ERR_OOM leaves d unchanged. */
+sn_status sn_detections_suppress_overlaps(sn_detections *d, float iou_threshold);
+
 #endif
