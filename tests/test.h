@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static int t_pass, t_fail;
 
@@ -52,6 +53,13 @@ static inline void t_shared_dir(char *dst, size_t cap) {
         snprintf(dst, cap, "%s/../shared", src);
     else
         snprintf(dst, cap, "/work/shared");
+}
+
+/* Monotonic seconds, for the tests' timing lines. */
+static inline double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Make a fresh temporary folder $TMPDIR/<prefix>_XXXXXX (or under /tmp) into dst; 0 on

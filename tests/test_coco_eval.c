@@ -405,12 +405,6 @@ static void test_golden(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static uint64_t g_rng = 88172645463325252ULL;
 static double urand(void) {
     g_rng ^= g_rng << 13;

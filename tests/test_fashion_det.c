@@ -24,12 +24,6 @@ enum { NTRAIN = 20, NVAL = 10, SIZE = 128, MAXOBJ = 12 };
 #define MAX_IOU 0.3
 #define MAX_HIDDEN 0.3
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int has(const char *haystack, const char *needle) { return strstr(haystack, needle) != NULL; }
 
 static int exists(const char *path) {

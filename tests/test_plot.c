@@ -16,12 +16,6 @@
 static const double k_pi = 3.14159265358979323846;
 static char g_tmp[256];
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void tmp_path(char *dst, size_t cap, const char *name) {
     snprintf(dst, cap, "%s/%s", g_tmp, name);
 }

@@ -25,12 +25,6 @@ static int load(const char *name, sn_st_file *f) {
     return t_golden_read(path, f);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* ---- decode ------------------------------------------------------------------------------ */
 
 static void test_decode_golden(void) {

@@ -19,12 +19,6 @@
 
 static char g_dir[1024];
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int load(const char *name, sn_st_file *f) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", g_dir, name);
