@@ -1790,6 +1790,7 @@ static int cmd_classify(const opts *o) {
     float *x = malloc((size_t)s * s * 3 * sizeof *x);
     int *order = malloc((size_t)c->num_classes * sizeof *order);
     double *prob = malloc((size_t)c->num_classes * sizeof *prob);
+    if (!x || !order || !prob) failed = die("%s", "classify: out of memory");
     for (int f = 0; f < o->n_files && x && order && prob; f++) {
         if (skip[f]) continue;
         sn_image img = {0};
