@@ -189,6 +189,34 @@ void sn_tame_openmp_spinning(char **argv) {
     /* Not re-executed (no /proc): carry on with the default policy. */
 }
 
+/* ---- Files -------------------------------------------------------------------------------- */
+
+sn_status sn_read_file(const char *path, char **data, size_t *size) {
+    *data = NULL;
+    if (size) *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return sn_error(SN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    char *buf = NULL;
+    sn_status st = SN_OK;
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0)
+        st = sn_error(SN_ERR_IO, "%s: cannot determine the size", path);
+    else if ((buf = sn_alloc((size_t)n + 1)) == NULL)
+        st = SN_ERR_OOM;
+    else if (fread(buf, 1, (size_t)n, f) != (size_t)n || ferror(f))
+        st = sn_error(SN_ERR_IO, "%s: read error", path);
+    fclose(f);
+    if (st != SN_OK) {
+        sn_free(buf);
+        return st;
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (size) *size = (size_t)n;
+    return SN_OK;
+}
+
 /* ---- Directories -------------------------------------------------------------------------- */
 
 static sn_status make_dir(const char *path) {

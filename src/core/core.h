@@ -53,6 +53,10 @@ void sn_scratch_release(void);
 /* Number of threads to use for a request (<= 0: all available cores). */
 int sn_resolve_threads(int requested);
 
+/* The whole file in an sn_alloc'ed buffer with a NUL after its last byte (so text can be
+ * parsed in place); *size excludes the NUL. Errors name the path (SN_ERR_IO, SN_ERR_OOM). */
+sn_status sn_read_file(const char *path, char **data, size_t *size);
+
 /* mkdir -p: creates `path` and its missing parents; an existing directory is fine. Errors name
  * the path and the reason (SN_ERR_IO), e.g. a file of that name. */
 sn_status sn_make_dirs(const char *path);

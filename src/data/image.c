@@ -1,4 +1,5 @@
 /* Image codecs: JPEG (libjpeg-turbo) and PNG (libspng) decoding to RGB8, PNG encoding. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,44 +201,14 @@ sn_status sn_image_decode(const uint8_t *data, size_t size, const char *name, sn
     return sn_error(SN_ERR_FORMAT, "%s: not a JPEG or PNG file (unrecognised first bytes)", name);
 }
 
-/* Whole file into an sn_alloc'ed buffer. */
-static sn_status read_file(const char *path, uint8_t **data, size_t *size) {
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sn_error(SN_ERR_IO, "%s: cannot open", path);
-    sn_status st = SN_OK;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = sn_error(SN_ERR_IO, "%s: cannot determine the size", path);
-        goto done;
-    }
-    *data = sn_alloc((size_t)n);
-    if (!*data) {
-        st = SN_ERR_OOM;
-        goto done;
-    }
-    if (fread(*data, 1, (size_t)n, f) != (size_t)n) {
-        sn_free(*data);
-        *data = NULL;
-        st = sn_error(SN_ERR_IO, "%s: read error", path);
-        goto done;
-    }
-    *size = (size_t)n;
-done:
-    fclose(f);
-    return st;
-}
-
 sn_status sn_image_load(const char *path, sn_image *out) {
     if (!path || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_image_load: bad arguments");
     memset(out, 0, sizeof *out);
-    uint8_t *data;
+    char *data;
     size_t size;
-    sn_status st = read_file(path, &data, &size);
+    sn_status st = sn_read_file(path, &data, &size);
     if (st != SN_OK) return st;
-    st = sn_image_decode(data, size, path, out);
+    st = sn_image_decode((const uint8_t *)data, size, path, out);
     sn_free(data);
     return st;
 }
@@ -340,18 +311,30 @@ sn_status sn_image_encode_png(const sn_image *img, uint8_t **png, size_t *size) 
 
 sn_status sn_image_save_png(const sn_image *img, const char *path) {
     if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_image_save_png: NULL path");
-    uint8_t *png;
-    size_t size;
+    uint8_t *png = NULL;
+    size_t size = 0, n = strlen(path) + 5;
     sn_status st = sn_image_encode_png(img, &png, &size);
     if (st != SN_OK) return st;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
+    /* Written to path.tmp and renamed, so that a viewer never sees half a file and a failed
+     * write leaves an older picture as it was. */
+    char *tmp = sn_alloc(n);
+    if (!tmp) {
         sn_free(png);
-        return sn_error(SN_ERR_IO, "%s: cannot create", path);
+        return SN_ERR_OOM;
     }
-    size_t wrote = fwrite(png, 1, size, f);
-    int closed = fclose(f);
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        st = sn_error(SN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    } else {
+        const size_t wrote = fwrite(png, 1, size, f);
+        if (fclose(f) != 0 || wrote != size)
+            st = sn_error(SN_ERR_IO, "%s: write error", tmp);
+        else if (rename(tmp, path) != 0)
+            st = sn_error(SN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        if (st != SN_OK) remove(tmp);
+    }
+    sn_free(tmp);
     sn_free(png);
-    if (wrote != size || closed != 0) return sn_error(SN_ERR_IO, "%s: write error", path);
-    return SN_OK;
+    return st;
 }

@@ -1,6 +1,5 @@
 /* Training-curve plots (plot.h): a small reader for train_log.csv and a three-panel line chart
  * drawn with the rectangles and 5x7 font of draw.h. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,30 +38,6 @@ static void log_free(csv_log *lg) {
     memset(lg, 0, sizeof *lg);
 }
 
-static sn_status read_file(const char *path, char **out) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sn_error(SN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    char *buf = NULL;
-    sn_status st = SN_OK;
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0)
-        st = sn_error(SN_ERR_IO, "%s: cannot read", path);
-    else if ((buf = sn_alloc((size_t)size + 1)) == NULL)
-        st = SN_ERR_OOM;
-    else if (fread(buf, 1, (size_t)size, f) != (size_t)size || ferror(f))
-        st = sn_error(SN_ERR_IO, "%s: read error", path);
-    fclose(f);
-    if (st != SN_OK) {
-        sn_free(buf);
-        return st;
-    }
-    buf[size] = 0;
-    *out = buf;
-    return SN_OK;
-}
-
 /* Cut the next line out of *p (NUL-terminating it, CR dropped); NULL at the end. */
 static char *next_line(char **p) {
     if (!**p) return NULL;
@@ -95,7 +70,7 @@ static int split(char *line, char **f, int max) {
 
 static sn_status parse_log(const char *path, csv_log *lg) {
     memset(lg, 0, sizeof *lg);
-    sn_status st = read_file(path, &lg->text);
+    sn_status st = sn_read_file(path, &lg->text, NULL);
     if (st != SN_OK) return st;
     char *p = lg->text, *line, **fields = NULL;
     if (!strncmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* a UTF-8 byte-order mark */
@@ -416,40 +391,12 @@ sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_im
     return SN_OK;
 }
 
-/* Encode, write to path.tmp and rename, so that a viewer never sees half a file. */
-static sn_status save_png_atomic(const sn_image *img, const char *path) {
-    uint8_t *png = NULL;
-    size_t size = 0, n = strlen(path) + 5;
-    sn_status st = sn_image_encode_png(img, &png, &size);
-    if (st != SN_OK) return st;
-    char *tmp = sn_alloc(n);
-    if (!tmp) {
-        sn_free(png);
-        return SN_ERR_OOM;
-    }
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = sn_error(SN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        const size_t wrote = fwrite(png, 1, size, f);
-        if (fclose(f) != 0 || wrote != size)
-            st = sn_error(SN_ERR_IO, "%s: write error", tmp);
-        else if (rename(tmp, path) != 0)
-            st = sn_error(SN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        if (st != SN_OK) remove(tmp);
-    }
-    sn_free(tmp);
-    sn_free(png);
-    return st;
-}
-
 sn_status sn_plot_train_log(const char *csv_path, const char *png_path,
                             const sn_plot_options *opt) {
     if (!png_path) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_train_log: NULL output path");
     sn_image img;
     sn_status st = sn_plot_render(csv_path, opt, &img, NULL);
-    if (st == SN_OK) st = save_png_atomic(&img, png_path);
+    if (st == SN_OK) st = sn_image_save_png(&img, png_path);
     sn_image_free(&img);
     return st;
 }
