@@ -8,6 +8,8 @@
 #include "core.h"
 #include "kernels.h"
 #include "test.h"
+#define T_RNG_SEED 0x9E3779B97F4A7C15ULL
+#include "testutil.h"
 
 /* float kernels vs double references: |got - ref| <= TOL * max(1, mag), mag being the sum of
  * the magnitudes of the summed terms (cancellation can make a float sum relatively inaccurate
@@ -15,54 +17,6 @@
 #define TOL 1e-5
 /* Analytic float gradients vs central differences of a double forward. */
 #define FD_TOL 1e-4
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
-
-/* xorshift64*: a fixed sequence, so every run tests the same numbers. */
-static uint64_t rnd64(void) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1DULL;
-}
-
-static float urand(float lo, float hi) {
-    return lo + (hi - lo) * (float)((double)(rnd64() >> 40) / 16777216.0);
-}
-
-static void *xalloc(size_t bytes) {
-    void *p = sn_alloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "test: out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-static float *rand_buf(size_t count, float lo, float hi) {
-    float *p = xalloc(count * sizeof *p);
-    for (size_t i = 0; i < count; i++)
-        p[i] = urand(lo, hi);
-    return p;
-}
-
-static float *copy_buf(const float *src, size_t count) {
-    float *p = xalloc(count * sizeof *p);
-    memcpy(p, src, count * sizeof *p);
-    return p;
-}
-
-static float *zbuf(size_t count) {
-    float *p = xalloc(count * sizeof *p);
-    memset(p, 0, count * sizeof *p);
-    return p;
-}
-
-static double *dbuf(size_t count) {
-    double *p = xalloc(count * sizeof *p);
-    memset(p, 0, count * sizeof *p);
-    return p;
-}
 
 /* Max over i of |got - ref| / max(1, mag). */
 static double rel_err(const float *got, const double *ref, const double *mag, size_t count) {
@@ -84,11 +38,11 @@ static void gemm_ex_case(int ta, int tb, int m, int n, int k, int accumulate) {
      * padded past the row length to catch lda/ldb mix-ups. */
     const int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     const int lda = ac + 3, ldb = bc + 2, ldc = n + 5;
-    float *a = rand_buf((size_t)ar * lda + 1, -1, 1), *b = rand_buf((size_t)br * ldb + 1, -1, 1);
+    float *a = t_frand((size_t)ar * lda + 1, -1, 1), *b = t_frand((size_t)br * ldb + 1, -1, 1);
     const size_t cs = (size_t)m * ldc;
-    float *c1 = rand_buf(cs, -1, 1);
-    float *c2 = copy_buf(c1, cs), *c0 = copy_buf(c1, cs);
-    double *ref = dbuf(cs), *mag = dbuf(cs);
+    float *c1 = t_frand(cs, -1, 1);
+    float *c2 = t_fcopy(c1, cs), *c0 = t_fcopy(c1, cs);
+    double *ref = t_dzero(cs), *mag = t_dzero(cs);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double s = accumulate ? c0[(size_t)i * ldc + j] : 0.0, sa = fabs(s);
@@ -199,11 +153,11 @@ static void run_bcase(const bcase *bc) {
     const size_t ws = (size_t)bc->k * bc->k * (bc->cin / bc->groups) * bc->cout;
     const size_t ys = (size_t)bc->n * oh * ow * bc->cout;
     const size_t cs = (size_t)bc->cout;
-    float *x = rand_buf(xs, -1, 1), *wt = rand_buf(ws, -1, 1), *dy = rand_buf(ys, -1, 1);
+    float *x = t_frand(xs, -1, 1), *wt = t_frand(ws, -1, 1), *dy = t_frand(ys, -1, 1);
     /* Pre-filled gradients: the kernel must add to them. */
-    float *dx0 = rand_buf(xs, -1, 1), *dw0 = rand_buf(ws, -1, 1), *db0 = rand_buf(cs, -1, 1);
-    double *rx = dbuf(xs), *rw = dbuf(ws), *rb = dbuf(cs);
-    double *mx = dbuf(xs), *mw = dbuf(ws), *mb = dbuf(cs);
+    float *dx0 = t_frand(xs, -1, 1), *dw0 = t_frand(ws, -1, 1), *db0 = t_frand(cs, -1, 1);
+    double *rx = t_dzero(xs), *rw = t_dzero(ws), *rb = t_dzero(cs);
+    double *mx = t_dzero(xs), *mw = t_dzero(ws), *mb = t_dzero(cs);
     for (size_t i = 0; i < xs; i++)
         rx[i] = dx0[i], mx[i] = fabs(dx0[i]);
     for (size_t i = 0; i < ws; i++)
@@ -215,7 +169,7 @@ static void run_bcase(const bcase *bc) {
     float *dx[3], *dw[3], *db[3];
     static const int threads[3] = {1, 2, 3};
     for (int t = 0; t < 3; t++) {
-        dx[t] = copy_buf(dx0, xs), dw[t] = copy_buf(dw0, ws), db[t] = copy_buf(db0, cs);
+        dx[t] = t_fcopy(dx0, xs), dw[t] = t_fcopy(dw0, ws), db[t] = t_fcopy(db0, cs);
         CHECK_OK(sn_conv2d_backward_f32(&d, bc->n, bc->h, bc->w, x, wt, oh, ow, dy, dx[t], dw[t],
                                         db[t], threads[t]));
     }
@@ -232,7 +186,7 @@ static void run_bcase(const bcase *bc) {
               bc->cout, bc->groups, bc->k, bc->stride, threads[t]);
 
     /* NULL skips a gradient; each one alone equals the one computed alongside the others. */
-    float *ox = copy_buf(dx0, xs), *ow_ = copy_buf(dw0, ws), *ob = copy_buf(db0, cs);
+    float *ox = t_fcopy(dx0, xs), *ow_ = t_fcopy(dw0, ws), *ob = t_fcopy(db0, cs);
     CHECK_OK(sn_conv2d_backward_f32(&d, bc->n, bc->h, bc->w, x, wt, oh, ow, dy, ox, NULL, NULL, 2));
     CHECK_OK(
         sn_conv2d_backward_f32(&d, bc->n, bc->h, bc->w, x, wt, oh, ow, dy, NULL, ow_, NULL, 2));
@@ -313,29 +267,15 @@ static double conv_loss_d(const sn_conv_desc *d, int n, int h, int w, const doub
     return loss;
 }
 
-static double *to_double(const float *f, size_t count) {
-    double *p = dbuf(count);
-    for (size_t i = 0; i < count; i++)
-        p[i] = f[i];
-    return p;
-}
-
-/* Central difference of loss() in element i of v, compared with the analytic gradient g. */
-typedef double (*loss_fn)(void *ctx);
-
-static int fd_check(loss_fn loss, void *ctx, double *v, size_t count, const float *g, int samples,
-                    const char *what) {
+/* Central differences of loss() at `samples` random elements of v, compared with the analytic
+ * gradient g. */
+static int fd_check(t_loss_fn loss, const void *ctx, double *v, size_t count, const float *g,
+                    int samples, const char *what) {
     const double step = 1e-3;
     int ok = 1;
     for (int s = 0; s < samples; s++) {
-        const size_t i = (size_t)(rnd64() % count);
-        const double keep = v[i];
-        v[i] = keep + step;
-        const double lp = loss(ctx);
-        v[i] = keep - step;
-        const double lm = loss(ctx);
-        v[i] = keep;
-        const double fd = (lp - lm) / (2 * step);
+        const size_t i = (size_t)(t_rnd64() % count);
+        const double fd = t_central_diff(loss, ctx, v, i, step);
         const double err = fabs(fd - g[i]) / fmax(1.0, fabs(fd));
         if (!(err <= FD_TOL)) {
             fprintf(stderr, "%s[%zu]: analytic %g, finite difference %g\n", what, i, g[i], fd);
@@ -351,7 +291,7 @@ typedef struct {
     double *x, *wt, *bias, *r;
 } conv_fd_ctx;
 
-static double conv_fd_loss(void *p) {
+static double conv_fd_loss(const void *p) {
     const conv_fd_ctx *c = p;
     return conv_loss_d(c->d, c->n, c->h, c->w, c->x, c->wt, c->bias, c->oh, c->ow, c->r, NULL);
 }
@@ -363,8 +303,8 @@ static void conv_fd_case(const bcase *bc) {
     const size_t xs = (size_t)bc->n * bc->h * bc->w * bc->cin;
     const size_t ws = (size_t)bc->k * bc->k * (bc->cin / bc->groups) * bc->cout;
     const size_t ys = (size_t)bc->n * oh * ow * bc->cout;
-    float *x = rand_buf(xs, -1, 1), *wt = rand_buf(ws, -1, 1), *bias = rand_buf(bc->cout, -1, 1);
-    float *r = rand_buf(ys, -1, 1), *y = rand_buf(ys, -1, 1);
+    float *x = t_frand(xs, -1, 1), *wt = t_frand(ws, -1, 1), *bias = t_frand(bc->cout, -1, 1);
+    float *r = t_frand(ys, -1, 1), *y = t_frand(ys, -1, 1);
     /* The float forward with the bias as the epilogue shift must be the function the double
      * forward differentiates. */
     const sn_epilogue ep = {NULL, bias, NULL, SN_ACT_NONE, NULL};
@@ -375,11 +315,11 @@ static void conv_fd_case(const bcase *bc) {
                      bc->w,
                      oh,
                      ow,
-                     to_double(x, xs),
-                     to_double(wt, ws),
-                     to_double(bias, bc->cout),
-                     to_double(r, ys)};
-    double *yd = dbuf(ys);
+                     t_dfrom(x, xs),
+                     t_dfrom(wt, ws),
+                     t_dfrom(bias, bc->cout),
+                     t_dfrom(r, ys)};
+    double *yd = t_dzero(ys);
     conv_loss_d(&d, bc->n, bc->h, bc->w, c.x, c.wt, c.bias, oh, ow, c.r, yd);
     double fwd_err = 0.0;
     for (size_t i = 0; i < ys; i++)
@@ -388,7 +328,7 @@ static void conv_fd_case(const bcase *bc) {
           bc->groups, fwd_err);
 
     /* dL/dy = r. */
-    float *gx = zbuf(xs), *gw = zbuf(ws), *gb = zbuf((size_t)bc->cout);
+    float *gx = t_fzero(xs), *gw = t_fzero(ws), *gb = t_fzero((size_t)bc->cout);
     CHECK_OK(sn_conv2d_backward_f32(&d, bc->n, bc->h, bc->w, x, wt, oh, ow, r, gx, gw, gb, 2));
     CHECK(fd_check(conv_fd_loss, &c, c.x, xs, gx, 24, "conv dx"), "conv fd dx k%d s%d g%d", bc->k,
           bc->stride, bc->groups);
@@ -406,7 +346,7 @@ typedef struct {
     double *x, *w, *b, *r;
 } dense_fd_ctx;
 
-static double dense_fd_loss(void *p) {
+static double dense_fd_loss(const void *p) {
     const dense_fd_ctx *c = p;
     double loss = 0.0;
     for (int i = 0; i < c->n; i++)
@@ -421,21 +361,21 @@ static double dense_fd_loss(void *p) {
 
 static void test_dense(void) {
     const int n = 5, cin = 37, cout = 19;
-    float *x = rand_buf((size_t)n * cin, -1, 1), *w = rand_buf((size_t)cin * cout, -1, 1);
-    float *b = rand_buf(cout, -1, 1), *r = rand_buf((size_t)n * cout, -1, 1);
-    float *y = rand_buf((size_t)n * cout, -1, 1);
+    float *x = t_frand((size_t)n * cin, -1, 1), *w = t_frand((size_t)cin * cout, -1, 1);
+    float *b = t_frand(cout, -1, 1), *r = t_frand((size_t)n * cout, -1, 1);
+    float *y = t_frand((size_t)n * cout, -1, 1);
     dense_fd_ctx c = {n,
                       cin,
                       cout,
-                      to_double(x, (size_t)n * cin),
-                      to_double(w, (size_t)cin * cout),
-                      to_double(b, cout),
-                      to_double(r, (size_t)n * cout)};
+                      t_dfrom(x, (size_t)n * cin),
+                      t_dfrom(w, (size_t)cin * cout),
+                      t_dfrom(b, cout),
+                      t_dfrom(r, (size_t)n * cout)};
     /* Pre-filled gradients check the accumulation; the FD compares the added part. */
-    float *gx = rand_buf((size_t)n * cin, -1, 1), *gw = rand_buf((size_t)cin * cout, -1, 1),
-          *gb = rand_buf(cout, -1, 1);
-    float *gx0 = copy_buf(gx, (size_t)n * cin), *gw0 = copy_buf(gw, (size_t)cin * cout),
-          *gb0 = copy_buf(gb, cout);
+    float *gx = t_frand((size_t)n * cin, -1, 1), *gw = t_frand((size_t)cin * cout, -1, 1),
+          *gb = t_frand(cout, -1, 1);
+    float *gx0 = t_fcopy(gx, (size_t)n * cin), *gw0 = t_fcopy(gw, (size_t)cin * cout),
+          *gb0 = t_fcopy(gb, cout);
     sn_dense_backward_f32(n, cin, cout, x, w, r, gx, gw, gb, 2);
     for (int i = 0; i < n * cin; i++)
         gx[i] -= gx0[i];
@@ -456,7 +396,7 @@ static void test_dense(void) {
     CHECK(fd_check(dense_fd_loss, &c, c.b, cout, gb, 19, "dense db"), "dense fd db");
 
     /* 1 vs 3 threads, and NULL skips. */
-    float *ax = zbuf((size_t)n * cin), *bx = zbuf((size_t)n * cin);
+    float *ax = t_fzero((size_t)n * cin), *bx = t_fzero((size_t)n * cin);
     sn_dense_backward_f32(n, cin, cout, x, w, r, ax, NULL, NULL, 1);
     sn_dense_backward_f32(n, cin, cout, x, w, r, bx, NULL, NULL, 3);
     CHECK(memcmp(ax, bx, (size_t)n * cin * sizeof *ax) == 0, "dense dx: 1 vs 3 threads");
@@ -477,7 +417,7 @@ typedef struct {
 
 /* Mean smoothed cross-entropy in double, written independently of the kernel (softmax then
  * logs, with the max subtracted). */
-static double xent_d(void *p) {
+static double xent_d(const void *p) {
     const xent_ctx *c = p;
     double total = 0.0;
     for (int i = 0; i < c->n; i++) {
@@ -497,11 +437,11 @@ static double xent_d(void *p) {
 
 static void test_xent_fd(double smoothing) {
     const int n = 6, classes = 11;
-    float *z = rand_buf((size_t)n * classes, -4, 4), *g = rand_buf((size_t)n * classes, -1, 1);
+    float *z = t_frand((size_t)n * classes, -4, 4), *g = t_frand((size_t)n * classes, -1, 1);
     int32_t labels[6];
     for (int i = 0; i < n; i++)
-        labels[i] = (int32_t)(rnd64() % (uint64_t)classes);
-    xent_ctx c = {n, classes, to_double(z, (size_t)n * classes), labels, (double)(float)smoothing};
+        labels[i] = (int32_t)(t_rnd64() % (uint64_t)classes);
+    xent_ctx c = {n, classes, t_dfrom(z, (size_t)n * classes), labels, (double)(float)smoothing};
     const double loss = sn_softmax_xent_f32(n, classes, z, labels, (float)smoothing, g);
     CHECK(fabs(loss - xent_d(&c)) <= 1e-9, "xent s=%g: loss %.12g vs %.12g", smoothing, loss,
           xent_d(&c));
@@ -511,7 +451,7 @@ static void test_xent_fd(double smoothing) {
      * taken, which is exact in float. */
     int ok = 1;
     for (int s = 0; s < 20; s++) {
-        const size_t i = (size_t)(rnd64() % (uint64_t)(n * classes));
+        const size_t i = (size_t)(t_rnd64() % (uint64_t)(n * classes));
         const float keep = z[i];
         z[i] = keep + 1e-2f;
         const double dp = (double)z[i] - keep,
@@ -579,8 +519,8 @@ static void test_conv_backward_oom(void) {
     const bcase cases[] = {{1, 6, 5, 4, 6, 1, 3, 1, 0}, {1, 6, 5, 4, 4, 4, 3, 1, 0}};
     for (int i = 0; i < 2; i++) {
         const sn_conv_desc d = make_desc(&cases[i]);
-        float *x = rand_buf(6 * 5 * 4, -1, 1), *wt = rand_buf(9 * 4 * 6, -1, 1);
-        float *dy = rand_buf(6 * 5 * 6, -1, 1), *dx = zbuf(6 * 5 * 4), *dw = zbuf(9 * 4 * 6);
+        float *x = t_frand(6 * 5 * 4, -1, 1), *wt = t_frand(9 * 4 * 6, -1, 1);
+        float *dy = t_frand(6 * 5 * 6, -1, 1), *dx = t_fzero(6 * 5 * 4), *dw = t_fzero(9 * 4 * 6);
         sn_scratch_release(); /* the work buffer is kept between calls */
         sn_alloc_fail_after(1);
         const sn_status st = sn_conv2d_backward_f32(&d, 1, 6, 5, x, wt, 6, 5, dy, dx, dw, NULL, 2);

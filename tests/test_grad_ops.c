@@ -8,71 +8,19 @@
 #include "core.h"
 #include "kernels.h"
 #include "test.h"
+#define T_RNG_SEED 0x13198A2E03707344ULL
+#include "testutil.h"
 
 /* Central-difference step, relative to max(1, |v|): truncation ~h^2 and rounding ~1e-16/h are
  * both ~1e-8 with double forwards, far under the 1e-4 tolerance on float gradients. */
 #define FD_H 1e-4
 #define GRAD_TOL 1e-4
 
-static uint64_t g_rng = 0x13198A2E03707344ULL;
-
-/* xorshift64*: a fixed sequence, so every run tests the same numbers. */
-static float urand(float lo, float hi) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    const uint64_t r = g_rng * 0x2545F4914F6CDD1DULL;
-    return lo + (hi - lo) * (float)((double)(r >> 40) / 16777216.0);
-}
-
-static void *xalloc(size_t bytes) {
-    void *p = sn_alloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "test: out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-static float *fzero(size_t n) {
-    float *p = xalloc(n * sizeof *p);
-    memset(p, 0, n * sizeof *p);
-    return p;
-}
-
-static float *frand(size_t n, float lo, float hi) {
-    float *p = xalloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = urand(lo, hi);
-    return p;
-}
-
-static float *fcopy(const float *s, size_t n) {
-    float *p = xalloc(n * sizeof *p);
-    memcpy(p, s, n * sizeof *p);
-    return p;
-}
-
-static double *dfrom(const float *s, size_t n) {
-    double *p = xalloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = s[i];
-    return p;
-}
-
-/* The loss of the op under test, evaluated from the double arrays its context points to. */
-typedef double (*loss_fn)(const void *ctx);
-
 /* dL/dp[i] by central differences; p is one of the arrays the loss reads through ctx. */
-static double *fd_grad(loss_fn f, const void *ctx, double *p, size_t n) {
-    double *g = xalloc(n * sizeof *g);
-    for (size_t i = 0; i < n; i++) {
-        const double v = p[i], h = FD_H * (fabs(v) > 1.0 ? fabs(v) : 1.0);
-        p[i] = v + h;
-        const double lp = f(ctx);
-        p[i] = v - h;
-        const double lm = f(ctx);
-        p[i] = v;
-        g[i] = (lp - lm) / (2.0 * h);
-    }
+static double *fd_grad(t_loss_fn f, const void *ctx, double *p, size_t n) {
+    double *g = t_xalloc(n * sizeof *g);
+    for (size_t i = 0; i < n; i++)
+        g[i] = t_central_diff(f, ctx, p, i, FD_H * (fabs(p[i]) > 1.0 ? fabs(p[i]) : 1.0));
     return g;
 }
 
@@ -138,7 +86,7 @@ static const sn_act all_acts[] = {SN_ACT_NONE,    SN_ACT_RELU,    SN_ACT_RELU6, 
 /* Uniform in [-8, 8] but at least 0.05 from every kink (0, +-3, 6). */
 static float away_from_kinks(void) {
     for (;;) {
-        const float v = urand(-8.0f, 8.0f);
+        const float v = t_urand(-8.0f, 8.0f);
         if (fabsf(v) > 0.05f && fabsf(v - 3.0f) > 0.05f && fabsf(v + 3.0f) > 0.05f &&
             fabsf(v - 6.0f) > 0.05f)
             return v;
@@ -147,14 +95,14 @@ static float away_from_kinks(void) {
 
 static void test_act(void) {
     const size_t n = 301;
-    float *x = xalloc(n * sizeof *x);
+    float *x = t_xalloc(n * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = away_from_kinks();
-    float *r = frand(n, -1, 1), *pre = frand(n, -1, 1);
+    float *r = t_frand(n, -1, 1), *pre = t_frand(n, -1, 1);
     for (size_t a = 0; a < NACTS; a++) {
         const sn_act act = all_acts[a];
-        float *g = fzero(n), *g1 = fcopy(pre, n);
+        float *g = t_fzero(n), *g1 = t_fcopy(pre, n);
         sn_act_backward_f32(act, n, x, r, g, 1);
-        act_ctx c = {act, n, dfrom(x, n), dfrom(r, n)};
+        act_ctx c = {act, n, t_dfrom(x, n), t_dfrom(r, n)};
         double *ref = fd_grad(act_loss, &c, c.x, n);
         const double e = grad_err(g, ref, n);
         CHECK(e < GRAD_TOL, "act %s: grad err %g", sn_act_name(act), e);
@@ -198,9 +146,9 @@ static void test_act(void) {
 
     /* Threads: large enough to split; elementwise so the bits must match exactly. */
     const size_t big = 70001;
-    float *bx = frand(big, -8, 8), *bd = frand(big, -1, 1);
+    float *bx = t_frand(big, -8, 8), *bd = t_frand(big, -1, 1);
     for (size_t a = 0; a < NACTS; a++) {
-        float *g1 = fzero(big), *g2 = fzero(big), *g3 = fzero(big);
+        float *g1 = t_fzero(big), *g2 = t_fzero(big), *g3 = t_fzero(big);
         sn_act_backward_f32(all_acts[a], big, bx, bd, g1, 1);
         sn_act_backward_f32(all_acts[a], big, bx, bd, g2, 2);
         sn_act_backward_f32(all_acts[a], big, bx, bd, g3, 3);
@@ -227,17 +175,17 @@ static int same_values(const float *a, const float *b, size_t n) {
  * in place (out == dy) too, and the same bits for any thread count. */
 static void test_act_grad(void) {
     const size_t n = 70001;
-    float *x = frand(n, -8, 8), *dy = frand(n, -1, 1);
+    float *x = t_frand(n, -8, 8), *dy = t_frand(n, -1, 1);
     for (size_t i = 0; i < 9; i++) x[i * 1000] = (float)i - 4.0f; /* kinks, exactly */
     x[9000] = 6.0f;
     x[9001] = -3.0f;
     for (size_t a = 0; a < NACTS; a++) {
         const sn_act act = all_acts[a];
-        float *ref = fzero(n), *o1 = frand(n, -5, 5), *o2 = frand(n, -5, 5);
+        float *ref = t_fzero(n), *o1 = t_frand(n, -5, 5), *o2 = t_frand(n, -5, 5);
         sn_act_backward_f32(act, n, x, dy, ref, 1);
         sn_act_grad_f32(act, n, x, dy, o1, 1);
         sn_act_grad_f32(act, n, x, dy, o2, 2);
-        float *io = fcopy(dy, n);
+        float *io = t_fcopy(dy, n);
         sn_act_grad_f32(act, n, x, io, io, 3);
         CHECK(same_values(o1, ref, n), "act grad %s: differs from the accumulating kernel",
               sn_act_name(act));
@@ -292,17 +240,17 @@ static double bn_loss(const void *p) { return bn_act_loss(p, SN_ACT_NONE); }
 static void test_bn_case(size_t rows, int c, float shift) {
     const size_t n = rows * (size_t)c;
     const float eps = 1e-3f, mom = 0.99f;
-    float *x = frand(n, -2, 2), *gamma = frand((size_t)c, 0.5f, 1.5f);
-    float *beta = frand((size_t)c, -1, 1), *r = frand(n, -1, 1);
+    float *x = t_frand(n, -2, 2), *gamma = t_frand((size_t)c, 0.5f, 1.5f);
+    float *beta = t_frand((size_t)c, -1, 1), *r = t_frand(n, -1, 1);
     for (size_t i = 0; i < n; i++) x[i] += shift;
-    float *y = fzero(n), *sm = fzero((size_t)c), *si = fzero((size_t)c);
-    float *rm0 = frand((size_t)c, -1, 1), *rv0 = frand((size_t)c, 0.5f, 2);
-    bn_ctx b = {rows, c, eps, dfrom(x, n), dfrom(gamma, (size_t)c), dfrom(beta, (size_t)c),
-                dfrom(r, n)};
+    float *y = t_fzero(n), *sm = t_fzero((size_t)c), *si = t_fzero((size_t)c);
+    float *rm0 = t_frand((size_t)c, -1, 1), *rv0 = t_frand((size_t)c, 0.5f, 2);
+    bn_ctx b = {rows, c, eps, t_dfrom(x, n), t_dfrom(gamma, (size_t)c), t_dfrom(beta, (size_t)c),
+                t_dfrom(r, n)};
 
     /* Forward and running statistics, both variance conventions. */
     for (int unb = 0; unb <= 1; unb++) {
-        float *rm = fcopy(rm0, (size_t)c), *rv = fcopy(rv0, (size_t)c);
+        float *rm = t_fcopy(rm0, (size_t)c), *rv = t_fcopy(rv0, (size_t)c);
         sn_batchnorm_train_f32(rows, c, x, gamma, beta, eps, mom, unb, rm, rv, y, sm, si, 1);
         double ey = 0, es = 0, er = 0;
         for (int ch = 0; ch < c; ch++) {
@@ -335,7 +283,7 @@ static void test_bn_case(size_t rows, int c, float shift) {
     }
 
     /* Gradients for x (through the batch statistics), gamma and beta. */
-    float *dx = fzero(n), *dg = fzero((size_t)c), *db = fzero((size_t)c);
+    float *dx = t_fzero(n), *dg = t_fzero((size_t)c), *db = t_fzero((size_t)c);
     sn_batchnorm_train_backward_f32(rows, c, x, gamma, sm, si, r, dx, dg, db, 1);
     double *fx = fd_grad(bn_loss, &b, b.x, n);
     double *fg = fd_grad(bn_loss, &b, b.gamma, (size_t)c);
@@ -348,13 +296,13 @@ static void test_bn_case(size_t rows, int c, float shift) {
     CHECK(e < GRAD_TOL, "bn %zux%d: dbeta err %g", rows, c, e);
 
     /* Accumulate, and NULL skipping one gradient leaves the others as they were. */
-    float *px = frand(n, -1, 1), *pg = frand((size_t)c, -1, 1), *pb = frand((size_t)c, -1, 1);
-    float *ax = fcopy(px, n), *ag = fcopy(pg, (size_t)c), *ab = fcopy(pb, (size_t)c);
+    float *px = t_frand(n, -1, 1), *pg = t_frand((size_t)c, -1, 1), *pb = t_frand((size_t)c, -1, 1);
+    float *ax = t_fcopy(px, n), *ag = t_fcopy(pg, (size_t)c), *ab = t_fcopy(pb, (size_t)c);
     sn_batchnorm_train_backward_f32(rows, c, x, gamma, sm, si, r, ax, ag, ab, 1);
     CHECK(accumulated(ax, px, dx, n) && accumulated(ag, pg, dg, (size_t)c) &&
               accumulated(ab, pb, db, (size_t)c),
           "bn %zux%d: not accumulated", rows, c);
-    float *ng = fzero((size_t)c);
+    float *ng = t_fzero((size_t)c);
     sn_batchnorm_train_backward_f32(rows, c, x, gamma, sm, si, r, NULL, ng, NULL, 1);
     CHECK(same_bits(ng, dg, (size_t)c), "bn %zux%d: dgamma alone differs", rows, c);
     sn_free(ng);
@@ -393,22 +341,22 @@ static double max_rel_err(const float *got, const float *want, size_t n) {
 static void test_bn_act_case(size_t rows, int c, float shift, sn_act act, int fd) {
     const size_t n = rows * (size_t)c;
     const float eps = 1e-3f, mom = 0.99f;
-    float *x = frand(n, -2, 2), *gamma = frand((size_t)c, 0.5f, 1.5f);
-    float *beta = frand((size_t)c, -1, 1), *dy = frand(n, -1, 1);
+    float *x = t_frand(n, -2, 2), *gamma = t_frand((size_t)c, 0.5f, 1.5f);
+    float *beta = t_frand((size_t)c, -1, 1), *dy = t_frand(n, -1, 1);
     for (size_t i = 0; i < n; i++) x[i] += shift;
     /* Plain pair. */
-    float *u = fzero(n), *yp = fzero(n), *sm = fzero((size_t)c), *si = fzero((size_t)c);
-    float *rm = frand((size_t)c, -1, 1), *rv = frand((size_t)c, 0.5f, 2);
-    float *rm2 = fcopy(rm, (size_t)c), *rv2 = fcopy(rv, (size_t)c);
+    float *u = t_fzero(n), *yp = t_fzero(n), *sm = t_fzero((size_t)c), *si = t_fzero((size_t)c);
+    float *rm = t_frand((size_t)c, -1, 1), *rv = t_frand((size_t)c, 0.5f, 2);
+    float *rm2 = t_fcopy(rm, (size_t)c), *rv2 = t_fcopy(rv, (size_t)c);
     sn_batchnorm_train_f32(rows, c, x, gamma, beta, eps, mom, 1, rm, rv, u, sm, si, 2);
     sn_act_f32(act, n, u, yp, 2);
-    float *du = fzero(n), *dxp = fzero(n), *dgp = fzero((size_t)c), *dbp = fzero((size_t)c);
+    float *du = t_fzero(n), *dxp = t_fzero(n), *dgp = t_fzero((size_t)c), *dbp = t_fzero((size_t)c);
     sn_act_backward_f32(act, n, u, dy, du, 2);
     sn_batchnorm_train_backward_f32(rows, c, x, gamma, sm, si, du, dxp, dgp, dbp, 2);
     /* Fused. */
-    float *yf = fzero(n), *fm = fzero((size_t)c), *fi = fzero((size_t)c);
+    float *yf = t_fzero(n), *fm = t_fzero((size_t)c), *fi = t_fzero((size_t)c);
     sn_batchnorm_act_train_f32(rows, c, x, gamma, beta, eps, mom, 1, rm2, rv2, act, yf, fm, fi, 2);
-    float *dxf = frand(n, -9, 9), *dgf = fzero((size_t)c), *dbf = fzero((size_t)c);
+    float *dxf = t_frand(n, -9, 9), *dgf = t_fzero((size_t)c), *dbf = t_fzero((size_t)c);
     sn_batchnorm_act_train_backward_f32(rows, c, x, gamma, beta, fm, fi, act, dy, dxf, dgf, dbf, 2);
     const char *an = sn_act_name(act);
     double e = max_rel_err(yf, yp, n);
@@ -422,8 +370,8 @@ static void test_bn_act_case(size_t rows, int c, float shift, sn_act act, int fd
     e = fmax(max_rel_err(dgf, dgp, (size_t)c), max_rel_err(dbf, dbp, (size_t)c));
     CHECK(e < 1e-4, "bn+%s %zux%d: dgamma/dbeta err %g", an, rows, c, e);
     if (fd) {
-        bnact_ctx q = {{rows, c, eps, dfrom(x, n), dfrom(gamma, (size_t)c), dfrom(beta, (size_t)c),
-                        dfrom(dy, n)},
+        bnact_ctx q = {{rows, c, eps, t_dfrom(x, n), t_dfrom(gamma, (size_t)c), t_dfrom(beta, (size_t)c),
+                        t_dfrom(dy, n)},
                        act};
         double *fx = fd_grad(bnact_loss, &q, q.b.x, n);
         double *fg = fd_grad(bnact_loss, &q, q.b.gamma, (size_t)c);
@@ -437,12 +385,12 @@ static void test_bn_act_case(size_t rows, int c, float shift, sn_act act, int fd
         sn_free(q.b.x), sn_free(q.b.gamma), sn_free(q.b.beta), sn_free(q.b.r);
     }
     /* Thread counts give the same bits; NULL outputs are skipped without changing the rest. */
-    float *y1 = fzero(n), *s1 = fzero(2 * (size_t)c), *d1 = fzero(n), *g1 = fzero(2 * (size_t)c);
+    float *y1 = t_fzero(n), *s1 = t_fzero(2 * (size_t)c), *d1 = t_fzero(n), *g1 = t_fzero(2 * (size_t)c);
     sn_batchnorm_act_train_f32(rows, c, x, gamma, beta, eps, mom, 0, NULL, NULL, act, y1, s1,
                                s1 + c, 1);
     sn_batchnorm_act_train_backward_f32(rows, c, x, gamma, beta, s1, s1 + c, act, dy, d1, g1,
                                         g1 + c, 3);
-    float *g2 = fzero(2 * (size_t)c);
+    float *g2 = t_fzero(2 * (size_t)c);
     sn_batchnorm_act_train_backward_f32(rows, c, x, gamma, beta, s1, s1 + c, act, dy, NULL, g2,
                                         NULL, 1);
     CHECK(same_bits(y1, yf, n) && same_bits(s1, fm, (size_t)c) && same_bits(s1 + c, fi, (size_t)c),
@@ -472,13 +420,13 @@ static void test_bn_threads(void) {
     const size_t rows = 16 * 256 + 37;
     const int c = 70;
     const size_t n = rows * (size_t)c;
-    float *x = frand(n, -3, 5), *gamma = frand((size_t)c, 0.5f, 1.5f);
-    float *beta = frand((size_t)c, -1, 1), *dy = frand(n, -1, 1);
+    float *x = t_frand(n, -3, 5), *gamma = t_frand((size_t)c, 0.5f, 1.5f);
+    float *beta = t_frand((size_t)c, -1, 1), *dy = t_frand(n, -1, 1);
     float *out[3][7];
     for (int t = 0; t < 3; t++) {
-        float *y = fzero(n), *sm = fzero((size_t)c), *si = fzero((size_t)c);
-        float *rm = fzero((size_t)c), *rv = fzero((size_t)c);
-        float *dx = fzero(n), *dgb = fzero(2 * (size_t)c);
+        float *y = t_fzero(n), *sm = t_fzero((size_t)c), *si = t_fzero((size_t)c);
+        float *rm = t_fzero((size_t)c), *rv = t_fzero((size_t)c);
+        float *dx = t_fzero(n), *dgb = t_fzero(2 * (size_t)c);
         sn_batchnorm_train_f32(rows, c, x, gamma, beta, 1e-3f, 0.99f, 1, rm, rv, y, sm, si, t + 1);
         sn_batchnorm_train_backward_f32(rows, c, x, gamma, sm, si, dy, dx, dgb, dgb + c, t + 1);
         out[t][0] = y, out[t][1] = sm, out[t][2] = si, out[t][3] = rm, out[t][4] = rv;
@@ -561,10 +509,10 @@ static sn_pad same_pad(int h, int w, int k, int s) {
 
 /* Distinct values 0.01 apart (so no FD step can change a window's winner), shuffled. */
 static float *distinct(size_t n) {
-    float *x = xalloc(n * sizeof *x);
+    float *x = t_xalloc(n * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = 0.01f * (float)i - 0.005f * (float)n;
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)urand(0.0f, (float)i);
+        size_t j = (size_t)t_urand(0.0f, (float)i);
         if (j >= i) j = i - 1;
         const float t = x[i - 1];
         x[i - 1] = x[j], x[j] = t;
@@ -574,9 +522,9 @@ static float *distinct(size_t n) {
 
 static void test_pool_fd(pool_ctx q) {
     const size_t nx = (size_t)q.n * q.h * q.w * q.c, ny = (size_t)q.n * q.oh * q.ow * q.c;
-    float *x = distinct(nx), *r = frand(ny, -1, 1), *g = fzero(nx);
+    float *x = distinct(nx), *r = t_frand(ny, -1, 1), *g = t_fzero(nx);
     sn_maxpool_backward_f32(q.n, q.h, q.w, q.c, q.k, q.s, q.pad, q.oh, q.ow, x, r, g, 1);
-    q.x = dfrom(x, nx), q.r = dfrom(r, ny);
+    q.x = t_dfrom(x, nx), q.r = t_dfrom(r, ny);
     double *ref = fd_grad(pool_loss, &q, q.x, nx);
     const double e = grad_err(g, ref, nx);
     CHECK(e < GRAD_TOL, "maxpool %dx%dx%d k%d s%d: grad err %g", q.h, q.w, q.c, q.k, q.s, e);
@@ -587,12 +535,12 @@ static void test_pool_fd(pool_ctx q) {
  * against the scatter reference, accumulating onto a pre-filled buffer, for 1, 2, 3 threads. */
 static void test_pool_exact(pool_ctx q) {
     const size_t nx = (size_t)q.n * q.h * q.w * q.c, ny = (size_t)q.n * q.oh * q.ow * q.c;
-    float *x = xalloc(nx * sizeof *x);
-    for (size_t i = 0; i < nx; i++) x[i] = urand(0, 1) < 0.5f ? -1.0f : -2.0f;
-    float *dy = frand(ny, -1, 1), *pre = frand(nx, -1, 1), *want = fcopy(pre, nx);
+    float *x = t_xalloc(nx * sizeof *x);
+    for (size_t i = 0; i < nx; i++) x[i] = t_urand(0, 1) < 0.5f ? -1.0f : -2.0f;
+    float *dy = t_frand(ny, -1, 1), *pre = t_frand(nx, -1, 1), *want = t_fcopy(pre, nx);
     pool_scatter_ref(&q, x, dy, want);
     for (int t = 1; t <= 3; t++) {
-        float *g = fcopy(pre, nx);
+        float *g = t_fcopy(pre, nx);
         sn_maxpool_backward_f32(q.n, q.h, q.w, q.c, q.k, q.s, q.pad, q.oh, q.ow, x, dy, g, t);
         CHECK(same_bits(g, want, nx), "maxpool ties %dx%dx%d k%d s%d pad %d,%d threads %d", q.h,
               q.w, q.c, q.k, q.s, q.pad.top, q.pad.left, t);
@@ -660,9 +608,9 @@ static void rs_backward(const rs_ctx *q, const float *dy, float *dx, int nt) {
 static void test_rs_case(int n, int h, int w, int c, int oh, int ow, int fh, int fw) {
     rs_ctx q = {n, h, w, c, fh ? h * fh : oh, fw ? w * fw : ow, fh, fw, NULL, NULL};
     const size_t nx = (size_t)n * h * w * c, ny = (size_t)n * q.oh * q.ow * c;
-    float *r = frand(ny, -1, 1), *x = frand(nx, -1, 1), *g = fzero(nx);
+    float *r = t_frand(ny, -1, 1), *x = t_frand(nx, -1, 1), *g = t_fzero(nx);
     rs_backward(&q, r, g, 1);
-    q.x = dfrom(x, nx), q.r = dfrom(r, ny);
+    q.x = t_dfrom(x, nx), q.r = t_dfrom(r, ny);
     double *ref = fd_grad(rs_loss, &q, q.x, nx);
     const double e = grad_err(g, ref, nx);
     CHECK(e < GRAD_TOL, "%s %dx%d -> %dx%d c%d: grad err %g", fh ? "upsample" : "resize", h, w,
@@ -673,9 +621,9 @@ static void test_rs_case(int n, int h, int w, int c, int oh, int ow, int fh, int
     for (size_t i = 0; i < nx; i++) sx += g[i];
     CHECK(fabs(sy - sx) < 1e-4 * (1 + fabs(sy)), "%s %dx%d -> %dx%d: mass %g vs %g",
           fh ? "upsample" : "resize", h, w, q.oh, q.ow, sx, sy);
-    float *pre = frand(nx, -1, 1);
+    float *pre = t_frand(nx, -1, 1);
     for (int t = 1; t <= 3; t++) {
-        float *a = fcopy(pre, nx);
+        float *a = t_fcopy(pre, nx);
         rs_backward(&q, r, a, t);
         CHECK(accumulated(a, pre, g, nx), "%s %dx%d -> %dx%d: threads %d / accumulate",
               fh ? "upsample" : "resize", h, w, q.oh, q.ow, t);
@@ -731,13 +679,13 @@ static double gate_loss(const void *p) {
 static void test_gap(void) {
     const int n = 2, hw = 7, c = 5;
     const size_t nx = (size_t)n * hw * c, ny = (size_t)n * c;
-    float *x = frand(nx, -1, 1), *r = frand(ny, -1, 1), *g = fzero(nx), *pre = frand(nx, -1, 1);
+    float *x = t_frand(nx, -1, 1), *r = t_frand(ny, -1, 1), *g = t_fzero(nx), *pre = t_frand(nx, -1, 1);
     sn_gap_backward_f32(n, hw, c, r, g);
-    ew_ctx q = {n, hw, c, dfrom(x, nx), NULL, dfrom(r, ny)};
+    ew_ctx q = {n, hw, c, t_dfrom(x, nx), NULL, t_dfrom(r, ny)};
     double *ref = fd_grad(gap_loss, &q, q.x, nx);
     const double e = grad_err(g, ref, nx);
     CHECK(e < GRAD_TOL, "gap: grad err %g", e);
-    float *a = fcopy(pre, nx);
+    float *a = t_fcopy(pre, nx);
     sn_gap_backward_f32(n, hw, c, r, a);
     CHECK(accumulated(a, pre, g, nx), "gap: not accumulated");
     sn_gap_backward_f32(n, hw, c, r, NULL);
@@ -748,17 +696,17 @@ static void test_gap(void) {
 static void test_gate(void) {
     const int n = 2, hw = 6, c = 5;
     const size_t nx = (size_t)n * hw * c, ng = (size_t)n * c;
-    float *x = frand(nx, -1, 1), *gt = frand(ng, -1, 1), *r = frand(nx, -1, 1);
-    float *dx = fzero(nx), *dg = fzero(ng);
+    float *x = t_frand(nx, -1, 1), *gt = t_frand(ng, -1, 1), *r = t_frand(nx, -1, 1);
+    float *dx = t_fzero(nx), *dg = t_fzero(ng);
     sn_mul_channel_backward_f32(n, hw, c, x, gt, r, dx, dg, 1);
-    ew_ctx q = {n, hw, c, dfrom(x, nx), dfrom(gt, ng), dfrom(r, nx)};
+    ew_ctx q = {n, hw, c, t_dfrom(x, nx), t_dfrom(gt, ng), t_dfrom(r, nx)};
     double *fx = fd_grad(gate_loss, &q, q.x, nx), *fg = fd_grad(gate_loss, &q, q.g, ng);
     double e = grad_err(dx, fx, nx);
     CHECK(e < GRAD_TOL, "mul_channel: dx err %g", e);
     e = grad_err(dg, fg, ng);
     CHECK(e < GRAD_TOL, "mul_channel: dg err %g", e);
-    float *px = frand(nx, -1, 1), *pg = frand(ng, -1, 1);
-    float *ax = fcopy(px, nx), *ag = fcopy(pg, ng);
+    float *px = t_frand(nx, -1, 1), *pg = t_frand(ng, -1, 1);
+    float *ax = t_fcopy(px, nx), *ag = t_fcopy(pg, ng);
     sn_mul_channel_backward_f32(n, hw, c, x, gt, r, ax, NULL, 1);
     sn_mul_channel_backward_f32(n, hw, c, x, gt, r, NULL, ag, 1);
     CHECK(accumulated(ax, px, dx, nx) && accumulated(ag, pg, dg, ng),
@@ -769,11 +717,11 @@ static void test_gate(void) {
     /* Threads: big enough that both loops split. */
     const int bn = 3, bhw = 300, bc = 70;
     const size_t bx = (size_t)bn * bhw * bc, bg = (size_t)bn * bc;
-    float *X = frand(bx, -1, 1), *G = frand(bg, -1, 1), *D = frand(bx, -1, 1);
-    float *dx1 = fzero(bx), *dg1 = fzero(bg);
+    float *X = t_frand(bx, -1, 1), *G = t_frand(bg, -1, 1), *D = t_frand(bx, -1, 1);
+    float *dx1 = t_fzero(bx), *dg1 = t_fzero(bg);
     sn_mul_channel_backward_f32(bn, bhw, bc, X, G, D, dx1, dg1, 1);
     for (int t = 2; t <= 3; t++) {
-        float *dxt = fzero(bx), *dgt = fzero(bg);
+        float *dxt = t_fzero(bx), *dgt = t_fzero(bg);
         sn_mul_channel_backward_f32(bn, bhw, bc, X, G, D, dxt, dgt, t);
         CHECK(same_bits(dx1, dxt, bx) && same_bits(dg1, dgt, bg), "mul_channel: threads %d", t);
         sn_free(dxt), sn_free(dgt);
@@ -785,23 +733,23 @@ static void test_axpy(void) {
     /* The backward of y = s * x is dx += s * dy. */
     const size_t n = 50;
     const float s = -0.7f;
-    float *dy = frand(n, -1, 1), *pre = frand(n, -1, 1), *g = fzero(n);
+    float *dy = t_frand(n, -1, 1), *pre = t_frand(n, -1, 1), *g = t_fzero(n);
     sn_axpy_f32(n, s, dy, g, 1);
-    double *want = xalloc(n * sizeof *want);
+    double *want = t_xalloc(n * sizeof *want);
     for (size_t i = 0; i < n; i++) want[i] = (double)s * dy[i]; /* d/dx sum(s x dy) */
     const double e = grad_err(g, want, n);
     CHECK(e < GRAD_TOL, "axpy: grad err %g", e);
-    float *a = fcopy(pre, n);
+    float *a = t_fcopy(pre, n);
     sn_axpy_f32(n, s, dy, a, 1);
     CHECK(accumulated(a, pre, g, n), "axpy: not accumulated");
     sn_free(dy), sn_free(pre), sn_free(g), sn_free(want), sn_free(a);
 
     const size_t big = 70001;
-    float *x = frand(big, -1, 1), *y0 = frand(big, -1, 1);
-    float *y1 = fcopy(y0, big);
+    float *x = t_frand(big, -1, 1), *y0 = t_frand(big, -1, 1);
+    float *y1 = t_fcopy(y0, big);
     sn_axpy_f32(big, 1.5f, x, y1, 1);
     for (int t = 2; t <= 3; t++) {
-        float *yt = fcopy(y0, big);
+        float *yt = t_fcopy(y0, big);
         sn_axpy_f32(big, 1.5f, x, yt, t);
         CHECK(same_bits(y1, yt, big), "axpy: threads %d", t);
         sn_free(yt);
@@ -832,7 +780,7 @@ static void test_drop_path(void) {
     const size_t per = 7, total = (size_t)n * per;
     const uint8_t keep[5] = {1, 0, 1, 1, 0};
     const float rate = 0.2f;
-    float *x = frand(total, -2, 2), *y = frand(total, -1, 1);
+    float *x = t_frand(total, -2, 2), *y = t_frand(total, -1, 1);
     sn_drop_path_f32(n, per, x, keep, rate, y);
     int ok = 1;
     for (size_t i = 0; i < total; i++) {
@@ -841,13 +789,13 @@ static void test_drop_path(void) {
     }
     CHECK(ok, "drop_path forward");
 
-    float *r = frand(total, -1, 1), *g = fzero(total), *pre = frand(total, -1, 1);
+    float *r = t_frand(total, -1, 1), *g = t_fzero(total), *pre = t_frand(total, -1, 1);
     sn_drop_path_backward_f32(n, per, r, keep, rate, g);
-    dp_ctx q = {n, per, keep, rate, dfrom(x, total), dfrom(r, total)};
+    dp_ctx q = {n, per, keep, rate, t_dfrom(x, total), t_dfrom(r, total)};
     double *ref = fd_grad(dp_loss, &q, q.x, total);
     const double e = grad_err(g, ref, total);
     CHECK(e < GRAD_TOL, "drop_path: grad err %g", e);
-    float *a = fcopy(pre, total);
+    float *a = t_fcopy(pre, total);
     sn_drop_path_backward_f32(n, per, r, keep, rate, a);
     CHECK(accumulated(a, pre, g, total), "drop_path: not accumulated");
     ok = 1;

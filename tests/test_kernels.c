@@ -7,42 +7,14 @@
 #include "core.h"
 #include "kernels.h"
 #include "test.h"
+#define T_RNG_SEED 0x243F6A8885A308D3ULL
+#include "testutil.h"
 
 /* float32 kernels vs double references: |got - ref| <= TOL * max(1, |ref|, mag), where mag, for
  * the ops that sum products, is the sum of the magnitudes of the summed terms: a float sum of
  * many terms of both signs can be relatively inaccurate when the terms cancel, through no fault
  * of the kernel; while one dropped or doubled term (~mag/K) is still far above the tolerance. */
 #define TOL 1e-5
-
-static uint64_t g_rng = 0x243F6A8885A308D3ULL;
-
-/* xorshift64*: a fixed sequence, so every run tests the same numbers. */
-static float urand(float lo, float hi) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    const uint64_t r = g_rng * 0x2545F4914F6CDD1DULL;
-    return lo + (hi - lo) * (float)((double)(r >> 40) / 16777216.0);
-}
-
-static float *rand_buf(size_t count, float lo, float hi) {
-    float *p = sn_alloc(count * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "test: out of memory\n");
-        exit(2);
-    }
-    for (size_t i = 0; i < count; i++) p[i] = urand(lo, hi);
-    return p;
-}
-
-static double *dbuf(size_t count) {
-    double *p = sn_alloc(count * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "test: out of memory\n");
-        exit(2);
-    }
-    return p;
-}
 
 /* Largest |got - ref| / max(1, |ref|, mag[i]) (mag may be NULL); NaN or a one-sided infinity
  * counts as infinite. */
@@ -129,12 +101,12 @@ static void test_padding(void) {
 /* ---- GEMM ------------------------------------------------------------------------------ */
 
 static void gemm_case(int m, int n, int k, int lda, int ldb, int ldc, int accumulate) {
-    float *a = rand_buf((size_t)m * lda, -1, 1);
-    float *bm = rand_buf((size_t)(k > 0 ? k : 1) * ldb, -1, 1);
-    float *c0 = rand_buf((size_t)m * ldc, -1, 1);
+    float *a = t_frand((size_t)m * lda, -1, 1);
+    float *bm = t_frand((size_t)(k > 0 ? k : 1) * ldb, -1, 1);
+    float *c0 = t_frand((size_t)m * ldc, -1, 1);
     float *c1 = sn_alloc((size_t)m * ldc * sizeof *c1);
     float *c2 = sn_alloc((size_t)m * ldc * sizeof *c2);
-    double *ref = dbuf((size_t)m * n), *mag = dbuf((size_t)m * n);
+    double *ref = t_dzero((size_t)m * n), *mag = t_dzero((size_t)m * n);
     float *got = sn_alloc((size_t)m * n * sizeof *got);
     memcpy(c1, c0, (size_t)m * ldc * sizeof *c1);
     memcpy(c2, c0, (size_t)m * ldc * sizeof *c2);
@@ -180,8 +152,8 @@ static void test_gemm_isa_vs_generic(void) {
         if (!sn_isa_available((sn_isa)isa)) continue;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-            float *a = rand_buf((size_t)m * k, -1, 1), *b = rand_buf((size_t)k * n, -1, 1);
-            float *cg = rand_buf((size_t)m * n, -1, 1);
+            float *a = t_frand((size_t)m * k, -1, 1), *b = t_frand((size_t)k * n, -1, 1);
+            float *cg = t_frand((size_t)m * n, -1, 1);
             float *cf = sn_alloc((size_t)m * n * sizeof *cf);
             memcpy(cf, cg, (size_t)m * n * sizeof *cf);
             sn_isa_set(SN_ISA_GENERIC);
@@ -217,8 +189,8 @@ static void test_gemm_packed(void) {
                     const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
                     const int lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
                     const size_t bsz = (size_t)(tb ? n : (k > 0 ? k : 1)) * ldb;
-                    float *a = rand_buf((size_t)m * lda, -1, 1), *b = rand_buf(bsz, -1, 1);
-                    float *c1 = rand_buf((size_t)m * ldc, -1, 1);
+                    float *a = t_frand((size_t)m * lda, -1, 1), *b = t_frand(bsz, -1, 1);
+                    float *c1 = t_frand((size_t)m * ldc, -1, 1);
                     float *c2 = sn_alloc((size_t)m * ldc * sizeof *c2);
                     memcpy(c2, c1, (size_t)m * ldc * sizeof *c2);
                     const size_t pf = sn_gemm_packb_f32((sn_isa)isa, tb, k, n, b, ldb, NULL);
@@ -237,7 +209,7 @@ static void test_gemm_packed(void) {
                      * blocks of SN_GEMM_KC, the first assigning (or accumulating), the rest
                      * accumulating, must give the same bits again. */
                     memcpy(c2, c1, (size_t)m * ldc * sizeof *c2);
-                    float *c3 = rand_buf((size_t)m * ldc, -1, 1);
+                    float *c3 = t_frand((size_t)m * ldc, -1, 1);
                     if (acc)
                         for (int i = 0; i < m; i++)
                             for (int j = 0; j < n; j++)
@@ -349,11 +321,11 @@ static void run_conv_case(const conv_case *cc) {
     const size_t xs = (size_t)cc->n * cc->h * cc->w * cc->cin;
     const size_t ws = (size_t)cc->k * cc->k * (cc->cin / cc->groups) * cc->cout;
     const size_t ys = (size_t)cc->n * oh * ow * cc->cout;
-    float *x = rand_buf(xs, -1, 1), *wt = rand_buf(ws, -1, 1);
-    float *scale = rand_buf(cc->cout, 0.5f, 1.5f), *shift = rand_buf(cc->cout, -1, 1);
-    float *res = rand_buf(ys + 1, -1, 1);
-    float *y1 = rand_buf(ys + 1, -9, 9), *y2 = rand_buf(ys + 1, -9, 9);
-    double *ref = dbuf(ys + 1), *mag = dbuf(ys + 1);
+    float *x = t_frand(xs, -1, 1), *wt = t_frand(ws, -1, 1);
+    float *scale = t_frand(cc->cout, 0.5f, 1.5f), *shift = t_frand(cc->cout, -1, 1);
+    float *res = t_frand(ys + 1, -1, 1);
+    float *y1 = t_frand(ys + 1, -9, 9), *y2 = t_frand(ys + 1, -9, 9);
+    double *ref = t_dzero(ys + 1), *mag = t_dzero(ys + 1);
     const sn_epilogue ep = {cc->scale ? scale : NULL, cc->shift ? shift : NULL,
                             cc->residual ? res : NULL, cc->act, NULL};
 
@@ -477,8 +449,8 @@ static void test_depthwise_paths_agree(void) {
         sn_pad_same_1d(w, 3, s, &d.pad.left, &d.pad.right);
         const int oh = sn_window_out(h, 3, s, d.pad.top, d.pad.bottom);
         const int ow = sn_window_out(w, 3, s, d.pad.left, d.pad.right);
-        float *col = rand_buf((size_t)h * c, -1, 1), *wt = rand_buf((size_t)9 * c, -1, 1);
-        float *x = rand_buf((size_t)h * w * c, 0, 0), *y = rand_buf((size_t)oh * ow * c, 0, 0);
+        float *col = t_frand((size_t)h * c, -1, 1), *wt = t_frand((size_t)9 * c, -1, 1);
+        float *x = t_frand((size_t)h * w * c, 0, 0), *y = t_frand((size_t)oh * ow * c, 0, 0);
         for (int iy = 0; iy < h; iy++)
             for (int ix = 0; ix < w; ix++)
                 memcpy(x + ((size_t)iy * w + ix) * c, col + (size_t)iy * c, c * sizeof *x);
@@ -518,11 +490,11 @@ static void test_conv_gated(void) {
         const int oh = sn_window_out(h, k, s, d.pad.top, d.pad.bottom);
         const int ow = sn_window_out(w, k, s, d.pad.left, d.pad.right);
         const size_t xs = (size_t)n * h * w * cin, ys = (size_t)n * oh * ow * cout;
-        float *x = rand_buf(xs, -1, 1), *wt = rand_buf((size_t)k * k * cin * cout, -1, 1);
-        float *gate = rand_buf((size_t)n * cin, 0, 1), *shift = rand_buf(cout, -1, 1);
-        float *scale = rand_buf(cout, 0.5f, 1.5f), *res = rand_buf(ys, -1, 1);
-        float *xg = rand_buf(xs, 0, 0), *y1 = rand_buf(ys, -9, 9), *y2 = rand_buf(ys, -9, 9);
-        double *ref = dbuf(ys), *mag = dbuf(ys);
+        float *x = t_frand(xs, -1, 1), *wt = t_frand((size_t)k * k * cin * cout, -1, 1);
+        float *gate = t_frand((size_t)n * cin, 0, 1), *shift = t_frand(cout, -1, 1);
+        float *scale = t_frand(cout, 0.5f, 1.5f), *res = t_frand(ys, -1, 1);
+        float *xg = t_frand(xs, 0, 0), *y1 = t_frand(ys, -9, 9), *y2 = t_frand(ys, -9, 9);
+        double *ref = t_dzero(ys), *mag = t_dzero(ys);
         for (size_t i = 0; i < xs; i++)
             xg[i] = x[i] * gate[(i / ((size_t)h * w * cin)) * cin + i % cin];
         const sn_epilogue plain = {scale, shift, res, SN_ACT_HSWISH, NULL};
@@ -596,10 +568,10 @@ static void test_conv_errors(void) {
 static void test_batchnorm(void) {
     const size_t rows = 300;
     const int c = 290; /* more than one channel chunk */
-    float *x = rand_buf(rows * c, -3, 3), *gamma = rand_buf(c, 0.5f, 2), *beta = rand_buf(c, -1, 1);
-    float *mean = rand_buf(c, -1, 1), *var = rand_buf(c, 0.01f, 3);
+    float *x = t_frand(rows * c, -3, 3), *gamma = t_frand(c, 0.5f, 2), *beta = t_frand(c, -1, 1);
+    float *mean = t_frand(c, -1, 1), *var = t_frand(c, 0.01f, 3);
     float *y1 = sn_alloc(rows * c * sizeof *y1), *y2 = sn_alloc(rows * c * sizeof *y2);
-    double *ref = dbuf(rows * c);
+    double *ref = t_dzero(rows * c);
     const float eps = 1e-3f;
     for (size_t r = 0; r < rows; r++)
         for (int k = 0; k < c; k++)
@@ -674,10 +646,10 @@ static void test_act(void) {
 
     /* Arrays against the double references, with and without threads, in place. */
     const size_t count = 70001;
-    float *x = rand_buf(count, -10, 10);
+    float *x = t_frand(count, -10, 10);
     float *y1 = sn_alloc(count * sizeof *y1), *y2 = sn_alloc(count * sizeof *y2);
     float *y3 = sn_alloc(count * sizeof *y3);
-    double *ref = dbuf(count);
+    double *ref = t_dzero(count);
     for (int a = 0; a < N_ACTS; a++) {
         const sn_act act = k_acts[a];
         for (size_t i = 0; i < count; i++) ref[i] = act_ref(act, x[i]);
@@ -714,9 +686,9 @@ static void maxpool_case(int n, int h, int w, int c, int k, int s, int same, flo
     const int oh = sn_window_out(h, k, s, p.top, p.bottom);
     const int ow = sn_window_out(w, k, s, p.left, p.right);
     const size_t ys = (size_t)n * oh * ow * c;
-    float *x = rand_buf((size_t)n * h * w * c, lo, hi);
+    float *x = t_frand((size_t)n * h * w * c, lo, hi);
     float *y1 = sn_alloc(ys * sizeof *y1), *y2 = sn_alloc(ys * sizeof *y2);
-    double *ref = dbuf(ys);
+    double *ref = t_dzero(ys);
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++)
@@ -773,7 +745,7 @@ static void test_maxpool(void) {
 
 static void test_resize(void) {
     const int n = 2, h = 5, w = 3, c = 7;
-    float *x = rand_buf((size_t)n * h * w * c, -1, 1);
+    float *x = t_frand((size_t)n * h * w * c, -1, 1);
     /* Upsample by 2x3 and 1x1. */
     for (int f = 0; f < 2; f++) {
         const int fh = f ? 1 : 2, fw = f ? 1 : 3, oh = h * fh, ow = w * fw;
@@ -832,10 +804,10 @@ static void test_resize(void) {
 static void test_elementwise(void) {
     const size_t count = 50003; /* > one block, odd tail, enough for two threads */
     float *in[4];
-    for (int j = 0; j < 4; j++) in[j] = rand_buf(count, -2, 2);
+    for (int j = 0; j < 4; j++) in[j] = t_frand(count, -2, 2);
     float *y1 = sn_alloc(count * sizeof *y1), *y2 = sn_alloc(count * sizeof *y2);
     float *tmp = sn_alloc(count * sizeof *tmp);
-    double *ref = dbuf(count);
+    double *ref = t_dzero(count);
     for (int k = 1; k <= 4; k++) {
         const sn_act act = k_acts[(k * 3) % N_ACTS];
         const float *xs[4] = {in[0], in[1], in[2], in[3]};
@@ -865,7 +837,7 @@ static void test_elementwise(void) {
 
     /* Channel gate: 3 images of 40x40 positions x 10 channels (fits in count). */
     const int n = 3, hw = 40 * 40, c = 10;
-    float *g = rand_buf((size_t)n * c, 0, 1);
+    float *g = t_frand((size_t)n * c, 0, 1);
     sn_mul_channel_f32(n, hw, c, in[1], g, y1, 1);
     memcpy(tmp, in[1], (size_t)n * hw * c * sizeof *tmp);
     sn_mul_channel_f32(n, hw, c, tmp, g, tmp, 2);
@@ -888,9 +860,9 @@ static void test_elementwise(void) {
 
 static void test_gap_dense(void) {
     const int n = 3, hw = 37, c = 300;
-    float *x = rand_buf((size_t)n * hw * c, -1, 1);
+    float *x = t_frand((size_t)n * hw * c, -1, 1);
     float *y = sn_alloc((size_t)n * c * sizeof *y);
-    double *ref = dbuf((size_t)n * c);
+    double *ref = t_dzero((size_t)n * c);
     for (int b = 0; b < n; b++)
         for (int k = 0; k < c; k++) {
             double s = 0;
@@ -909,7 +881,7 @@ static void test_gap_dense(void) {
     }
     {
         const int bhw = 50 * 41, bc = 40;
-        float *bx = rand_buf((size_t)bhw * bc, -1, 1), *by1 = sn_alloc(bc * sizeof *by1),
+        float *bx = t_frand((size_t)bhw * bc, -1, 1), *by1 = sn_alloc(bc * sizeof *by1),
               *by2 = sn_alloc(bc * sizeof *by2);
         sn_gap_f32(1, bhw, bc, bx, by1, 1);
         sn_gap_f32(1, bhw, bc, bx, by2, 2);
@@ -927,10 +899,10 @@ static void test_gap_dense(void) {
 
     /* Dense with a classifier-like width: cin over one K block, cout over one N block. */
     const int cin = c, cout = 1001;
-    float *wt = rand_buf((size_t)cin * cout, -1, 1), *bias = rand_buf(cout, -1, 1);
+    float *wt = t_frand((size_t)cin * cout, -1, 1), *bias = t_frand(cout, -1, 1);
     float *d1 = sn_alloc((size_t)n * cout * sizeof *d1);
     float *d2 = sn_alloc((size_t)n * cout * sizeof *d2);
-    double *dref = dbuf((size_t)n * cout), *dmag = dbuf((size_t)n * cout);
+    double *dref = t_dzero((size_t)n * cout), *dmag = t_dzero((size_t)n * cout);
     for (int nb = 0; nb < 2; nb++) {
         const float *bb = nb ? NULL : bias;
         for (int b = 0; b < n; b++)
