@@ -3,7 +3,9 @@
 #ifndef SN_GOLDEN_ST_H
 #define SN_GOLDEN_ST_H
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "safetensors.h"
 #include "test.h"
@@ -30,6 +32,31 @@ static inline int t_meta_i(const sn_st_file *f, const char *key) {
     const char *v = sn_st_meta(f, key);
     CHECK(v != NULL, "golden metadata %s missing", key);
     return v ? atoi(v) : 0;
+}
+
+/* The golden cases listed in $SN_SOURCE_DIR/tests/golden/<sub>/MANIFEST (one file name a line;
+ * blank lines and '#' comments skipped): run(dir, name) for each that skip (NULL: none) does not
+ * leave out. Returns the cases run; a missing MANIFEST is a recorded failure and returns 0. */
+static inline int t_golden_manifest(const char *sub, int (*skip)(const char *name),
+                                    void (*run)(const char *dir, const char *name)) {
+    const char *src = getenv("SN_SOURCE_DIR");
+    char dir[1024], mpath[1100];
+    snprintf(dir, sizeof dir, "%s/tests/golden/%s", src ? src : ".", sub);
+    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
+    FILE *f = fopen(mpath, "r");
+    CHECK(f != NULL, "cannot open %s", mpath);
+    if (!f) return 0;
+    char line[512];
+    int cases = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0] || line[0] == '#') continue;
+        if (skip && skip(line)) continue;
+        run(dir, line);
+        cases++;
+    }
+    fclose(f);
+    return cases;
 }
 
 #endif

@@ -31,7 +31,8 @@ static int t_pass, t_fail;
 #define TEST_SUMMARY()                                                                     \
     (printf("%d passed, %d failed\n", t_pass, t_fail), t_fail ? 1 : 0)
 
-/* Max over i of |a-b| / max(1, |ref|)-style check helper: returns max abs error. */
+/* The largest absolute difference |a[i] - b[i]| (not relative: callers scale their tolerance);
+ * a NaN in either makes it infinite. */
 static inline double t_max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {

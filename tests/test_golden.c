@@ -10,6 +10,7 @@
 #include "model.h"
 #include "safetensors.h"
 #include "golden_fill.h"
+#include "golden_st.h"
 #include "spinenet.h"
 #include "test.h"
 
@@ -108,33 +109,24 @@ out:
     sn_st_free(&g);
 }
 
+/* SN_GOLDEN_FILTER=TEXT runs the cases whose name holds TEXT. SN_QUICK=1 (the sanitizer run)
+ * skips SpineNet-49 and the larger variants: they run the same code as SpineNet-49S, and the
+ * Release run covers their numbers. It keeps the P2 case, the only one of its kind;
+ * Mobile-49XS has its own batch-2, non-square RetinaNet case. */
+static const char *g_filter;
+static int g_quick;
+
+static int skip_case(const char *name) {
+    if (g_filter && !strstr(name, g_filter)) return 1;
+    return g_quick && (strstr(name, "-143") || strstr(name, "-190") || strstr(name, "-96") ||
+                       (strstr(name, "spinenet-49__") && !strstr(name, "__p2")));
+}
+
 int main(void) {
-    const char *src = getenv("SN_SOURCE_DIR");
-    char dir[1024], mpath[1100];
-    snprintf(dir, sizeof dir, "%s/tests/golden/data", src ? src : ".");
-    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
-    FILE *f = fopen(mpath, "r");
-    CHECK(f != NULL, "cannot open %s", mpath);
-    if (!f) return TEST_SUMMARY();
-    const char *filter = getenv("SN_GOLDEN_FILTER");
-    /* SN_QUICK=1 (the sanitizer run) skips SpineNet-49 and the larger variants: they run the
-     * same code as SpineNet-49S, and the Release run covers their numbers. It keeps the P2 case,
-     * the only one of its kind; Mobile-49XS has its own batch-2, non-square RetinaNet case. */
+    g_filter = getenv("SN_GOLDEN_FILTER");
     const char *q = getenv("SN_QUICK");
-    int quick = q && q[0] == '1';
-    char line[512];
-    int cases = 0;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0] || line[0] == '#') continue;
-        if (filter && !strstr(line, filter)) continue;
-        if (quick && (strstr(line, "-143") || strstr(line, "-190") || strstr(line, "-96") ||
-                      (strstr(line, "spinenet-49__") && !strstr(line, "__p2"))))
-            continue;
-        run_case(dir, line);
-        cases++;
-    }
-    fclose(f);
-    CHECK(cases >= 45 || filter || quick, "only %d golden cases", cases);
+    g_quick = q && q[0] == '1';
+    const int cases = t_golden_manifest("data", skip_case, run_case);
+    CHECK(cases >= 45 || g_filter || g_quick, "only %d golden cases", cases);
     return TEST_SUMMARY();
 }

@@ -11,6 +11,7 @@
 #include "model.h"
 #include "safetensors.h"
 #include "golden_fill.h"
+#include "golden_st.h"
 #include "spinenet.h"
 #include "test.h"
 
@@ -165,27 +166,15 @@ out:
     sn_st_free(&g);
 }
 
+/* SN_QUICK=1 (the sanitizer run) checks Mobile-49XS only; the Release run checks all. */
+static int g_quick;
+
+static int skip_case(const char *name) { return g_quick && !strstr(name, "mobile"); }
+
 int main(void) {
-    const char *src = getenv("SN_SOURCE_DIR");
-    char dir[1024], mpath[1100];
-    snprintf(dir, sizeof dir, "%s/tests/golden/grad", src ? src : ".");
-    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
-    FILE *f = fopen(mpath, "r");
-    CHECK(f != NULL, "cannot open %s", mpath);
-    if (!f) return TEST_SUMMARY();
-    /* SN_QUICK=1 (the sanitizer run) checks Mobile-49XS only; the Release run checks all. */
     const char *q = getenv("SN_QUICK");
-    int quick = q && q[0] == '1';
-    char line[512];
-    int cases = 0;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0] || line[0] == '#') continue;
-        if (quick && !strstr(line, "mobile")) continue;
-        run_case(dir, line);
-        cases++;
-    }
-    fclose(f);
-    CHECK(cases >= (quick ? 1 : 3), "only %d gradient goldens", cases);
+    g_quick = q && q[0] == '1';
+    const int cases = t_golden_manifest("grad", skip_case, run_case);
+    CHECK(cases >= (g_quick ? 1 : 3), "only %d gradient goldens", cases);
     return TEST_SUMMARY();
 }
