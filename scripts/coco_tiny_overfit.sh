@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Overfitting real photos: a detector trained and scored on the same 80 COCO images of
-# ../shared/data/coco-tiny (the check that the pipeline learns on real data: AP50 on the
-# training images), with the wall time.
-# Usage: bash scripts/coco_tiny_overfit.sh [OUTDIR (runs/coco-tiny)] [COCO_TINY_DIR]
+# Overfitting real photos: a detector trained and scored on the same 80 COCO images of a
+# coco-tiny folder (annotations/instances_train2017.json and train2017/; the check that the
+# pipeline learns on real data: AP50 on the training images), with the wall time.
+# Usage: bash scripts/coco_tiny_overfit.sh OUTDIR COCO_TINY_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-runs/coco-tiny}
-ct=${2:-../shared/data/coco-tiny}
+if [ $# -ne 2 ]; then
+  echo "usage: bash scripts/coco_tiny_overfit.sh OUTDIR COCO_TINY_DIR" >&2
+  exit 2
+fi
+out=$1
+ct=$2
 sn=./build/spinenet
 [ -x "$sn" ] || { echo "coco_tiny_overfit.sh: $sn is missing: run bash scripts/build.sh first" >&2; exit 1; }
 ann=$ct/annotations/instances_train2017.json

@@ -7,7 +7,7 @@ RetinaNet head or the (TPU-style) classification head, fills every parameter wit
 deterministic hash fill of README.md, runs the forward pass in float64 and writes the outputs
 (float32, NHWC) to data/<case>.safetensors.
 
-Written from ../../shared/docs/SPINENET_SPEC.md, docs/weights.md and the official TensorFlow code
+Written from docs/weights.md, docs/architecture.md and the official TensorFlow code
 (see README.md, "Decisions"); it does not look at the C sources.
 
 Run with Debian's python3 (torch 1.13 + numpy):  /usr/bin/python3 tests/golden/gen_golden.py
