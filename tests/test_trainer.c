@@ -144,7 +144,7 @@ static void test_learns(void) {
               pl.last_loss);
         CHECK(pl.last_acc > 0.55, "recent training accuracy %g", pl.last_acc);
     }
-    double best = sn_trainer_best_top1(t);
+    double best = sn_trainer_best_metric(t);
     CHECK(best >= 0.0 && best <= 1.0, "best eval top-1 %g", best);
 
     /* Evaluate the final model; top-5 covers all 3 classes; the confusion matrix sums up. */
@@ -264,8 +264,8 @@ static void test_resume(void) {
         mdiff += memcmp(oa[i].data, ob[i].data, oa[i].count * sizeof(float)) != 0;
     CHECK(mdiff == 0, "%d momentum tensors differ after resume", mdiff);
     CHECK(sn_optim_get_step(sn_trainer_optim(tb)) == 6, "optimizer step");
-    CHECK(sn_trainer_best_top1(ta) == sn_trainer_best_top1(tb), "best %g vs %g",
-          sn_trainer_best_top1(ta), sn_trainer_best_top1(tb));
+    CHECK(sn_trainer_best_metric(ta) == sn_trainer_best_metric(tb), "best %g vs %g",
+          sn_trainer_best_metric(ta), sn_trainer_best_metric(tb));
     /* The two last.safetensors are the same bytes too (same state, same writer). */
     char pa_[SN_PATH_MAX + 32], pb_[SN_PATH_MAX + 32];
     snprintf(pa_, sizeof pa_, "%s/last.safetensors", a.out_dir);
@@ -487,9 +487,9 @@ static void test_detection(void) {
             diff += memcmp(pa.data, pb.data, pa.count * sizeof(float)) != 0;
         }
         CHECK(diff == 0, "detection: %d parameter tensors differ after resume", diff);
-        CHECK(sn_trainer_step(tb) == 6 && sn_trainer_best_top1(ta) >= 0 &&
-                  sn_trainer_best_top1(ta) == sn_trainer_best_top1(tb),
-              "best AP %g vs %g", sn_trainer_best_top1(ta), sn_trainer_best_top1(tb));
+        CHECK(sn_trainer_step(tb) == 6 && sn_trainer_best_metric(ta) >= 0 &&
+                  sn_trainer_best_metric(ta) == sn_trainer_best_metric(tb),
+              "best AP %g vs %g", sn_trainer_best_metric(ta), sn_trainer_best_metric(tb));
     }
     sn_trainer_free(ta);
     sn_trainer_free(tb);

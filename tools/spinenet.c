@@ -1228,12 +1228,12 @@ static int on_progress(void *user, const sn_train_progress *p) {
         ps->last_print = t;
         char ev[96] = "", acc[64];
         const int det = isnan(p->accuracy); /* detection reports no accuracy */
-        if (p->best_top1 >= 0)
-            snprintf(ev, sizeof ev, "  best %s %.2f%%", det ? "AP" : "top-1", 100 * p->best_top1);
+        if (p->best_metric >= 0)
+            snprintf(ev, sizeof ev, "  best %s %.2f%%", det ? "AP" : "top-1", 100 * p->best_metric);
         if (p->evaluated)
             snprintf(ev, sizeof ev, "  eval %s %.2f%% %s %.2f%% (best %.2f%%)",
                      det ? "AP" : "top-1", 100 * p->eval_top1, det ? "AP50" : "top-5",
-                     100 * p->eval_top5, 100 * p->best_top1);
+                     100 * p->eval_top5, 100 * p->best_metric);
         if (det)
             snprintf(acc, sizeof acc, "cls %.4f box %.4f", p->loss_cls, p->loss_box);
         else
@@ -1385,9 +1385,9 @@ static int cmd_train(const opts *o) {
         return 1;
     }
     char best[64] = "no evaluation";
-    if (sn_trainer_best_top1(t) >= 0)
+    if (sn_trainer_best_metric(t) >= 0)
         snprintf(best, sizeof best, "best eval %s %.2f%%", det ? "AP" : "top-1",
-                 100 * sn_trainer_best_top1(t));
+                 100 * sn_trainer_best_metric(t));
     printf("%s after %lld steps in %.1f s; %s; checkpoints in %s\n", g_stop ? "stopped" : "done",
            (long long)sn_trainer_step(t), now_s() - t0, best, o->out);
     sn_trainer_free(t);

@@ -62,8 +62,9 @@ sn_status sn_checkpoint_write(const char *path, const sn_model *m, sn_optim *opt
     train_meta tm = {0};
     tm_add(&tm, "train.format_version", "1");
     tm_add(&tm, "train.step", "%" PRId64, st->step);
-    /* %.17g round-trips a double exactly, so a resumed run compares "improved" identically. */
-    tm_add(&tm, "train.best_top1", "%.17g", st->best_top1);
+    /* %.17g round-trips a double exactly, so a resumed run compares "improved" identically. The
+     * key says top1 for every task (AP for a detector): renaming it would break older runs. */
+    tm_add(&tm, "train.best_top1", "%.17g", st->best_metric);
     tm_add(&tm, "train.best_step", "%" PRId64, st->best_step);
     tm_add(&tm, "train.seed", "%" PRIu64, st->seed);
     tm_add(&tm, "train.loader_seed", "%" PRIu64, st->loader.seed);
@@ -163,7 +164,7 @@ sn_status sn_checkpoint_read(const char *path, sn_model *m, sn_optim *opt, sn_tr
         s = sn_error(SN_ERR_FORMAT, "%s: checkpoint metadata 'train.best_top1' is missing", path);
         goto done;
     }
-    ns.best_top1 = strtod(v, NULL);
+    ns.best_metric = strtod(v, NULL);
     if (opt) {
         if ((s = meta_i64(&f, path, "train.optim_step", &optim_step)) != SN_OK) goto done;
         const char *form = sn_st_meta(&f, "train.momentum_form");

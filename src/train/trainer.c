@@ -26,7 +26,7 @@ struct sn_trainer {
     float **grads;     /* per parameter; NULL for BN moving statistics */
     sn_opt_param *op;
     int64_t step, total_steps, per_epoch;
-    double best_top1;
+    double best_metric;
     int64_t best_step;
     char last_path[SN_PATH_MAX + 32], best_path[SN_PATH_MAX + 32];
     /* Detection */
@@ -331,7 +331,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     sn_trainer *t = sn_calloc(1, sizeof *t);
     if (!t) return SN_ERR_OOM;
     t->cfg = *cfg;
-    t->best_top1 = -1.0;
+    t->best_metric = -1.0;
     t->best_step = -1;
     t->cfg.model.drop_path_rate = cfg->drop_path_rate;
     if (t->cfg.out_dir[0]) {
@@ -420,7 +420,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         }
         if ((st = sn_loader_set_state(t->loader, &ts.loader)) != SN_OK) goto fail;
         t->step = ts.step;
-        t->best_top1 = ts.best_top1;
+        t->best_metric = ts.best_metric;
         t->best_step = ts.best_step;
         tlog(t, SN_LOG_INFO, "resumed from %s at step %" PRId64, t->last_path, t->step);
     }
@@ -451,7 +451,7 @@ void sn_trainer_free(sn_trainer *t) {
 
 sn_model *sn_trainer_model(sn_trainer *t) { return t ? t->m : NULL; }
 int64_t sn_trainer_step(const sn_trainer *t) { return t ? t->step : 0; }
-double sn_trainer_best_top1(const sn_trainer *t) { return t ? t->best_top1 : -1.0; }
+double sn_trainer_best_metric(const sn_trainer *t) { return t ? t->best_metric : -1.0; }
 sn_optim *sn_trainer_optim(sn_trainer *t) { return t ? t->opt : NULL; }
 
 /* ---------------------------------------------------------------- the loop */
@@ -460,7 +460,7 @@ static sn_status save_last(sn_trainer *t) {
     if (!t->cfg.out_dir[0]) return SN_OK;
     sn_train_state ts = {0};
     ts.step = t->step;
-    ts.best_top1 = t->best_top1;
+    ts.best_metric = t->best_metric;
     ts.best_step = t->best_step;
     ts.seed = t->cfg.seed;
     sn_loader_get_state(t->loader, &ts.loader);
@@ -517,19 +517,19 @@ static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
     if (!det)
         tlog(t, SN_LOG_INFO, "step %" PRId64 ": eval top-1 %.4f top-5 %.4f", t->step, *top1,
              *top5);
-    if (*top1 > t->best_top1) {
-        t->best_top1 = *top1;
+    if (*top1 > t->best_metric) {
+        t->best_metric = *top1;
         t->best_step = t->step;
         if (t->cfg.out_dir[0]) {
             sn_train_state ts = {0};
             ts.step = t->step;
-            ts.best_top1 = t->best_top1;
+            ts.best_metric = t->best_metric;
             ts.best_step = t->best_step;
             ts.seed = t->cfg.seed;
             sn_loader_get_state(t->loader, &ts.loader);
             if ((st = sn_checkpoint_write(t->best_path, t->m, NULL, &ts)) != SN_OK) return st;
             tlog(t, SN_LOG_INFO, "step %" PRId64 ": new best %s %.4f, wrote %s", t->step,
-                 det ? "AP" : "top-1", t->best_top1, t->best_path);
+                 det ? "AP" : "top-1", t->best_metric, t->best_path);
         }
     }
     return SN_OK;
@@ -645,12 +645,12 @@ sn_status sn_trainer_run(sn_trainer *t) {
         p.eta_s = t->step > start_step
                       ? t_train / (double)(t->step - start_step) * (double)(t->total_steps - t->step)
                       : 0.0;
-        p.best_top1 = t->best_top1;
+        p.best_metric = t->best_metric;
         if (want_eval) {
             if ((st = run_eval(t, &p.eval_top1, &p.eval_top5)) != SN_OK)
                 return sn_error(st, "step %" PRId64 ": evaluation failed: %s", t->step, sn_last_error());
             p.evaluated = 1;
-            p.best_top1 = t->best_top1;
+            p.best_metric = t->best_metric;
         }
         if (c->progress && c->progress(c->user, &p)) {
             stop = 1;

@@ -15,9 +15,11 @@
  *                     model parameter under its sn_model_save name, then "opt.momentum.<name>"
  *                     for each optimizer state tensor. Metadata: everything sn_model_save writes
  *                     plus the "train.*" keys below.
- *   best.safetensors  whenever the eval top-1 improves: exactly sn_model_save's tensors and
+ *   best.safetensors  whenever the evaluation metric improves (top-1; COCO AP for a detector): exactly sn_model_save's tensors and
  *                     metadata (so sn_model_load reads it) plus the "train.*" keys.
- *   train.* metadata: train.format_version, train.step, train.best_top1, train.best_step,
+ *   train.* metadata: train.format_version, train.step, train.best_top1 (the best evaluation
+ *                     metric, AP for a detector: the key keeps its first name so that older
+ *                     checkpoints resume), train.best_step,
  *                     train.seed, train.loader_seed, train.loader_epoch, train.loader_position,
  *                     train.optim_step, train.momentum_form, train.rng (how step seeds derive).
  * Nothing is written for a step whose loss or weights are not finite: the last good file stays.
@@ -49,7 +51,7 @@ typedef struct {
     double eta_s;           /* remaining steps at that throughput */
     int evaluated;          /* 1: eval_top1/eval_top5 hold a fresh evaluation at this step */
     double eval_top1, eval_top5; /* detection: COCO AP and AP50 */
-    double best_top1;       /* best eval top-1 (detection: AP) so far (-1: none yet) */
+    double best_metric;     /* best evaluation so far: top-1, or AP for a detector (-1: none) */
     double loss_cls, loss_box; /* detection: the recent batches' focal and Huber parts */
 } sn_train_progress;
 
@@ -123,10 +125,11 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out);
  * with a message naming the step. */
 sn_status sn_trainer_run(sn_trainer *t);
 void sn_trainer_free(sn_trainer *t);
-/* The model being trained (owned by the trainer), its step counter and best eval top-1. */
+/* The model being trained (owned by the trainer), its step counter and best evaluation metric
+ * (top-1, or COCO AP for a detector; -1 before the first evaluation). */
 sn_model *sn_trainer_model(sn_trainer *t);
 int64_t sn_trainer_step(const sn_trainer *t);
-double sn_trainer_best_top1(const sn_trainer *t);
+double sn_trainer_best_metric(const sn_trainer *t);
 /* The optimizer (for tests and tools that inspect momentum). */
 sn_optim *sn_trainer_optim(sn_trainer *t);
 
@@ -145,7 +148,7 @@ uint64_t sn_train_step_seed(uint64_t seed, int64_t step);
 
 typedef struct {
     int64_t step;
-    double best_top1;  /* -1: no evaluation yet */
+    double best_metric;  /* top-1, or AP for a detector; -1: no evaluation yet */
     int64_t best_step;
     uint64_t seed;
     sn_loader_state loader;
