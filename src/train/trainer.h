@@ -15,8 +15,9 @@
  *                     model parameter under its sn_model_save name, then "opt.momentum.<name>"
  *                     for each optimizer state tensor. Metadata: everything sn_model_save writes
  *                     plus the "train.*" keys below.
- *   best.safetensors  whenever the evaluation metric improves (top-1; COCO AP for a detector): exactly sn_model_save's tensors and
- *                     metadata (so sn_model_load reads it) plus the "train.*" keys.
+ *   best.safetensors  whenever the evaluation metric (top-1; COCO AP for a detector)
+ *                     improves: exactly sn_model_save's tensors and metadata (so
+ *                     sn_model_load reads it) plus the "train.*" keys.
  *   train.* metadata: train.format_version, train.step, train.best_top1 (the best evaluation
  *                     metric, AP for a detector: the key keeps its first name so that older
  *                     checkpoints resume), train.best_step,
