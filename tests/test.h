@@ -43,17 +43,17 @@ static inline double t_max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
-/* The shared data folder (coco-tiny): $SN_SHARED_DIR, else $SN_SOURCE_DIR/../shared, else
- * /work/shared. */
+/* The folder that holds data/coco-tiny/: $SN_SHARED_DIR (CMake sets it to tests/, where the
+ * repository keeps the files the tests need), else $SN_SOURCE_DIR/tests, else ./tests. */
 static inline void t_shared_dir(char *dst, size_t cap) {
     const char *e = getenv("SN_SHARED_DIR");
     const char *src = getenv("SN_SOURCE_DIR");
     if (e && *e)
         snprintf(dst, cap, "%s", e);
     else if (src && *src)
-        snprintf(dst, cap, "%s/../shared", src);
+        snprintf(dst, cap, "%s/tests", src);
     else
-        snprintf(dst, cap, "/work/shared");
+        snprintf(dst, cap, "tests");
 }
 
 /* Monotonic seconds, for the tests' timing lines. */

@@ -377,10 +377,8 @@ static void test_coco_jpegs(void) {
     snprintf(ann, sizeof ann, "%s/data/coco-tiny/annotations/instances_train2017.json", dir);
     json_error_t jerr;
     json_t *root = json_load_file(ann, 0, &jerr);
-    if (!root) {
-        printf("note: %s absent or unreadable, COCO JPEG test skipped\n", ann);
-        return;
-    }
+    CHECK(root != NULL, "%s: %s", ann, jerr.text);
+    if (!root) return;
     json_t *images = json_object_get(root, "images");
     size_t n = json_array_size(images);
     CHECK(n >= 10, "COCO images: %zu", n);
