@@ -34,6 +34,22 @@ static inline int t_meta_i(const sn_st_file *f, const char *key) {
     return v ? atoi(v) : 0;
 }
 
+/* Reads the golden file dir/name into g and starts cfg from its metadata: the variant, and the
+ * flavour, head and activation where the file names them. 0 (a recorded failure) when the file
+ * cannot be read. */
+static inline int t_golden_open(const char *dir, const char *name, sn_st_file *g,
+                                sn_config *cfg) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!t_golden_read(path, g)) return 0;
+    const char *s = sn_st_meta(g, "model");
+    CHECK_OK(sn_config_init(cfg, s ? s : "?"));
+    if ((s = sn_st_meta(g, "flavour"))) CHECK_OK(sn_parse_flavour(s, &cfg->flavour));
+    if ((s = sn_st_meta(g, "head"))) CHECK_OK(sn_parse_head(s, &cfg->head));
+    if ((s = sn_st_meta(g, "activation"))) CHECK_OK(sn_parse_act(s, &cfg->activation));
+    return 1;
+}
+
 /* The golden cases listed in $SN_SOURCE_DIR/tests/golden/<sub>/MANIFEST (one file name a line;
  * blank lines and '#' comments skipped): run(dir, name) for each that skip (NULL: none) does not
  * leave out. Returns the cases run; a missing MANIFEST is a recorded failure and returns 0. */

@@ -55,19 +55,9 @@ static double compare(sn_model *m, const sn_st_file *g, const char *file, int fo
 /* Run one golden case: the inference path (folded BN, 2 threads), and for detection cases also
  * the unfolded path with 1 thread, so both meet the reference. */
 static void run_case(const char *dir, const char *file) {
-    char path[2048];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
     sn_st_file g;
-    sn_status st = sn_st_read(path, &g);
-    CHECK(st == SN_OK, "%s: %s", path, sn_last_error());
-    if (st != SN_OK) return;
     sn_config cfg;
-    const char *model = sn_st_meta(&g, "model");
-    CHECK_OK(sn_config_init(&cfg, model ? model : "?"));
-    const char *s;
-    if ((s = sn_st_meta(&g, "flavour"))) CHECK_OK(sn_parse_flavour(s, &cfg.flavour));
-    if ((s = sn_st_meta(&g, "head"))) CHECK_OK(sn_parse_head(s, &cfg.head));
-    if ((s = sn_st_meta(&g, "activation"))) CHECK_OK(sn_parse_act(s, &cfg.activation));
+    if (!t_golden_open(dir, file, &g, &cfg)) return;
     cfg.num_classes = meta_i(&g, "num_classes", 0);
     cfg.min_level = meta_i(&g, "min_level", 3);
     cfg.max_level = meta_i(&g, "max_level", 7);
@@ -76,7 +66,7 @@ static void run_case(const char *dir, const char *file) {
     cfg.input_size = h > w ? h : w;
     sn_model *m = NULL;
     float *x = NULL;
-    st = sn_model_create_uninit(&cfg, &m);
+    sn_status st = sn_model_create_uninit(&cfg, &m);
     CHECK(st == SN_OK, "%s: create: %s", file, sn_last_error());
     if (st != SN_OK) goto out;
     golden_fill_params(m, SEED);

@@ -23,17 +23,9 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void run_case(const char *dir, const char *file) {
-    char path[2048];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
     sn_st_file g;
-    sn_status st = sn_st_read(path, &g);
-    CHECK(st == SN_OK, "%s: %s", path, sn_last_error());
-    if (st != SN_OK) return;
     sn_config cfg;
-    const char *s;
-    CHECK_OK(sn_config_init(&cfg, (s = sn_st_meta(&g, "model")) ? s : "?"));
-    if ((s = sn_st_meta(&g, "flavour"))) CHECK_OK(sn_parse_flavour(s, &cfg.flavour));
-    if ((s = sn_st_meta(&g, "activation"))) CHECK_OK(sn_parse_act(s, &cfg.activation));
+    if (!t_golden_open(dir, file, &g, &cfg)) return;
     cfg.head = SN_HEAD_CLASSIFIER;
     cfg.num_classes = atoi(sn_st_meta(&g, "num_classes"));
     cfg.bn_momentum = (float)atof(sn_st_meta(&g, "bn_momentum"));
@@ -50,7 +42,7 @@ static void run_case(const char *dir, const char *file) {
     sn_model *m = NULL;
     float *x = NULL, **grads = NULL;
     int np = 0;
-    st = sn_model_create_uninit(&cfg, &m);
+    sn_status st = sn_model_create_uninit(&cfg, &m);
     CHECK(st == SN_OK, "%s: %s", file, sn_last_error());
     if (st != SN_OK) goto out;
     golden_fill_params(m, SEED);
