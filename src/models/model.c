@@ -294,7 +294,7 @@ const float *sn_model_train_logits(sn_model *m, int i) {
     const int per = m->graph.nodes[0].n;
     sn_graph *g = sn_model_part_graph(m, i / per);
     const int out = g->n - 1;
-    return sn_graph_data(g, out) + (size_t)(i % per) * (size_t)g->nodes[out].c;
+    return sn_graph_f32(g, out) + (size_t)(i % per) * (size_t)g->nodes[out].c;
 }
 
 typedef struct {
@@ -322,7 +322,7 @@ static sn_status xent_part(sn_model *m, int r, float *const *grads, void *user) 
     float *dlogits = sn_alloc(sn_node_elems(ln) * sizeof(float));
     if (!dlogits) return SN_ERR_OOM;
     const int32_t *labels = j->labels + (size_t)r * per;
-    double l = sn_softmax_xent_f32(ln->n, ln->c, sn_graph_data(g, out), labels, j->smoothing,
+    double l = sn_softmax_xent_f32(ln->n, ln->c, sn_graph_f32(g, out), labels, j->smoothing,
                                    dlogits);
     if (!isfinite(l)) {
         sn_free(dlogits);
@@ -359,7 +359,7 @@ sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *lab
 }
 
 size_t sn_model_arena_bytes(const sn_model *m) {
-    return m && m->planned ? m->graph.arena_floats * sizeof(float) : 0;
+    return m && m->planned ? m->graph.arena_bytes : 0;
 }
 
 /* ---------------------------------------------------------------- outputs and parameters */
@@ -374,7 +374,7 @@ int sn_model_num_outputs(const sn_model *m) {
 static void fill_output(const sn_model *m, int i, sn_output *out) {
     const sn_node *nd = &m->graph.nodes[i];
     out->name = nd->out_name;
-    out->data = sn_graph_data(&m->graph, i);
+    out->data = sn_graph_f32(&m->graph, i);
     out->n = nd->n;
     out->h = nd->h;
     out->w = nd->w;

@@ -27,6 +27,7 @@ sn_node sn_node_init(sn_op op) {
     sn_node nd;
     memset(&nd, 0, sizeof nd);
     nd.op = op;
+    nd.dtype = SN_DTYPE_F32;
     nd.p_weight = nd.p_bias = -1;
     nd.p_gamma = nd.p_beta = nd.p_mean = nd.p_var = -1;
     nd.act = SN_ACT_NONE;
@@ -72,6 +73,8 @@ size_t sn_node_elems(const sn_node *nd) {
     return (size_t)nd->n * (size_t)nd->h * (size_t)nd->w * (size_t)nd->c;
 }
 
+size_t sn_node_bytes(const sn_node *nd) { return sn_node_elems(nd) * sn_dtype_size(nd->dtype); }
+
 int64_t sn_node_macs(const sn_graph *g, const sn_node *nd) {
     if (nd->op == SN_OP_CONV) {
         const sn_conv_desc *d = &nd->conv;
@@ -84,7 +87,8 @@ int64_t sn_node_macs(const sn_graph *g, const sn_node *nd) {
     return 0;
 }
 
-/* First-fit placement of live tensors in one arena. Blocks are kept sorted by offset. */
+/* First-fit placement of live tensors in one arena, in bytes. Blocks are kept sorted by
+ * offset. */
 typedef struct {
     size_t off, size;
     int node;
@@ -128,8 +132,8 @@ static sn_status plan_arena(sn_graph *g) {
             nd->offset = g->nodes[nd->alias].offset;
             continue;
         }
-        /* Round each tensor to 16 floats (64 bytes) so every tensor starts cache-aligned. */
-        size_t size = (sn_node_elems(nd) + 15) & ~(size_t)15;
+        /* Round each tensor up to SN_TENSOR_ALIGN so that every tensor starts cache-aligned. */
+        size_t size = sn_tensor_span(sn_node_bytes(nd));
         size_t off = 0;
         int pos = 0;
         for (; pos < n_live; pos++) {
@@ -144,14 +148,14 @@ static sn_status plan_arena(sn_graph *g) {
         if (off + size > high) high = off + size;
     }
     sn_free(live);
-    if (high > g->arena_floats || !g->arena) {
+    if (high > g->arena_bytes || !g->arena) {
         sn_free(g->arena);
-        g->arena = sn_alloc((high ? high : 16) * sizeof(float));
+        g->arena = sn_alloc(high ? high : SN_TENSOR_ALIGN);
         if (!g->arena) {
-            g->arena_floats = 0;
+            g->arena_bytes = 0;
             return SN_ERR_OOM;
         }
-        g->arena_floats = high;
+        g->arena_bytes = high;
     }
     return SN_OK;
 }
@@ -252,13 +256,15 @@ sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold) {
     return SN_OK;
 }
 
-const float *sn_graph_data(const sn_graph *g, int node) {
+const float *sn_graph_f32(const sn_graph *g, int node) {
     const sn_node *nd = &g->nodes[node];
     if (nd->op == SN_OP_INPUT) return g->input;
-    return g->arena + nd->offset;
+    return sn_arena_f32(g->arena, nd->offset);
 }
 
-static float *out_ptr(sn_graph *g, int node) { return g->arena + g->nodes[node].offset; }
+static float *out_ptr(sn_graph *g, int node) {
+    return sn_arena_f32(g->arena, g->nodes[node].offset);
+}
 
 static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
     sn_node *nd = &g->nodes[i];
@@ -279,11 +285,11 @@ static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
             ep.act = nd->act;
     }
     if (nd->fuse_res >= 0) {
-        ep.residual = sn_graph_data(g, nd->fuse_res);
+        ep.residual = sn_graph_f32(g, nd->fuse_res);
         ep.act = nd->fuse_act;
     }
-    if (nd->in_gate >= 0) ep.in_scale = sn_graph_data(g, nd->in_gate);
-    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_data(g, nd->in[0]), wt, &ep,
+    if (nd->in_gate >= 0) ep.in_scale = sn_graph_f32(g, nd->in_gate);
+    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]), wt, &ep,
                                  nd->h, nd->w, y, g->nthreads);
     if (st != SN_OK) return st;
     if (bn_after) {
@@ -307,7 +313,7 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
         const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
-        const float *xd = nd->n_in ? sn_graph_data(g, nd->in[0]) : NULL;
+        const float *xd = nd->n_in ? sn_graph_f32(g, nd->in[0]) : NULL;
         float *y = nd->op == SN_OP_INPUT ? NULL : out_ptr(g, i);
         sn_status st = SN_OK;
         switch (nd->op) {
@@ -316,7 +322,7 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
         case SN_OP_ADD: {
             if (nd->alias >= 0) break; /* done by the convolution's epilogue */
             const float *xs[SN_MAX_NODE_INPUTS];
-            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_data(g, nd->in[j]);
+            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
             sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, y, g->nthreads);
             break;
         }
@@ -338,7 +344,7 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
             break;
         case SN_OP_MUL_CHANNEL:
             if (nd->alias >= 0) break; /* applied to the next convolution's weights */
-            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
+            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_f32(g, nd->in[1]), y,
                                g->nthreads);
             break;
         case SN_OP_SCALE: sn_scale_f32(sn_node_elems(nd), xd, nd->scale, y); break;

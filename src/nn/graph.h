@@ -1,5 +1,5 @@
-/* The computation graph: named parameters, nodes in execution order with static shapes,
- * an activation arena planned from tensor lifetimes, and forward execution. */
+/* The computation graph: named parameters, nodes in execution order with static shapes and
+ * element types, an activation arena planned from tensor lifetimes, and forward execution. */
 #ifndef SN_GRAPH_H
 #define SN_GRAPH_H
 
@@ -52,8 +52,39 @@ typedef enum {
 
 #define SN_MAX_NODE_INPUTS 8
 
+/* The element type of a graph tensor. Every op computes in f32 today, the only type there is;
+ * tensors carry their type and the arenas are addressed in bytes so that narrower types (int8,
+ * bf16) can later be planned beside f32 ones without redesigning the planner (their kernels and
+ * the ops' type rules are still to write). */
+typedef enum {
+    SN_DTYPE_F32
+} sn_dtype;
+
+/* Bytes of one element. */
+static inline size_t sn_dtype_size(sn_dtype t) {
+    switch (t) {
+    case SN_DTYPE_F32: return sizeof(float);
+    }
+    return 0;
+}
+
+/* Every tensor starts on a 64-byte boundary of its arena (and the arenas' bases are 64-byte
+ * aligned, sn_alloc): a cache line, and the kernels' widest vector. */
+#define SN_TENSOR_ALIGN 64
+
+/* bytes rounded up to SN_TENSOR_ALIGN: the room a tensor takes in an arena. */
+static inline size_t sn_tensor_span(size_t bytes) {
+    return (bytes + (SN_TENSOR_ALIGN - 1)) & ~(size_t)(SN_TENSOR_ALIGN - 1);
+}
+
+/* The f32 view of an arena (activations, gradients or scratch) at a byte offset. */
+static inline float *sn_arena_f32(unsigned char *base, size_t off) {
+    return (float *)(void *)(base + off);
+}
+
 typedef struct {
     sn_op op;
+    sn_dtype dtype; /* of the output (SN_DTYPE_F32, set by sn_node_init) */
     int in[SN_MAX_NODE_INPUTS];
     int n_in;
     int n, h, w, c; /* output shape */
@@ -84,14 +115,15 @@ typedef struct {
      * the MUL_CHANNEL then names its input's buffer (alias). */
     int in_gate;
     sn_act fuse_act;
-    size_t offset;     /* in floats, into the arena */
+    size_t offset;     /* in bytes, into the arena */
     int last_use;
     float *fw, *fb;    /* folded weights and bias (owned), when BN is folded */
-    /* training plan: what the backward needs besides the node outputs (SIZE_MAX = none) */
+    /* training plan: what the backward needs besides the node outputs, byte offsets into the
+     * arena (SIZE_MAX = none) */
     size_t off_z;      /* conv output before BN, or ADD/DENSE sum before the activation (the
                         * fused BN+act backward recomputes the BN output from it) */
     size_t off_stats;  /* BN batch mean and inverse std, 2*c floats */
-    size_t goff;       /* gradient of the output, in the gradient arena */
+    size_t goff;       /* gradient of the output (f32), in bytes into the gradient arena */
 } sn_node;
 
 #define SN_BLOCK_STEM (-1)
@@ -101,8 +133,8 @@ typedef struct {
 typedef struct {
     sn_node *nodes;
     int n, cap;
-    float *arena;
-    size_t arena_floats;
+    unsigned char *arena; /* the node outputs at their byte offsets (sn_node.offset) */
+    size_t arena_bytes;
     const float *input; /* the caller's input during run */
     int nthreads;
     int folded;
@@ -110,13 +142,14 @@ typedef struct {
     int training;
     int keep_moving_stats; /* the training forward leaves the BN moving statistics alone (the
                             * data-parallel replicas other than the first, sn_model.replicas) */
-    float *grad_arena;
-    size_t grad_floats;
+    unsigned char *grad_arena; /* the outputs' gradients at sn_node.goff */
+    size_t grad_bytes;
     /* profiling (sn_model_set_profile): seconds spent in each node, summed over prof_runs */
     double *prof_sec;
     long prof_runs;
-    float *scratch; /* two node-sized work buffers for the backward */
-    size_t scratch_floats;
+    unsigned char *scratch; /* two node-sized work buffers for the backward, at byte 0 and at
+                             * byte scratch_bytes */
+    size_t scratch_bytes;   /* of each, a multiple of SN_TENSOR_ALIGN */
 } sn_graph;
 
 void sn_graph_free(sn_graph *g);
@@ -128,8 +161,12 @@ sn_node sn_node_init(sn_op op);
 /* Liveness and arena offsets; folds BN into conv weights when fold != 0. */
 sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
-const float *sn_graph_data(const sn_graph *g, int node);
+/* A node's value (the caller's input for the INPUT node), read as f32: valid after a run or a
+ * training forward, for an f32 node. */
+const float *sn_graph_f32(const sn_graph *g, int node);
 size_t sn_node_elems(const sn_node *nd);
+/* Bytes of a node's output (elements times its element size). */
+size_t sn_node_bytes(const sn_node *nd);
 
 /* Training (src/nn/train.c). The plan keeps every tensor the backward reads. The forward uses
  * batch statistics and updates the moving ones (momentum, unbiased variance when asked); it
