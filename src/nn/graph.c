@@ -96,7 +96,14 @@ typedef struct {
 
 static sn_status plan_arena(sn_graph *g) {
     int n = g->n;
-    for (int i = 0; i < n; i++) g->nodes[i].last_use = i;
+    /* No training plan any more: the forward must not find a z to write (sn_graph_run_simple)
+     * and the training calls refuse until sn_graph_plan_train. */
+    g->training = 0;
+    for (int i = 0; i < n; i++) {
+        sn_node *nd = &g->nodes[i];
+        nd->off_z = nd->off_stats = nd->goff = SIZE_MAX;
+        nd->last_use = i;
+    }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < g->nodes[i].n_in; j++) {
             int src = g->nodes[i].in[j];
@@ -307,14 +314,53 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+sn_status sn_graph_run_simple(sn_graph *g, const sn_paramtab *pt, int i) {
+    sn_node *nd = &g->nodes[i];
+    const sn_node *x = &g->nodes[nd->in[0]];
+    const float *xd = sn_graph_f32(g, nd->in[0]);
+    float *y = out_ptr(g, i);
+    const size_t count = sn_node_elems(nd);
+    switch (nd->op) {
+    case SN_OP_INPUT:
+    case SN_OP_CONV:
+    case SN_OP_ADD:
+        return sn_error(SN_ERR_STATE, "node %d (%d): its forward is not the same in inference and "
+                        "training; its caller runs it", i, (int)nd->op);
+    case SN_OP_MAXPOOL:
+        sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
+                       nd->w, xd, y, g->nthreads);
+        break;
+    case SN_OP_UPSAMPLE:
+        sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
+        break;
+    case SN_OP_RESIZE:
+        sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
+        break;
+    case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
+    case SN_OP_DENSE: {
+        /* The training plan keeps the sum before the activation (off_z) for the backward; the
+         * inference plan has none and activates in place. */
+        float *z = nd->off_z != SIZE_MAX ? sn_arena_f32(g->arena, nd->off_z) : y;
+        sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
+                     nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, z, g->nthreads);
+        if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
+        break;
+    }
+    case SN_OP_MUL_CHANNEL:
+        if (nd->alias >= 0) break; /* applied to the next convolution's weights (inference) */
+        sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_f32(g, nd->in[1]), y,
+                           g->nthreads);
+        break;
+    case SN_OP_SCALE: sn_scale_f32(count, xd, nd->scale, y); break;
+    }
+    return SN_OK;
+}
+
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
     g->input = input;
     double t_prev = g->prof_sec ? seconds_now() : 0.0;
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
-        const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
-        const float *xd = nd->n_in ? sn_graph_f32(g, nd->in[0]) : NULL;
-        float *y = nd->op == SN_OP_INPUT ? NULL : out_ptr(g, i);
         sn_status st = SN_OK;
         switch (nd->op) {
         case SN_OP_INPUT: break;
@@ -323,31 +369,10 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
             if (nd->alias >= 0) break; /* done by the convolution's epilogue */
             const float *xs[SN_MAX_NODE_INPUTS];
             for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
-            sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, y, g->nthreads);
+            sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, out_ptr(g, i), g->nthreads);
             break;
         }
-        case SN_OP_MAXPOOL:
-            sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
-                           nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_UPSAMPLE:
-            sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
-            break;
-        case SN_OP_RESIZE:
-            sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
-        case SN_OP_DENSE:
-            sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
-                         nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, y, g->nthreads);
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, sn_node_elems(nd), y, y, g->nthreads);
-            break;
-        case SN_OP_MUL_CHANNEL:
-            if (nd->alias >= 0) break; /* applied to the next convolution's weights */
-            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_f32(g, nd->in[1]), y,
-                               g->nthreads);
-            break;
-        case SN_OP_SCALE: sn_scale_f32(sn_node_elems(nd), xd, nd->scale, y); break;
+        default: st = sn_graph_run_simple(g, pt, i); break;
         }
         if (st != SN_OK) return st;
         if (g->prof_sec) {

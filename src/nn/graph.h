@@ -161,6 +161,12 @@ sn_node sn_node_init(sn_op op);
 /* Liveness and arena offsets; folds BN into conv weights when fold != 0. */
 sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
+/* The forward of node i where its op runs the same way in inference (sn_graph_run) and in the
+ * training forward: max-pool, upsample, resize, GAP, dense, channel gate, scale. Reads its
+ * inputs' values, writes its output (a dense layer's sum before the activation to off_z where
+ * the training plan keeps it). INPUT, CONV and ADD differ (folding and fusion in inference,
+ * batch statistics and stochastic depth in training): SN_ERR_STATE, the caller runs them. */
+sn_status sn_graph_run_simple(sn_graph *g, const sn_paramtab *pt, int i);
 /* A node's value (the caller's input for the INPUT node), read as f32: valid after a run or a
  * training forward, for an f32 node. */
 const float *sn_graph_f32(const sn_graph *g, int node);

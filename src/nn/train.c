@@ -16,6 +16,10 @@ sn_status sn_graph_plan_train(sn_graph *g) {
         const size_t f32_bytes = sn_tensor_span(sn_node_elems(nd) * sizeof(float));
         if (f32_bytes > biggest) biggest = f32_bytes;
         nd->off_z = nd->off_stats = SIZE_MAX;
+        /* The inference plan's fusions do not apply: every output is written (the shared
+         * forward, sn_graph_run_simple, skips an aliased gate), and the backward reads it. */
+        nd->fuse_res = nd->alias = nd->in_gate = -1;
+        nd->fuse_act = SN_ACT_NONE;
         nd->goff = goff;
         goff += f32_bytes;
         if (nd->op == SN_OP_INPUT) continue;
@@ -73,6 +77,51 @@ static float *pre_act(sn_graph *g, const sn_node *nd) {
     return at(g, nd->offset);
 }
 
+/* Convolution (+bias) into z, then batch-norm with the batch's statistics (kept for the backward;
+ * the moving ones updated unless keep_moving_stats) and the activation, fused, into y. */
+static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_momentum,
+                            int unbiased_running_var) {
+    const sn_node *x = &g->nodes[nd->in[0]];
+    float *y = at(g, nd->offset);
+    float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+    sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL, SN_ACT_NONE,
+                      NULL};
+    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]),
+                                 pt->t[nd->p_weight].data, &ep, nd->h, nd->w, z, g->nthreads);
+    if (st != SN_OK) return st;
+    if (nd->p_gamma >= 0) {
+        float *stats = at(g, nd->off_stats);
+        sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z, pt->t[nd->p_gamma].data,
+                                   pt->t[nd->p_beta].data, nd->bn_eps, bn_momentum,
+                                   unbiased_running_var,
+                                   g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
+                                   g->keep_moving_stats ? NULL : pt->t[nd->p_var].data, nd->act, y,
+                                   stats, stats + nd->c, g->nthreads);
+    } else if (nd->act != SN_ACT_NONE) {
+        sn_act_f32(nd->act, sn_node_elems(nd), z, y, g->nthreads);
+    }
+    return SN_OK;
+}
+
+/* Sum of the inputs into z, the first one through stochastic depth when the node has a rate,
+ * then the activation into y. */
+static void add_train(sn_graph *g, sn_node *nd, sn_rng *rng) {
+    const size_t count = sn_node_elems(nd);
+    float *y = at(g, nd->offset);
+    float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+    const float *xs[SN_MAX_NODE_INPUTS];
+    for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
+    if (nd->drop_rate > 0.0f) {
+        /* §6.4: keep each sample's main path with probability 1 - rate, scaled up. */
+        for (int k = 0; k < nd->n; k++) nd->keep[k] = sn_rng_uniform(rng) >= (double)nd->drop_rate;
+        float *dropped = sn_arena_f32(g->scratch, 0);
+        sn_drop_path_f32(nd->n, count / (size_t)nd->n, xs[0], nd->keep, nd->drop_rate, dropped);
+        xs[0] = dropped;
+    }
+    sn_add_f32(nd->n_in, xs, count, SN_ACT_NONE, z, g->nthreads);
+    if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
+}
+
 sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input,
                                  float bn_momentum, int unbiased_running_var, uint64_t seed) {
     if (!g->training) return sn_error(SN_ERR_STATE, "the graph is not planned for training");
@@ -81,74 +130,14 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
     sn_rng_seed(&rng, seed);
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
-        if (nd->op == SN_OP_INPUT) continue;
-        const sn_node *x = &g->nodes[nd->in[0]];
-        const float *xd = sn_graph_f32(g, nd->in[0]);
-        float *y = at(g, nd->offset);
-        size_t count = sn_node_elems(nd);
-        /* Ops with a trailing activation compute into z first. */
-        float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+        sn_status st = SN_OK;
         switch (nd->op) {
-        case SN_OP_CONV: {
-            sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL,
-                              SN_ACT_NONE, NULL};
-            sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data,
-                                         &ep, nd->h, nd->w, z, g->nthreads);
-            if (st != SN_OK) return st;
-            if (nd->p_gamma >= 0) {
-                float *stats = at(g, nd->off_stats);
-                sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z,
-                                           pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data,
-                                           nd->bn_eps, bn_momentum, unbiased_running_var,
-                                           g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
-                                           g->keep_moving_stats ? NULL : pt->t[nd->p_var].data,
-                                           nd->act,
-                                           y, stats, stats + nd->c, g->nthreads);
-            } else if (nd->act != SN_ACT_NONE) {
-                sn_act_f32(nd->act, count, z, y, g->nthreads);
-            }
-            break;
-        }
-        case SN_OP_ADD: {
-            const float *xs[SN_MAX_NODE_INPUTS];
-            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
-            float *dropped = NULL;
-            if (nd->drop_rate > 0.0f) {
-                /* §6.4: keep each sample's main path with probability 1 - rate, scaled up. */
-                for (int k = 0; k < nd->n; k++)
-                    nd->keep[k] = sn_rng_uniform(&rng) >= (double)nd->drop_rate;
-                dropped = sn_arena_f32(g->scratch, 0);
-                sn_drop_path_f32(nd->n, count / (size_t)nd->n, xs[0], nd->keep, nd->drop_rate,
-                                 dropped);
-                xs[0] = dropped;
-            }
-            sn_add_f32(nd->n_in, xs, count, SN_ACT_NONE, z, g->nthreads);
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
-            break;
-        }
-        case SN_OP_DENSE:
-            sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
-                         nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, z, g->nthreads);
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
-            break;
-        case SN_OP_MAXPOOL:
-            sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
-                           nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_UPSAMPLE:
-            sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
-            break;
-        case SN_OP_RESIZE:
-            sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
-        case SN_OP_MUL_CHANNEL:
-            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_f32(g, nd->in[1]), y,
-                               g->nthreads);
-            break;
-        case SN_OP_SCALE: sn_scale_f32(count, xd, nd->scale, y); break;
         case SN_OP_INPUT: break;
+        case SN_OP_CONV: st = conv_train(g, pt, nd, bn_momentum, unbiased_running_var); break;
+        case SN_OP_ADD: add_train(g, nd, &rng); break;
+        default: st = sn_graph_run_simple(g, pt, i); break;
         }
+        if (st != SN_OK) return st;
     }
     return SN_OK;
 }
