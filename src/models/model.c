@@ -200,22 +200,6 @@ sn_status sn_model_set_profile(sn_model *m, int on) {
     return SN_OK;
 }
 
-static const char *op_name(sn_op op) {
-    switch (op) {
-    case SN_OP_INPUT: return "input";
-    case SN_OP_CONV: return "conv";
-    case SN_OP_ADD: return "add";
-    case SN_OP_MAXPOOL: return "maxpool";
-    case SN_OP_UPSAMPLE: return "upsample";
-    case SN_OP_RESIZE: return "resize";
-    case SN_OP_GAP: return "gap";
-    case SN_OP_DENSE: return "dense";
-    case SN_OP_MUL_CHANNEL: return "mul_channel";
-    case SN_OP_SCALE: return "scale";
-    }
-    return "?";
-}
-
 int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max) {
     if (!m || !m->planned || !m->graph.prof_sec) return 0;
     const sn_graph *g = &m->graph;
@@ -227,7 +211,7 @@ int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max) {
             const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
             sn_layer_profile *p = &out[k];
             memset(p, 0, sizeof *p);
-            p->op = op_name(nd->op);
+            p->op = sn_op_name(nd->op);
             p->batch = nd->n;
             p->in_c = x ? x->c : 0;
             p->in_h = x ? x->h : 0;

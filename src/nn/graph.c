@@ -324,8 +324,8 @@ sn_status sn_graph_run_simple(sn_graph *g, const sn_paramtab *pt, int i) {
     case SN_OP_INPUT:
     case SN_OP_CONV:
     case SN_OP_ADD:
-        return sn_error(SN_ERR_STATE, "node %d (%d): its forward is not the same in inference and "
-                        "training; its caller runs it", i, (int)nd->op);
+        return sn_error(SN_ERR_STATE, "node %d (%s): its forward is not the same in inference "
+                        "and training; its caller runs it", i, sn_op_name(nd->op));
     case SN_OP_MAXPOOL:
         sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
                        nd->w, xd, y, g->nthreads);

@@ -50,6 +50,24 @@ typedef enum {
     SN_OP_SCALE        /* x * scale */
 } sn_op;
 
+/* The op's name in reports and messages ("conv", "add", ...; sn_layer_profile.op). A switch
+ * without a default: an op added above without a name here fails to compile (-Wswitch). */
+static inline const char *sn_op_name(sn_op op) {
+    switch (op) {
+    case SN_OP_INPUT: return "input";
+    case SN_OP_CONV: return "conv";
+    case SN_OP_ADD: return "add";
+    case SN_OP_MAXPOOL: return "maxpool";
+    case SN_OP_UPSAMPLE: return "upsample";
+    case SN_OP_RESIZE: return "resize";
+    case SN_OP_GAP: return "gap";
+    case SN_OP_DENSE: return "dense";
+    case SN_OP_MUL_CHANNEL: return "mul_channel";
+    case SN_OP_SCALE: return "scale";
+    }
+    return "?";
+}
+
 #define SN_MAX_NODE_INPUTS 8
 
 /* The element type of a graph tensor. Every op computes in f32 today, the only type there is;
