@@ -192,9 +192,9 @@ size_t sn_node_elems(const sn_node *nd);
 /* Bytes of a node's output (elements times its element size). */
 size_t sn_node_bytes(const sn_node *nd);
 
-/* Training (src/nn/train.c). The plan keeps every tensor the backward reads. The forward uses
+/* Training (src/nn/backprop.c). The plan keeps every tensor the backward reads. The forward uses
  * batch statistics and updates the moving ones (momentum, unbiased variance when asked); it
- * draws stochastic-depth masks from `rng`. The backward takes dL/d(output node) and accumulates
+ * draws stochastic-depth masks from `seed`. The backward takes dL/d(output node) and accumulates
  * parameter gradients into grads[i] (one buffer per parameter, NULL to skip). */
 sn_status sn_graph_plan_train(sn_graph *g);
 sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input, float bn_momentum,

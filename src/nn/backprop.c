@@ -1,5 +1,7 @@
-/* Training execution of the graph: a forward with batch-norm batch statistics and stochastic
- * depth that keeps what the backward reads, and the backward pass over the same nodes. */
+/* Backpropagation through the graph (the graph's side of training; the training loop is
+ * src/train/): the training plan, which keeps every tensor the backward reads; the forward of
+ * the ops that differ from inference (convolutions with batch-norm batch statistics, adds with
+ * stochastic depth; the others run sn_graph_run_simple); and the backward pass over the nodes. */
 #include <math.h>
 #include <string.h>
 
