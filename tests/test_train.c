@@ -8,6 +8,7 @@
 
 #include "core.h"
 #include "model.h"
+#include "model_train.h"
 #include "golden_fill.h"
 #include "model_util.h"
 #include "spinenet.h"

@@ -6,6 +6,7 @@
 
 #include "det_train.h"
 #include "model.h"
+#include "model_train.h"
 
 void sn_det_head_free(sn_det_head *h) {
     if (!h) return;
