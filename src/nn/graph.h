@@ -176,7 +176,8 @@ int sn_graph_add(sn_graph *g, const sn_node *node);
 /* A node with everything "unset" (-1 params, no act). */
 sn_node sn_node_init(sn_op op);
 
-/* Liveness and arena offsets; folds BN into conv weights when fold != 0. */
+/* Liveness and arena offsets (bytes) for inference, replacing any training plan's; folds BN
+ * into conv weights when fold != 0. */
 sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
 /* The forward of node i where its op runs the same way in inference (sn_graph_run) and in the
