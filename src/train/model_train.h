@@ -23,11 +23,11 @@ int sn_model_train_batch(const sn_model *m);
 int sn_model_train_parts(const sn_model *m);
 /* The graph of part r (0: m->graph). */
 sn_graph *sn_model_part_graph(sn_model *m, int r);
-/* Run fn(m, r, user) for every part r at once, one thread per part, and return the first
- * failing part's status with its message. grads (may be NULL): the caller's gradient buffers;
- * *part_grads receives, for part r, the buffers that part accumulates into (grads itself for
- * part 0, zeroed model-owned ones for the others), and after every part succeeded the others
- * are added into grads, in part order. */
+/* Run fn(m, r, grads_r, user) for every part r at once, one thread per part, and return the
+ * first failing part's status with its message. grads (may be NULL): the caller's gradient
+ * buffers; grads_r are the buffers part r accumulates into (grads itself for part 0, zeroed
+ * model-owned ones for the others), and after every part succeeded the others are added into
+ * grads, in part order. */
 typedef sn_status (*sn_part_fn)(sn_model *m, int r, float *const *grads, void *user);
 sn_status sn_model_run_parts(sn_model *m, float *const *grads, sn_part_fn fn, void *user);
 /* The seed of part r's stochastic-depth masks (part 0 keeps the step's seed). */
