@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "core.h"
-#include "model.h"
+#include "model_train.h"
 #include "optim.h"
 
 typedef struct {

@@ -9,6 +9,7 @@
 
 #include "core.h"
 #include "model.h"
+#include "model_train.h"
 #include "safetensors.h"
 #include "golden_fill.h"
 #include "golden_st.h"

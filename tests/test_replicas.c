@@ -13,7 +13,7 @@
 #include "det_train.h"
 #include "golden_fill.h"
 #include "model_util.h"
-#include "model.h"
+#include "model_train.h"
 #include "spinenet.h"
 #include "test.h"
 

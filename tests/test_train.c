@@ -8,6 +8,7 @@
 
 #include "core.h"
 #include "model.h"
+#include "model_train.h"
 #include "golden_fill.h"
 #include "model_util.h"
 #include "spinenet.h"
@@ -189,7 +190,7 @@ static double det_functional(trainer *t, const float *x, const int *nodes, float
     if (sn_graph_forward_train(g, &t->m->params, x, 0.99f, 1, 7) == SN_OK) {
         l = 0.0;
         for (int j = 0; j < DET_OUTS; j++) {
-            const float *o = sn_graph_data(g, nodes[j]);
+            const float *o = sn_graph_f32(g, nodes[j]);
             const size_t cnt = sn_node_elems(&g->nodes[nodes[j]]);
             for (size_t k = 0; k < cnt; k++) l += (double)w[j][k] * o[k];
         }

@@ -163,6 +163,19 @@ sn_status sn_model_set_fold_bn(sn_model *m, int fold) {
     return SN_OK;
 }
 
+void sn_model_free_parts(sn_model *m) {
+    if (!m) return;
+    if (m->rgraph)
+        for (int r = 1; r < m->parts; r++) sn_graph_free(&m->rgraph[r - 1]);
+    sn_free(m->rgraph);
+    m->rgraph = NULL;
+    for (int i = 0; i < m->rgrad_n; i++) sn_free(m->rgrad[i]);
+    sn_free(m->rgrad);
+    m->rgrad = NULL;
+    m->rgrad_n = 0;
+    m->parts = 0;
+}
+
 sn_status sn_model_plan(sn_model *m, int batch, int height, int width) {
     if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_plan: NULL model");
     sn_model_free_parts(m);
@@ -200,22 +213,6 @@ sn_status sn_model_set_profile(sn_model *m, int on) {
     return SN_OK;
 }
 
-static const char *op_name(sn_op op) {
-    switch (op) {
-    case SN_OP_INPUT: return "input";
-    case SN_OP_CONV: return "conv";
-    case SN_OP_ADD: return "add";
-    case SN_OP_MAXPOOL: return "maxpool";
-    case SN_OP_UPSAMPLE: return "upsample";
-    case SN_OP_RESIZE: return "resize";
-    case SN_OP_GAP: return "gap";
-    case SN_OP_DENSE: return "dense";
-    case SN_OP_MUL_CHANNEL: return "mul_channel";
-    case SN_OP_SCALE: return "scale";
-    }
-    return "?";
-}
-
 int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max) {
     if (!m || !m->planned || !m->graph.prof_sec) return 0;
     const sn_graph *g = &m->graph;
@@ -227,7 +224,7 @@ int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max) {
             const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
             sn_layer_profile *p = &out[k];
             memset(p, 0, sizeof *p);
-            p->op = op_name(nd->op);
+            p->op = sn_op_name(nd->op);
             p->batch = nd->n;
             p->in_c = x ? x->c : 0;
             p->in_h = x ? x->h : 0;
@@ -258,108 +255,8 @@ sn_status sn_model_run(sn_model *m, const float *input) {
     return sn_graph_run(&m->graph, &m->params, input);
 }
 
-sn_status sn_model_plan_train(sn_model *m, int batch, int height, int width) {
-    if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_plan_train: NULL model");
-    if (m->cfg.head != SN_HEAD_CLASSIFIER && m->cfg.head != SN_HEAD_RETINANET)
-        return sn_error(SN_ERR_UNSUPPORTED,
-                        "training needs a head (classifier or retinanet), this model has none");
-    sn_model_free_parts(m);
-    sn_graph_free(&m->graph);
-    m->planned = 0;
-    const int parts = m->replicas > 1 ? m->replicas : 1;
-    if (batch < 1 || batch % parts != 0)
-        return sn_error(SN_ERR_INVALID_ARG, "batch %d cannot be split into %d equal parts (the "
-                        "replicas): use a multiple of %d", batch, parts, parts);
-    sn_status st = sn_build_graph(m, batch / parts, height, width, 0, &m->graph);
-    if (st == SN_OK) st = sn_graph_plan_train(&m->graph);
-    if (st != SN_OK) {
-        sn_graph_free(&m->graph);
-        return st;
-    }
-    m->graph.nthreads = m->nthreads;
-    if ((st = sn_model_plan_parts(m, batch / parts, height, width)) != SN_OK) {
-        sn_graph_free(&m->graph);
-        return st;
-    }
-    m->planned = 1;
-    return SN_OK;
-}
-
-int sn_model_train_batch(const sn_model *m) {
-    if (!m || !m->planned || !m->graph.training) return 0;
-    return m->graph.nodes[0].n * sn_model_train_parts(m);
-}
-
-const float *sn_model_train_logits(sn_model *m, int i) {
-    const int per = m->graph.nodes[0].n;
-    sn_graph *g = sn_model_part_graph(m, i / per);
-    const int out = g->n - 1;
-    return sn_graph_data(g, out) + (size_t)(i % per) * (size_t)g->nodes[out].c;
-}
-
-typedef struct {
-    const float *input;
-    const int32_t *labels;
-    float smoothing;
-    uint64_t seed;
-    double loss[SN_MAX_REPLICAS];
-} xent_job;
-
-/* One part of the classification loss: its images through its graph, the softmax cross-entropy
- * of its labels (a mean over the part) divided by the number of parts, so that the parts' sum is
- * the mean over the whole batch. */
-static sn_status xent_part(sn_model *m, int r, float *const *grads, void *user) {
-    xent_job *j = user;
-    sn_graph *g = sn_model_part_graph(m, r);
-    const int per = g->nodes[0].n, parts = sn_model_train_parts(m);
-    const size_t in_elems = (size_t)g->nodes[0].h * g->nodes[0].w * g->nodes[0].c;
-    /* TF's fused batch-norm kernel feeds the moving variance with the unbiased batch variance. */
-    sn_status st = sn_graph_forward_train(g, &m->params, j->input + (size_t)r * per * in_elems,
-                                          m->cfg.bn_momentum, 1, sn_part_seed(j->seed, r));
-    if (st != SN_OK) return st;
-    int out = g->n - 1;
-    const sn_node *ln = &g->nodes[out];
-    float *dlogits = sn_alloc(sn_node_elems(ln) * sizeof(float));
-    if (!dlogits) return SN_ERR_OOM;
-    const int32_t *labels = j->labels + (size_t)r * per;
-    double l = sn_softmax_xent_f32(ln->n, ln->c, sn_graph_data(g, out), labels, j->smoothing,
-                                   dlogits);
-    if (!isfinite(l)) {
-        sn_free(dlogits);
-        return sn_error(SN_ERR_INVALID_ARG, "loss is %g (labels outside 0..%d, or a non-finite input)",
-                        l, ln->c - 1);
-    }
-    j->loss[r] = l / parts;
-    if (parts > 1) {
-        const float s = 1.0f / (float)parts;
-        const size_t k = sn_node_elems(ln);
-        for (size_t e = 0; e < k; e++) dlogits[e] *= s;
-    }
-    if (grads) st = sn_graph_backward(g, &m->params, out, dlogits, grads);
-    sn_free(dlogits);
-    return st;
-}
-
-sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *labels,
-                             float smoothing, uint64_t seed, double *loss, float *const *grads) {
-    if (!m || !input || !labels || !loss)
-        return sn_error(SN_ERR_INVALID_ARG, "sn_model_loss_grad: NULL argument");
-    if (!m->planned || !m->graph.training)
-        return sn_error(SN_ERR_STATE, "sn_model_loss_grad: call sn_model_plan_train first");
-    if (m->cfg.head != SN_HEAD_CLASSIFIER)
-        return sn_error(SN_ERR_UNSUPPORTED, "sn_model_loss_grad: the classification loss needs "
-                        "the classifier head");
-    xent_job j = {input, labels, smoothing, seed, {0}};
-    sn_status st = sn_model_run_parts(m, grads, xent_part, &j);
-    if (st != SN_OK) return st;
-    double l = 0.0;
-    for (int r = 0; r < sn_model_train_parts(m); r++) l += j.loss[r];
-    *loss = l;
-    return SN_OK;
-}
-
 size_t sn_model_arena_bytes(const sn_model *m) {
-    return m && m->planned ? m->graph.arena_floats * sizeof(float) : 0;
+    return m && m->planned ? m->graph.arena_bytes : 0;
 }
 
 /* ---------------------------------------------------------------- outputs and parameters */
@@ -374,7 +271,7 @@ int sn_model_num_outputs(const sn_model *m) {
 static void fill_output(const sn_model *m, int i, sn_output *out) {
     const sn_node *nd = &m->graph.nodes[i];
     out->name = nd->out_name;
-    out->data = sn_graph_data(&m->graph, i);
+    out->data = sn_graph_f32(&m->graph, i);
     out->n = nd->n;
     out->h = nd->h;
     out->w = nd->w;

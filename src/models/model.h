@@ -27,7 +27,7 @@ struct sn_model {
     int fold;
     int profile; /* time each node of the inference graph (sn_model_set_profile) */
     char *class_names; /* newline-separated, or NULL */
-    /* Data-parallel training (sn_model_set_train_replicas, src/models/replicas.c): a training
+    /* Data-parallel training (sn_model_set_train_replicas, src/train/replicas.c): a training
      * plan for batch B splits it into `replicas` equal parts, each run by one thread through its
      * own graph (part 0 through `graph`, part r through rgraph[r - 1]) with the shared
      * parameters; the parts' parameter gradients are summed into the caller's in a fixed order.
@@ -55,41 +55,11 @@ sn_status sn_block_specs_parse(const char *text, const char *origin, sn_block_sp
 sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph *g);
 /* A model whose weights are allocated but not initialised (for callers that fill them). */
 sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out);
-/* Training (the classification loss for now): plan the graph for training, then one forward
- * with batch statistics, softmax cross-entropy with label smoothing on the logits, and the
- * backward, accumulating dL/dparam into grads[i] (one buffer per parameter; NULL entries skip).
- * *loss gets the mean loss (grads == NULL: no backward); BN moving statistics are updated; `seed` draws stochastic depth. */
-sn_status sn_model_plan_train(sn_model *m, int batch, int height, int width);
-sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *labels,
-                             float smoothing, uint64_t seed, double *loss, float *const *grads);
 /* Fill every parameter with its initialiser (spec 6.5, 7.1), seeded. */
 void sn_params_init(sn_paramtab *pt, uint64_t seed);
 
-/* ---- data-parallel training (src/models/replicas.c) ---- */
-#define SN_MAX_REPLICAS 16
-/* Split each training batch into r parts run side by side, one thread each (1: off, the
- * default). Takes effect at the next sn_model_plan_train, whose batch r must divide. */
-sn_status sn_model_set_train_replicas(sn_model *m, int r);
-/* The number of parts of the current training plan (1 when not split). */
-int sn_model_train_parts(const sn_model *m);
-/* The graph of part r (0: m->graph). */
-sn_graph *sn_model_part_graph(sn_model *m, int r);
-/* Build (or free, when not split) the graphs of parts 1.. after m->graph was planned for
- * training at the part's batch. */
-sn_status sn_model_plan_parts(sn_model *m, int part_batch, int height, int width);
+/* Free the graphs and gradient buffers of a data-parallel training plan's parts 1.. (the model
+ * owns them; src/train/replicas.c makes them). */
 void sn_model_free_parts(sn_model *m);
-/* Run fn(m, r, user) for every part r at once, one thread per part, and return the first
- * failing part's status with its message. grads (may be NULL): the caller's gradient buffers;
- * *part_grads receives, for part r, the buffers that part accumulates into (grads itself for
- * part 0, zeroed model-owned ones for the others), and after every part succeeded the others
- * are added into grads, in part order. */
-typedef sn_status (*sn_part_fn)(sn_model *m, int r, float *const *grads, void *user);
-sn_status sn_model_run_parts(sn_model *m, float *const *grads, sn_part_fn fn, void *user);
-/* The batch of the training plan (all parts), 0 when not planned for training. */
-int sn_model_train_batch(const sn_model *m);
-/* Sample i's logits (classifier head) from the last training forward, whichever part ran it. */
-const float *sn_model_train_logits(sn_model *m, int i);
-/* The seed of part r's stochastic-depth masks (part 0 keeps the step's seed). */
-uint64_t sn_part_seed(uint64_t seed, int r);
 
 #endif

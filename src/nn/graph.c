@@ -27,6 +27,7 @@ sn_node sn_node_init(sn_op op) {
     sn_node nd;
     memset(&nd, 0, sizeof nd);
     nd.op = op;
+    nd.dtype = SN_DTYPE_F32;
     nd.p_weight = nd.p_bias = -1;
     nd.p_gamma = nd.p_beta = nd.p_mean = nd.p_var = -1;
     nd.act = SN_ACT_NONE;
@@ -72,6 +73,8 @@ size_t sn_node_elems(const sn_node *nd) {
     return (size_t)nd->n * (size_t)nd->h * (size_t)nd->w * (size_t)nd->c;
 }
 
+size_t sn_node_bytes(const sn_node *nd) { return sn_node_elems(nd) * sn_dtype_size(nd->dtype); }
+
 int64_t sn_node_macs(const sn_graph *g, const sn_node *nd) {
     if (nd->op == SN_OP_CONV) {
         const sn_conv_desc *d = &nd->conv;
@@ -84,7 +87,8 @@ int64_t sn_node_macs(const sn_graph *g, const sn_node *nd) {
     return 0;
 }
 
-/* First-fit placement of live tensors in one arena. Blocks are kept sorted by offset. */
+/* First-fit placement of live tensors in one arena, in bytes. Blocks are kept sorted by
+ * offset. */
 typedef struct {
     size_t off, size;
     int node;
@@ -92,7 +96,14 @@ typedef struct {
 
 static sn_status plan_arena(sn_graph *g) {
     int n = g->n;
-    for (int i = 0; i < n; i++) g->nodes[i].last_use = i;
+    /* No training plan any more: the forward must not find a z to write (sn_graph_run_simple)
+     * and the training calls refuse until sn_graph_plan_train. */
+    g->training = 0;
+    for (int i = 0; i < n; i++) {
+        sn_node *nd = &g->nodes[i];
+        nd->off_z = nd->off_stats = nd->goff = SIZE_MAX;
+        nd->last_use = i;
+    }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < g->nodes[i].n_in; j++) {
             int src = g->nodes[i].in[j];
@@ -128,8 +139,8 @@ static sn_status plan_arena(sn_graph *g) {
             nd->offset = g->nodes[nd->alias].offset;
             continue;
         }
-        /* Round each tensor to 16 floats (64 bytes) so every tensor starts cache-aligned. */
-        size_t size = (sn_node_elems(nd) + 15) & ~(size_t)15;
+        /* Round each tensor up to SN_TENSOR_ALIGN so that every tensor starts cache-aligned. */
+        size_t size = sn_tensor_span(sn_node_bytes(nd));
         size_t off = 0;
         int pos = 0;
         for (; pos < n_live; pos++) {
@@ -144,14 +155,14 @@ static sn_status plan_arena(sn_graph *g) {
         if (off + size > high) high = off + size;
     }
     sn_free(live);
-    if (high > g->arena_floats || !g->arena) {
+    if (high > g->arena_bytes || !g->arena) {
         sn_free(g->arena);
-        g->arena = sn_alloc((high ? high : 16) * sizeof(float));
+        g->arena = sn_alloc(high ? high : SN_TENSOR_ALIGN);
         if (!g->arena) {
-            g->arena_floats = 0;
+            g->arena_bytes = 0;
             return SN_ERR_OOM;
         }
-        g->arena_floats = high;
+        g->arena_bytes = high;
     }
     return SN_OK;
 }
@@ -252,13 +263,15 @@ sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold) {
     return SN_OK;
 }
 
-const float *sn_graph_data(const sn_graph *g, int node) {
+const float *sn_graph_f32(const sn_graph *g, int node) {
     const sn_node *nd = &g->nodes[node];
     if (nd->op == SN_OP_INPUT) return g->input;
-    return g->arena + nd->offset;
+    return sn_arena_f32(g->arena, nd->offset);
 }
 
-static float *out_ptr(sn_graph *g, int node) { return g->arena + g->nodes[node].offset; }
+static float *out_ptr(sn_graph *g, int node) {
+    return sn_arena_f32(g->arena, g->nodes[node].offset);
+}
 
 static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
     sn_node *nd = &g->nodes[i];
@@ -279,11 +292,11 @@ static sn_status run_conv(sn_graph *g, const sn_paramtab *pt, int i) {
             ep.act = nd->act;
     }
     if (nd->fuse_res >= 0) {
-        ep.residual = sn_graph_data(g, nd->fuse_res);
+        ep.residual = sn_graph_f32(g, nd->fuse_res);
         ep.act = nd->fuse_act;
     }
-    if (nd->in_gate >= 0) ep.in_scale = sn_graph_data(g, nd->in_gate);
-    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_data(g, nd->in[0]), wt, &ep,
+    if (nd->in_gate >= 0) ep.in_scale = sn_graph_f32(g, nd->in_gate);
+    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]), wt, &ep,
                                  nd->h, nd->w, y, g->nthreads);
     if (st != SN_OK) return st;
     if (bn_after) {
@@ -301,14 +314,53 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+sn_status sn_graph_run_simple(sn_graph *g, const sn_paramtab *pt, int i) {
+    sn_node *nd = &g->nodes[i];
+    const sn_node *x = &g->nodes[nd->in[0]];
+    const float *xd = sn_graph_f32(g, nd->in[0]);
+    float *y = out_ptr(g, i);
+    const size_t count = sn_node_elems(nd);
+    switch (nd->op) {
+    case SN_OP_INPUT:
+    case SN_OP_CONV:
+    case SN_OP_ADD:
+        return sn_error(SN_ERR_STATE, "node %d (%s): its forward is not the same in inference "
+                        "and training; its caller runs it", i, sn_op_name(nd->op));
+    case SN_OP_MAXPOOL:
+        sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
+                       nd->w, xd, y, g->nthreads);
+        break;
+    case SN_OP_UPSAMPLE:
+        sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
+        break;
+    case SN_OP_RESIZE:
+        sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
+        break;
+    case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
+    case SN_OP_DENSE: {
+        /* The training plan keeps the sum before the activation (off_z) for the backward; the
+         * inference plan has none and activates in place. */
+        float *z = nd->off_z != SIZE_MAX ? sn_arena_f32(g->arena, nd->off_z) : y;
+        sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
+                     nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, z, g->nthreads);
+        if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
+        break;
+    }
+    case SN_OP_MUL_CHANNEL:
+        if (nd->alias >= 0) break; /* applied to the next convolution's weights (inference) */
+        sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_f32(g, nd->in[1]), y,
+                           g->nthreads);
+        break;
+    case SN_OP_SCALE: sn_scale_f32(count, xd, nd->scale, y); break;
+    }
+    return SN_OK;
+}
+
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
     g->input = input;
     double t_prev = g->prof_sec ? seconds_now() : 0.0;
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
-        const sn_node *x = nd->n_in ? &g->nodes[nd->in[0]] : NULL;
-        const float *xd = nd->n_in ? sn_graph_data(g, nd->in[0]) : NULL;
-        float *y = nd->op == SN_OP_INPUT ? NULL : out_ptr(g, i);
         sn_status st = SN_OK;
         switch (nd->op) {
         case SN_OP_INPUT: break;
@@ -316,32 +368,11 @@ sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input) {
         case SN_OP_ADD: {
             if (nd->alias >= 0) break; /* done by the convolution's epilogue */
             const float *xs[SN_MAX_NODE_INPUTS];
-            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_data(g, nd->in[j]);
-            sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, y, g->nthreads);
+            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
+            sn_add_f32(nd->n_in, xs, sn_node_elems(nd), nd->act, out_ptr(g, i), g->nthreads);
             break;
         }
-        case SN_OP_MAXPOOL:
-            sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
-                           nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_UPSAMPLE:
-            sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
-            break;
-        case SN_OP_RESIZE:
-            sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
-        case SN_OP_DENSE:
-            sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
-                         nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, y, g->nthreads);
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, sn_node_elems(nd), y, y, g->nthreads);
-            break;
-        case SN_OP_MUL_CHANNEL:
-            if (nd->alias >= 0) break; /* applied to the next convolution's weights */
-            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
-                               g->nthreads);
-            break;
-        case SN_OP_SCALE: sn_scale_f32(sn_node_elems(nd), xd, nd->scale, y); break;
+        default: st = sn_graph_run_simple(g, pt, i); break;
         }
         if (st != SN_OK) return st;
         if (g->prof_sec) {

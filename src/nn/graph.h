@@ -1,5 +1,5 @@
-/* The computation graph: named parameters, nodes in execution order with static shapes,
- * an activation arena planned from tensor lifetimes, and forward execution. */
+/* The computation graph: named parameters, nodes in execution order with static shapes and
+ * element types, an activation arena planned from tensor lifetimes, and forward execution. */
 #ifndef SN_GRAPH_H
 #define SN_GRAPH_H
 
@@ -50,10 +50,59 @@ typedef enum {
     SN_OP_SCALE        /* x * scale */
 } sn_op;
 
+/* The op's name in reports and messages ("conv", "add", ...; sn_layer_profile.op). A switch
+ * without a default: an op added above without a name here fails to compile (-Wswitch). */
+static inline const char *sn_op_name(sn_op op) {
+    switch (op) {
+    case SN_OP_INPUT: return "input";
+    case SN_OP_CONV: return "conv";
+    case SN_OP_ADD: return "add";
+    case SN_OP_MAXPOOL: return "maxpool";
+    case SN_OP_UPSAMPLE: return "upsample";
+    case SN_OP_RESIZE: return "resize";
+    case SN_OP_GAP: return "gap";
+    case SN_OP_DENSE: return "dense";
+    case SN_OP_MUL_CHANNEL: return "mul_channel";
+    case SN_OP_SCALE: return "scale";
+    }
+    return "?";
+}
+
 #define SN_MAX_NODE_INPUTS 8
+
+/* The element type of a graph tensor. Every op computes in f32 today, the only type there is;
+ * tensors carry their type and the arenas are addressed in bytes so that narrower types (int8,
+ * bf16) can later be planned beside f32 ones without redesigning the planner (their kernels and
+ * the ops' type rules are still to write). */
+typedef enum {
+    SN_DTYPE_F32
+} sn_dtype;
+
+/* Bytes of one element. */
+static inline size_t sn_dtype_size(sn_dtype t) {
+    switch (t) {
+    case SN_DTYPE_F32: return sizeof(float);
+    }
+    return 0;
+}
+
+/* Every tensor starts on a 64-byte boundary of its arena (and the arenas' bases are 64-byte
+ * aligned, sn_alloc): a cache line, and the kernels' widest vector. */
+#define SN_TENSOR_ALIGN 64
+
+/* bytes rounded up to SN_TENSOR_ALIGN: the room a tensor takes in an arena. */
+static inline size_t sn_tensor_span(size_t bytes) {
+    return (bytes + (SN_TENSOR_ALIGN - 1)) & ~(size_t)(SN_TENSOR_ALIGN - 1);
+}
+
+/* The f32 view of an arena (activations, gradients or scratch) at a byte offset. */
+static inline float *sn_arena_f32(unsigned char *base, size_t off) {
+    return (float *)(void *)(base + off);
+}
 
 typedef struct {
     sn_op op;
+    sn_dtype dtype; /* of the output (SN_DTYPE_F32, set by sn_node_init) */
     int in[SN_MAX_NODE_INPUTS];
     int n_in;
     int n, h, w, c; /* output shape */
@@ -84,14 +133,15 @@ typedef struct {
      * the MUL_CHANNEL then names its input's buffer (alias). */
     int in_gate;
     sn_act fuse_act;
-    size_t offset;     /* in floats, into the arena */
+    size_t offset;     /* in bytes, into the arena */
     int last_use;
     float *fw, *fb;    /* folded weights and bias (owned), when BN is folded */
-    /* training plan: what the backward needs besides the node outputs (SIZE_MAX = none) */
+    /* training plan: what the backward needs besides the node outputs, byte offsets into the
+     * arena (SIZE_MAX = none) */
     size_t off_z;      /* conv output before BN, or ADD/DENSE sum before the activation (the
                         * fused BN+act backward recomputes the BN output from it) */
     size_t off_stats;  /* BN batch mean and inverse std, 2*c floats */
-    size_t goff;       /* gradient of the output, in the gradient arena */
+    size_t goff;       /* gradient of the output (f32), in bytes into the gradient arena */
 } sn_node;
 
 #define SN_BLOCK_STEM (-1)
@@ -101,8 +151,8 @@ typedef struct {
 typedef struct {
     sn_node *nodes;
     int n, cap;
-    float *arena;
-    size_t arena_floats;
+    unsigned char *arena; /* the node outputs at their byte offsets (sn_node.offset) */
+    size_t arena_bytes;
     const float *input; /* the caller's input during run */
     int nthreads;
     int folded;
@@ -110,13 +160,14 @@ typedef struct {
     int training;
     int keep_moving_stats; /* the training forward leaves the BN moving statistics alone (the
                             * data-parallel replicas other than the first, sn_model.replicas) */
-    float *grad_arena;
-    size_t grad_floats;
+    unsigned char *grad_arena; /* the outputs' gradients at sn_node.goff */
+    size_t grad_bytes;
     /* profiling (sn_model_set_profile): seconds spent in each node, summed over prof_runs */
     double *prof_sec;
     long prof_runs;
-    float *scratch; /* two node-sized work buffers for the backward */
-    size_t scratch_floats;
+    unsigned char *scratch; /* two node-sized work buffers for the backward, at byte 0 and at
+                             * byte scratch_bytes */
+    size_t scratch_bytes;   /* of each, a multiple of SN_TENSOR_ALIGN */
 } sn_graph;
 
 void sn_graph_free(sn_graph *g);
@@ -125,15 +176,26 @@ int sn_graph_add(sn_graph *g, const sn_node *node);
 /* A node with everything "unset" (-1 params, no act). */
 sn_node sn_node_init(sn_op op);
 
-/* Liveness and arena offsets; folds BN into conv weights when fold != 0. */
+/* Liveness and arena offsets (bytes) for inference, replacing any training plan's; folds BN
+ * into conv weights when fold != 0. */
 sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
-const float *sn_graph_data(const sn_graph *g, int node);
+/* The forward of node i where its op runs the same way in inference (sn_graph_run) and in the
+ * training forward: max-pool, upsample, resize, GAP, dense, channel gate, scale. Reads its
+ * inputs' values, writes its output (a dense layer's sum before the activation to off_z where
+ * the training plan keeps it). INPUT, CONV and ADD differ (folding and fusion in inference,
+ * batch statistics and stochastic depth in training): SN_ERR_STATE, the caller runs them. */
+sn_status sn_graph_run_simple(sn_graph *g, const sn_paramtab *pt, int i);
+/* A node's value (the caller's input for the INPUT node), read as f32: valid after a run or a
+ * training forward, for an f32 node. */
+const float *sn_graph_f32(const sn_graph *g, int node);
 size_t sn_node_elems(const sn_node *nd);
+/* Bytes of a node's output (elements times its element size). */
+size_t sn_node_bytes(const sn_node *nd);
 
-/* Training (src/nn/train.c). The plan keeps every tensor the backward reads. The forward uses
+/* Training (src/nn/backprop.c). The plan keeps every tensor the backward reads. The forward uses
  * batch statistics and updates the moving ones (momentum, unbiased variance when asked); it
- * draws stochastic-depth masks from `rng`. The backward takes dL/d(output node) and accumulates
+ * draws stochastic-depth masks from `seed`. The backward takes dL/d(output node) and accumulates
  * parameter gradients into grads[i] (one buffer per parameter, NULL to skip). */
 sn_status sn_graph_plan_train(sn_graph *g);
 sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input, float bn_momentum,

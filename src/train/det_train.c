@@ -6,6 +6,7 @@
 
 #include "det_train.h"
 #include "model.h"
+#include "model_train.h"
 
 void sn_det_head_free(sn_det_head *h) {
     if (!h) return;
@@ -136,8 +137,8 @@ static sn_status det_part(sn_model *m, int r, float *const *grads, void *user) {
     const float *co[SN_DET_MAX_LEVELS], *bo[SN_DET_MAX_LEVELS];
     float *dc[SN_DET_MAX_LEVELS], *db[SN_DET_MAX_LEVELS];
     for (int l = 0; l < h->num_levels; l++) {
-        co[l] = sn_graph_data(g, cls[l]);
-        bo[l] = sn_graph_data(g, box[l]);
+        co[l] = sn_graph_f32(g, cls[l]);
+        bo[l] = sn_graph_f32(g, box[l]);
         const size_t px = (size_t)r * per * h->layout.level_h[l] * h->layout.level_w[l] *
                           SN_ANCHORS_PER_LOCATION;
         dc[l] = h->dcls[l] + px * (size_t)h->num_classes;

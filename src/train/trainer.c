@@ -12,6 +12,7 @@
 #include "core.h"
 #include "det_train.h"
 #include "model.h"
+#include "model_train.h"
 #include "safetensors.h"
 #include "trainer.h"
 

@@ -1,36 +1,41 @@
-/* Training execution of the graph: a forward with batch-norm batch statistics and stochastic
- * depth that keeps what the backward reads, and the backward pass over the same nodes. */
+/* Backpropagation through the graph (the graph's side of training; the training loop is
+ * src/train/): the training plan, which keeps every tensor the backward reads; the forward of
+ * the ops that differ from inference (convolutions with batch-norm batch statistics, adds with
+ * stochastic depth; the others run sn_graph_run_simple); and the backward pass over the nodes. */
 #include <math.h>
 #include <string.h>
 
 #include "core.h"
 #include "graph.h"
 
-static size_t rounded(size_t floats) { return (floats + 15) & ~(size_t)15; }
-
 sn_status sn_graph_plan_train(sn_graph *g) {
     /* Every tensor lives to the end (the backward reads them in reverse), so offsets are simply
-     * consecutive; the gradient arena mirrors the node outputs. */
+     * consecutive; the gradient arena mirrors the node outputs. Gradients, z, the statistics and
+     * the scratch are f32 whatever the node's type: the backward computes in f32. */
     size_t off = 0, goff = 0, biggest = 0;
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
-        size_t elems = sn_node_elems(nd), sz = rounded(elems);
-        if (elems > biggest) biggest = elems;
+        const size_t f32_bytes = sn_tensor_span(sn_node_elems(nd) * sizeof(float));
+        if (f32_bytes > biggest) biggest = f32_bytes;
         nd->off_z = nd->off_stats = SIZE_MAX;
+        /* The inference plan's fusions do not apply: every output is written (the shared
+         * forward, sn_graph_run_simple, skips an aliased gate), and the backward reads it. */
+        nd->fuse_res = nd->alias = nd->in_gate = -1;
+        nd->fuse_act = SN_ACT_NONE;
         nd->goff = goff;
-        goff += sz;
+        goff += f32_bytes;
         if (nd->op == SN_OP_INPUT) continue;
         int bn = nd->op == SN_OP_CONV && nd->p_gamma >= 0;
         int act = nd->act != SN_ACT_NONE;
         nd->offset = off;
-        off += sz;
+        off += sn_tensor_span(sn_node_bytes(nd));
         if (bn || act) {
             nd->off_z = off; /* conv output (or ADD/DENSE sum) before BN and activation */
-            off += sz;
+            off += f32_bytes;
         }
         if (bn) {
             nd->off_stats = off;
-            off += rounded(2 * (size_t)nd->c);
+            off += sn_tensor_span(2 * (size_t)nd->c * sizeof(float));
         }
         if (nd->drop_rate > 0.0f && !nd->keep) {
             nd->keep = sn_alloc((size_t)nd->n);
@@ -40,20 +45,21 @@ sn_status sn_graph_plan_train(sn_graph *g) {
     sn_free(g->arena);
     sn_free(g->grad_arena);
     sn_free(g->scratch);
-    g->arena = sn_alloc((off ? off : 16) * sizeof(float));
-    g->grad_arena = sn_alloc((goff ? goff : 16) * sizeof(float));
-    g->scratch = sn_alloc(2 * rounded(biggest ? biggest : 16) * sizeof(float));
+    if (!biggest) biggest = SN_TENSOR_ALIGN;
+    g->arena = sn_alloc(off ? off : SN_TENSOR_ALIGN);
+    g->grad_arena = sn_alloc(goff ? goff : SN_TENSOR_ALIGN);
+    g->scratch = sn_alloc(2 * biggest);
     if (!g->arena || !g->grad_arena || !g->scratch) {
         sn_free(g->arena);
         sn_free(g->grad_arena);
         sn_free(g->scratch);
         g->arena = g->grad_arena = g->scratch = NULL;
-        g->arena_floats = g->grad_floats = g->scratch_floats = 0;
+        g->arena_bytes = g->grad_bytes = g->scratch_bytes = 0;
         return SN_ERR_OOM;
     }
-    g->arena_floats = off;
-    g->grad_floats = goff;
-    g->scratch_floats = rounded(biggest ? biggest : 16);
+    g->arena_bytes = off;
+    g->grad_bytes = goff;
+    g->scratch_bytes = biggest;
     g->training = 1;
     g->folded = 0;
     for (int i = 0; i < g->n; i++) {
@@ -64,13 +70,58 @@ sn_status sn_graph_plan_train(sn_graph *g) {
     return SN_OK;
 }
 
-static float *at(sn_graph *g, size_t off) { return g->arena + off; }
+static float *at(sn_graph *g, size_t off) { return sn_arena_f32(g->arena, off); }
 
 /* The buffer holding a node's value before its activation (not for convs with batch-norm,
  * whose activation input is recomputed from z by the fused backward). */
 static float *pre_act(sn_graph *g, const sn_node *nd) {
     if (nd->off_z != SIZE_MAX) return at(g, nd->off_z);
     return at(g, nd->offset);
+}
+
+/* Convolution (+bias) into z, then batch-norm with the batch's statistics (kept for the backward;
+ * the moving ones updated unless keep_moving_stats) and the activation, fused, into y. */
+static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_momentum,
+                            int unbiased_running_var) {
+    const sn_node *x = &g->nodes[nd->in[0]];
+    float *y = at(g, nd->offset);
+    float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+    sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL, SN_ACT_NONE,
+                      NULL};
+    sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]),
+                                 pt->t[nd->p_weight].data, &ep, nd->h, nd->w, z, g->nthreads);
+    if (st != SN_OK) return st;
+    if (nd->p_gamma >= 0) {
+        float *stats = at(g, nd->off_stats);
+        sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z, pt->t[nd->p_gamma].data,
+                                   pt->t[nd->p_beta].data, nd->bn_eps, bn_momentum,
+                                   unbiased_running_var,
+                                   g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
+                                   g->keep_moving_stats ? NULL : pt->t[nd->p_var].data, nd->act, y,
+                                   stats, stats + nd->c, g->nthreads);
+    } else if (nd->act != SN_ACT_NONE) {
+        sn_act_f32(nd->act, sn_node_elems(nd), z, y, g->nthreads);
+    }
+    return SN_OK;
+}
+
+/* Sum of the inputs into z, the first one through stochastic depth when the node has a rate,
+ * then the activation into y. */
+static void add_train(sn_graph *g, sn_node *nd, sn_rng *rng) {
+    const size_t count = sn_node_elems(nd);
+    float *y = at(g, nd->offset);
+    float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+    const float *xs[SN_MAX_NODE_INPUTS];
+    for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
+    if (nd->drop_rate > 0.0f) {
+        /* §6.4: keep each sample's main path with probability 1 - rate, scaled up. */
+        for (int k = 0; k < nd->n; k++) nd->keep[k] = sn_rng_uniform(rng) >= (double)nd->drop_rate;
+        float *dropped = sn_arena_f32(g->scratch, 0);
+        sn_drop_path_f32(nd->n, count / (size_t)nd->n, xs[0], nd->keep, nd->drop_rate, dropped);
+        xs[0] = dropped;
+    }
+    sn_add_f32(nd->n_in, xs, count, SN_ACT_NONE, z, g->nthreads);
+    if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
 }
 
 sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input,
@@ -81,74 +132,14 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
     sn_rng_seed(&rng, seed);
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
-        if (nd->op == SN_OP_INPUT) continue;
-        const sn_node *x = &g->nodes[nd->in[0]];
-        const float *xd = sn_graph_data(g, nd->in[0]);
-        float *y = at(g, nd->offset);
-        size_t count = sn_node_elems(nd);
-        /* Ops with a trailing activation compute into z first. */
-        float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
+        sn_status st = SN_OK;
         switch (nd->op) {
-        case SN_OP_CONV: {
-            sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL,
-                              SN_ACT_NONE, NULL};
-            sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data,
-                                         &ep, nd->h, nd->w, z, g->nthreads);
-            if (st != SN_OK) return st;
-            if (nd->p_gamma >= 0) {
-                float *stats = at(g, nd->off_stats);
-                sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z,
-                                           pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data,
-                                           nd->bn_eps, bn_momentum, unbiased_running_var,
-                                           g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
-                                           g->keep_moving_stats ? NULL : pt->t[nd->p_var].data,
-                                           nd->act,
-                                           y, stats, stats + nd->c, g->nthreads);
-            } else if (nd->act != SN_ACT_NONE) {
-                sn_act_f32(nd->act, count, z, y, g->nthreads);
-            }
-            break;
-        }
-        case SN_OP_ADD: {
-            const float *xs[SN_MAX_NODE_INPUTS];
-            for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_data(g, nd->in[j]);
-            float *dropped = NULL;
-            if (nd->drop_rate > 0.0f) {
-                /* §6.4: keep each sample's main path with probability 1 - rate, scaled up. */
-                for (int k = 0; k < nd->n; k++)
-                    nd->keep[k] = sn_rng_uniform(&rng) >= (double)nd->drop_rate;
-                dropped = g->scratch;
-                sn_drop_path_f32(nd->n, count / (size_t)nd->n, xs[0], nd->keep, nd->drop_rate,
-                                 dropped);
-                xs[0] = dropped;
-            }
-            sn_add_f32(nd->n_in, xs, count, SN_ACT_NONE, z, g->nthreads);
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
-            break;
-        }
-        case SN_OP_DENSE:
-            sn_dense_f32(x->n, x->c, nd->c, xd, pt->t[nd->p_weight].data,
-                         nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, z, g->nthreads);
-            if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
-            break;
-        case SN_OP_MAXPOOL:
-            sn_maxpool_f32(x->n, x->h, x->w, x->c, nd->pool_k, nd->pool_stride, nd->pool_pad, nd->h,
-                           nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_UPSAMPLE:
-            sn_upsample_nearest_f32(x->n, x->h, x->w, x->c, nd->up_h, nd->up_w, xd, y, g->nthreads);
-            break;
-        case SN_OP_RESIZE:
-            sn_resize_nearest_f32(x->n, x->h, x->w, x->c, nd->h, nd->w, xd, y, g->nthreads);
-            break;
-        case SN_OP_GAP: sn_gap_f32(x->n, x->h * x->w, x->c, xd, y, g->nthreads); break;
-        case SN_OP_MUL_CHANNEL:
-            sn_mul_channel_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]), y,
-                               g->nthreads);
-            break;
-        case SN_OP_SCALE: sn_scale_f32(count, xd, nd->scale, y); break;
         case SN_OP_INPUT: break;
+        case SN_OP_CONV: st = conv_train(g, pt, nd, bn_momentum, unbiased_running_var); break;
+        case SN_OP_ADD: add_train(g, nd, &rng); break;
+        default: st = sn_graph_run_simple(g, pt, i); break;
         }
+        if (st != SN_OK) return st;
     }
     return SN_OK;
 }
@@ -174,19 +165,19 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
                 return sn_error(SN_ERR_INVALID_ARG, "backward: node %d given twice", out_nodes[j]);
         if (out_nodes[j] > last) last = out_nodes[j];
     }
-    memset(g->grad_arena, 0, g->grad_floats * sizeof(float));
+    memset(g->grad_arena, 0, g->grad_bytes);
     for (int j = 0; j < n_out; j++) {
         const sn_node *on = &g->nodes[out_nodes[j]];
-        memcpy(g->grad_arena + on->goff, douts[j], sn_node_elems(on) * sizeof(float));
+        memcpy(sn_arena_f32(g->grad_arena, on->goff), douts[j], sn_node_elems(on) * sizeof(float));
     }
-    float *s0 = g->scratch, *s1 = g->scratch + g->scratch_floats;
+    float *s0 = sn_arena_f32(g->scratch, 0), *s1 = sn_arena_f32(g->scratch, g->scratch_bytes);
     for (int i = last; i >= 0; i--) {
         sn_node *nd = &g->nodes[i];
         if (nd->op == SN_OP_INPUT) continue;
         const sn_node *x = &g->nodes[nd->in[0]];
-        const float *xd = sn_graph_data(g, nd->in[0]);
-        float *dy = g->grad_arena + nd->goff;
-        float *dx = x->op == SN_OP_INPUT ? NULL : g->grad_arena + x->goff;
+        const float *xd = sn_graph_f32(g, nd->in[0]);
+        float *dy = sn_arena_f32(g->grad_arena, nd->goff);
+        float *dx = x->op == SN_OP_INPUT ? NULL : sn_arena_f32(g->grad_arena, x->goff);
         size_t count = sn_node_elems(nd);
         /* Through the trailing activation: dz = dy * act'(pre). */
         const float *dz = dy;
@@ -220,7 +211,7 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
             for (int j = 0; j < nd->n_in; j++) {
                 const sn_node *xj = &g->nodes[nd->in[j]];
                 if (xj->op == SN_OP_INPUT) continue;
-                float *dxj = g->grad_arena + xj->goff;
+                float *dxj = sn_arena_f32(g->grad_arena, xj->goff);
                 if (j == 0 && nd->drop_rate > 0.0f)
                     sn_drop_path_backward_f32(nd->n, count / (size_t)nd->n, dz, nd->keep,
                                               nd->drop_rate, dxj);
@@ -253,8 +244,9 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
             break;
         case SN_OP_MUL_CHANNEL: {
             const sn_node *gn = &g->nodes[nd->in[1]];
-            sn_mul_channel_backward_f32(x->n, x->h * x->w, x->c, xd, sn_graph_data(g, nd->in[1]),
-                                        dz, dx, g->grad_arena + gn->goff, g->nthreads);
+            sn_mul_channel_backward_f32(x->n, x->h * x->w, x->c, xd, sn_graph_f32(g, nd->in[1]),
+                                        dz, dx, sn_arena_f32(g->grad_arena, gn->goff),
+                                        g->nthreads);
             break;
         }
         case SN_OP_SCALE:
