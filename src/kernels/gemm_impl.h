@@ -6,6 +6,7 @@
  * one order); across ISAs they differ by rounding (FMA, vector width), which tests/test_kernels.c
  * bounds against the plain path. Included by gemm.c (portable C), gemm_avx2.c and
  * gemm_avx512.c only. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,16 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+/* The builds for CPUs with FMA units (SN_GEMM_FMA) round each multiply-add once: fmaf, which
+ * the compiler turns into vector FMAs there. Written out rather than left to -ffp-contract=fast,
+ * which fuses every multiply and add of a file: the other kernels, built with the same ISA flags,
+ * must keep the portable build's rounding. The portable build multiplies, then adds. */
+#if defined(SN_GEMM_FMA)
+#define MADD(acc, a, b) fmaf(a, b, acc)
+#else
+#define MADD(acc, a, b) ((acc) + (a) * (b))
 #endif
 
 _Static_assert(KC == SN_GEMM_KC, "kernels.h documents the K block");
@@ -96,7 +107,7 @@ tile_body(int kc, int mr, int nr, const float *a, int lda, int a_packed, const f
         for (int i = 0; i < MR; i++) {
             const float av = a_packed ? a[(size_t)p * MR + i] : ar[i][p];
 #pragma omp simd
-            for (int j = 0; j < NW; j++) acc[i][j] += av * bq[j];
+            for (int j = 0; j < NW; j++) acc[i][j] = MADD(acc[i][j], av, bq[j]);
         }
     }
 
