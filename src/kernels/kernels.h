@@ -84,7 +84,8 @@ const char *sn_isa_name(sn_isa isa);
 #undef SN_KERNEL
 #undef SN_KERNEL_ISA_ARG
 
-/* The kernels built once (they call the ones above for their heavy part). */
+/* The kernels built once, portable C only: the dense layer's heavy part is the GEMM above; the
+ * others are cheap. */
 
 /* Dense: y[n][cout] = x[n][cin] * w[cin][cout] + bias[cout] (bias may be NULL). */
 void sn_dense_f32(int n, int cin, int cout, const float *x, const float *w, const float *bias,
