@@ -25,7 +25,8 @@ const sn_kernel_table SN_ISA_CAT(sn_kernels_, SN_ISA_NAME) = {.built = 0};
 #define SN_ISA_UNIT
 #include "kernels.h"
 
-/* Each source keeps its file-scope names (statics, macros) distinct from the others'. */
+/* One unit, so each source keeps its file-scope names (statics, macros) distinct from the
+ * others': a clash fails to compile, except a macro defined again with the same value. */
 #include "portable/act.c"
 #include "portable/batchnorm.c"
 #include "portable/conv.c"
