@@ -1,149 +1,114 @@
-/* The public kernel names: each calls the build of the active instruction set (kernel_isa.h).
- * One entry per public function of the files built once per instruction set, with the prototype
- * of kernels.h; keep the two (and the list in kernel_isa.h) in step. SN_KERNEL_VOID / _RET
- * declare name_generic, name_avx2 and name_avx512 (those this build has) and define name, which
- * calls the one sn_isa_active() names. */
-#include <stdint.h>
+/* The choice of instruction set and the public kernel names. Each build of the kernels is a
+ * constant table of function pointers (kernel_table.h, filled by its file in src/kernels/isa/);
+ * the active one is chosen once, at first use, from the CPU's features and SN_ISA, or by
+ * sn_isa_set, and every public name of kernel_list.h calls through it. Nothing here is written by
+ * hand per kernel or per instruction set: it all comes from kernel_list.h and isa_list.h. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "kernels.h"
+#include "core.h"
+#include "kernel_table.h"
 
-#if defined(SN_HAVE_AVX512)
-#define SN_DISPATCH(call)                                                                          \
-    (sn_isa_active() == SN_ISA_AVX512 ? call##_avx512                                              \
-     : sn_isa_active() == SN_ISA_AVX2 ? call##_avx2                                                \
-                                      : call##_generic)
-#define SN_IF_AVX2(x) x
-#define SN_IF_AVX512(x) x
-#elif defined(SN_HAVE_AVX2)
-#define SN_DISPATCH(call) (sn_isa_active() == SN_ISA_AVX2 ? call##_avx2 : call##_generic)
-#define SN_IF_AVX2(x) x
-#define SN_IF_AVX512(x)
+#if defined(__x86_64__) || defined(__i386__)
+#define SN_CPU_HAS(feature) __builtin_cpu_supports(feature)
+#define SN_CPU_INIT() __builtin_cpu_init()
 #else
-#define SN_DISPATCH(call) call##_generic
-#define SN_IF_AVX2(x)
-#define SN_IF_AVX512(x)
+#define SN_CPU_HAS(feature) 0
+#define SN_CPU_INIT() ((void)0)
 #endif
 
-#define SN_KERNEL_DECLS(ret, name, params)                                                         \
-    ret name##_generic params;                                                                     \
-    SN_IF_AVX2(ret name##_avx2 params;)                                                            \
-    SN_IF_AVX512(ret name##_avx512 params;)
-#define SN_KERNEL_VOID(name, params, args)                                                         \
-    SN_KERNEL_DECLS(void, name, params)                                                            \
-    void name params { SN_DISPATCH(name) args; }
-#define SN_KERNEL_RET(ret, name, params, args)                                                     \
-    SN_KERNEL_DECLS(ret, name, params)                                                             \
-    ret name params { return SN_DISPATCH(name) args; }
+static const sn_kernel_table *const tables[SN_ISA_COUNT] = {
+#define SN_ISA(id, name, cpu_test) [SN_ISA_##id] = &sn_kernels_##name,
+#include "isa_list.h"
+#undef SN_ISA
+};
 
-SN_KERNEL_RET(float, sn_act_scalar, (sn_act act, float v), (act, v))
+static const char *const isa_names[SN_ISA_COUNT] = {
+#define SN_ISA(id, name, cpu_test) [SN_ISA_##id] = #name,
+#include "isa_list.h"
+#undef SN_ISA
+};
 
-SN_KERNEL_VOID(sn_act_f32, (sn_act act, size_t count, const float *x, float *y, int nthreads),
-               (act, count, x, y, nthreads))
+const char *sn_isa_name(sn_isa isa) {
+    return (unsigned)isa < SN_ISA_COUNT ? isa_names[isa] : "unknown";
+}
 
-SN_KERNEL_VOID(sn_act_backward_f32,
-               (sn_act act, size_t count, const float *x, const float *dy, float *dx, int nthreads),
-               (act, count, x, dy, dx, nthreads))
+static int cpu_runs(sn_isa isa) {
+    SN_CPU_INIT();
+    switch (isa) {
+#define SN_ISA(id, name, cpu_test)                                                                 \
+    case SN_ISA_##id: return (cpu_test) != 0;
+#include "isa_list.h"
+#undef SN_ISA
+    default: return 0;
+    }
+}
 
-SN_KERNEL_VOID(sn_act_grad_range_f32,
-               (sn_act act, size_t count, const float *x, const float *dy, float *out),
-               (act, count, x, dy, out))
+int sn_isa_available(sn_isa isa) {
+    return (unsigned)isa < SN_ISA_COUNT && tables[isa]->built && cpu_runs(isa);
+}
 
-SN_KERNEL_VOID(sn_act_grad_f32,
-               (sn_act act, size_t count, const float *x, const float *dy, float *out,
-                int nthreads),
-               (act, count, x, dy, out, nthreads))
+/* -1 until first use; then the ISA in use. */
+static atomic_int g_isa = -1;
 
-SN_KERNEL_VOID(sn_batchnorm_f32,
-               (size_t rows, int c, const float *x, const float *gamma, const float *beta,
-                const float *mean, const float *var, float eps, float *y, int nthreads),
-               (rows, c, x, gamma, beta, mean, var, eps, y, nthreads))
+static sn_isa best_isa(void) {
+    const char *env = getenv("SN_ISA");
+    if (env && *env) {
+        for (int i = 0; i < SN_ISA_COUNT; i++)
+            if (strcmp(env, isa_names[i]) == 0 && sn_isa_available((sn_isa)i)) return (sn_isa)i;
+        /* An unknown or unavailable request falls back to the portable path, never to a guess. */
+        return SN_ISA_GENERIC;
+    }
+    for (int i = SN_ISA_COUNT - 1; i > 0; i--)
+        if (sn_isa_available((sn_isa)i)) return (sn_isa)i;
+    return SN_ISA_GENERIC;
+}
 
-SN_KERNEL_VOID(sn_batchnorm_train_f32,
-               (size_t rows, int c, const float *x, const float *gamma, const float *beta,
-                float eps, float momentum, int unbiased_running_var, float *running_mean,
-                float *running_var, float *y, float *save_mean, float *save_invstd, int nthreads),
-               (rows, c, x, gamma, beta, eps, momentum, unbiased_running_var, running_mean,
-                running_var, y, save_mean, save_invstd, nthreads))
+/* The first use: threads racing here compute the same choice, and one that sn_isa_set stored in
+ * the meantime is kept. */
+static int first_use(void) {
+    int expected = -1;
+    const int v = (int)best_isa();
+    return atomic_compare_exchange_strong(&g_isa, &expected, v) ? v : expected;
+}
 
-SN_KERNEL_VOID(sn_batchnorm_train_backward_f32,
-               (size_t rows, int c, const float *x, const float *gamma, const float *save_mean,
-                const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta,
-                int nthreads),
-               (rows, c, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta, nthreads))
+static inline int active_isa(void) {
+    const int v = atomic_load(&g_isa);
+    return v >= 0 ? v : first_use();
+}
 
-SN_KERNEL_VOID(sn_batchnorm_act_train_f32,
-               (size_t rows, int c, const float *x, const float *gamma, const float *beta,
-                float eps, float momentum, int unbiased_running_var, float *running_mean,
-                float *running_var, sn_act act, float *y, float *save_mean, float *save_invstd,
-                int nthreads),
-               (rows, c, x, gamma, beta, eps, momentum, unbiased_running_var, running_mean,
-                running_var, act, y, save_mean, save_invstd, nthreads))
+sn_isa sn_isa_active(void) { return (sn_isa)active_isa(); }
 
-SN_KERNEL_VOID(sn_batchnorm_act_train_backward_f32,
-               (size_t rows, int c, const float *x, const float *gamma, const float *beta,
-                const float *save_mean, const float *save_invstd, sn_act act, const float *dy,
-                float *dx, float *dgamma, float *dbeta, int nthreads),
-               (rows, c, x, gamma, beta, save_mean, save_invstd, act, dy, dx, dgamma, dbeta,
-                nthreads))
+sn_status sn_isa_set(sn_isa isa) {
+    if ((unsigned)isa >= SN_ISA_COUNT)
+        return sn_error(SN_ERR_INVALID_ARG, "unknown instruction set %d", (int)isa);
+    if (!sn_isa_available(isa))
+        return sn_error(SN_ERR_UNSUPPORTED, "instruction set %s: not supported by this %s",
+                        sn_isa_name(isa), "CPU or build");
+    atomic_store(&g_isa, (int)isa);
+    return SN_OK;
+}
 
-SN_KERNEL_RET(sn_status, sn_conv2d_f32,
-              (const sn_conv_desc *d, int n, int h, int w, const float *x, const float *wt,
-               const sn_epilogue *ep, int oh, int ow, float *y, int nthreads),
-              (d, n, h, w, x, wt, ep, oh, ow, y, nthreads))
+/* The build a SN_KERNEL_ISA_ARG kernel was asked for: one this build of the library lacks runs
+ * the portable build (its layout is then the portable one, consistently). */
+static const sn_kernel_table *table_of(sn_isa isa) {
+    return (unsigned)isa < SN_ISA_COUNT && tables[isa]->built ? tables[isa]
+                                                              : tables[SN_ISA_GENERIC];
+}
 
-SN_KERNEL_RET(sn_status, sn_conv2d_backward_f32,
-              (const sn_conv_desc *d, int n, int h, int w, const float *x, const float *wt, int oh,
-               int ow, const float *dy, float *dx, float *dw, float *db, int nthreads),
-              (d, n, h, w, x, wt, oh, ow, dy, dx, dw, db, nthreads))
+/* `return` before a call whose type is not void (C forbids returning a void expression):
+ * SN_RETURN(void) is empty, any other type gives `return`. The probe pastes the type's first
+ * token onto SN_VOID_PROBE_; only "void" then names a macro, whose comma shifts the arguments. */
+#define SN_VOID_PROBE_void ~,
+#define SN_SECOND(a, b, ...) b
+#define SN_SECOND_EXPANDED(...) SN_SECOND(__VA_ARGS__)
+#define SN_RETURN(ret) SN_SECOND_EXPANDED(SN_VOID_PROBE_##ret, return, ~)
 
-SN_KERNEL_VOID(sn_add_f32,
-               (int k, const float *const *xs, size_t count, sn_act act, float *y, int nthreads),
-               (k, xs, count, act, y, nthreads))
-
-SN_KERNEL_VOID(sn_scale_f32, (size_t count, const float *x, float s, float *y), (count, x, s, y))
-
-SN_KERNEL_VOID(sn_mul_channel_f32,
-               (int n, int hw, int c, const float *x, const float *g, float *y, int nthreads),
-               (n, hw, c, x, g, y, nthreads))
-
-SN_KERNEL_VOID(sn_mul_channel_backward_f32,
-               (int n, int hw, int c, const float *x, const float *g, const float *dy, float *dx,
-                float *dg, int nthreads),
-               (n, hw, c, x, g, dy, dx, dg, nthreads))
-
-SN_KERNEL_VOID(sn_axpy_f32, (size_t count, float a, const float *x, float *y, int nthreads),
-               (count, a, x, y, nthreads))
-
-SN_KERNEL_VOID(sn_gap_f32, (int n, int hw, int c, const float *x, float *y, int nthreads),
-               (n, hw, c, x, y, nthreads))
-
-SN_KERNEL_VOID(sn_gap_backward_f32, (int n, int hw, int c, const float *dy, float *dx),
-               (n, hw, c, dy, dx))
-
-SN_KERNEL_VOID(sn_maxpool_f32,
-               (int n, int h, int w, int c, int k, int stride, sn_pad pad, int oh, int ow,
-                const float *x, float *y, int nthreads),
-               (n, h, w, c, k, stride, pad, oh, ow, x, y, nthreads))
-
-SN_KERNEL_VOID(sn_maxpool_backward_f32,
-               (int n, int h, int w, int c, int k, int stride, sn_pad pad, int oh, int ow,
-                const float *x, const float *dy, float *dx, int nthreads),
-               (n, h, w, c, k, stride, pad, oh, ow, x, dy, dx, nthreads))
-
-SN_KERNEL_VOID(sn_upsample_nearest_f32,
-               (int n, int h, int w, int c, int fh, int fw, const float *x, float *y, int nthreads),
-               (n, h, w, c, fh, fw, x, y, nthreads))
-
-SN_KERNEL_VOID(sn_resize_nearest_f32,
-               (int n, int h, int w, int c, int oh, int ow, const float *x, float *y, int nthreads),
-               (n, h, w, c, oh, ow, x, y, nthreads))
-
-SN_KERNEL_VOID(sn_upsample_nearest_backward_f32,
-               (int n, int h, int w, int c, int fh, int fw, const float *dy, float *dx,
-                int nthreads),
-               (n, h, w, c, fh, fw, dy, dx, nthreads))
-
-SN_KERNEL_VOID(sn_resize_nearest_backward_f32,
-               (int n, int h, int w, int c, int oh, int ow, const float *dy, float *dx,
-                int nthreads),
-               (n, h, w, c, oh, ow, dy, dx, nthreads))
+#define SN_KERNEL(ret, name, params, args)                                                         \
+    ret name params { SN_RETURN(ret) tables[active_isa()]->name args; }
+#define SN_KERNEL_ISA_ARG(ret, name, params, args)                                                 \
+    ret name params { SN_RETURN(ret) table_of(isa)->name args; }
+#include "kernel_list.h"
+#undef SN_KERNEL
+#undef SN_KERNEL_ISA_ARG

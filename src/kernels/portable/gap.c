@@ -1,5 +1,4 @@
 /* Global average pooling over the spatial positions of an NHWC tensor, forward and backward. */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 /* Channels of one task: their double sums stay in registers over the whole map (each 64-byte
@@ -7,7 +6,7 @@
  * shared between threads without changing any result. */
 #define GAP_BLOCK 16
 /* Channels of the backward's share buffer. */
-#define CHUNK 256
+#define GAP_CHUNK 256
 
 void sn_gap_f32(int n, int hw, int c, const float *x, float *y, int nthreads) {
     if (n <= 0 || c <= 0) return;
@@ -51,9 +50,9 @@ void sn_gap_backward_f32(int n, int hw, int c, const float *dy, float *dx) {
     for (int b = 0; b < n; b++) {
         const float *db = dy + (size_t)b * c;
         float *xb = dx + (size_t)b * hw * c;
-        for (int c0 = 0; c0 < c; c0 += CHUNK) {
-            const int cn = c - c0 < CHUNK ? c - c0 : CHUNK;
-            float share[CHUNK];
+        for (int c0 = 0; c0 < c; c0 += GAP_CHUNK) {
+            const int cn = c - c0 < GAP_CHUNK ? c - c0 : GAP_CHUNK;
+            float share[GAP_CHUNK];
             for (int k = 0; k < cn; k++) share[k] = (float)((double)db[c0 + k] / hw);
             for (int p = 0; p < hw; p++) {
                 float *xp = xb + (size_t)p * c + c0;

@@ -1,6 +1,5 @@
 /* Nearest-neighbour upsampling by integer factors and nearest resize to an arbitrary size,
  * forward and backward. */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <string.h>

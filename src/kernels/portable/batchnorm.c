@@ -1,6 +1,5 @@
 /* Batch-norm over the channel (last) axis: inference with stored statistics, and the training-mode
  * forward and backward with batch statistics. */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <math.h>

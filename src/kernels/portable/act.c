@@ -1,5 +1,4 @@
 /* Elementwise activations (relu, relu6, swish, hard-swish, sigmoid, hard-sigmoid). */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include "act_inline.h"

@@ -1,5 +1,4 @@
 /* Max-pooling over k x k windows with explicit padding, forward and backward. */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <math.h>

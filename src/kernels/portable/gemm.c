@@ -1,11 +1,12 @@
-/* The blocked GEMM, written once and compiled once per instruction set: the including file
- * defines MR, NR (register tile), KC, MC, NC (cache blocks), SN_GEMM_RUN (the name of the driver
- * it exports), SN_GEMM_PACKB and SN_GEMM_PACKED (the pre-packed-B pair), and compiles with that
- * ISA's flags; the compiler turns the column loops into that ISA's vectors. Results are the same
- * for any thread count within one ISA (fixed blocks, each output element summed by one thread in
- * one order); across ISAs they differ by rounding (FMA, vector width), which tests/test_kernels.c
- * bounds against the plain path. Included by gemm.c (portable C), gemm_avx2.c and
- * gemm_avx512.c only. */
+/* Blocked single-precision GEMM (optionally with transposed operands for the backward passes),
+ * the engine behind every convolution, written once and compiled once per instruction set: each
+ * build's file (src/kernels/isa/) defines the register tile SN_GEMM_MR x SN_GEMM_NR and, where
+ * the ISA fuses multiply-adds, SN_GEMM_FMA, and compiles with that ISA's flags; the compiler
+ * turns the column loops into that ISA's vectors. Results are the same for any thread count
+ * within one ISA (fixed blocks, each output element summed by one thread in one order); across
+ * ISAs they differ by rounding (FMA, vector width), which tests/test_kernels.c bounds against the
+ * plain path. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,34 @@
 #include <omp.h>
 #endif
 
+/* The builds for CPUs with FMA units (SN_GEMM_FMA) round each multiply-add once: fmaf, which
+ * the compiler turns into vector FMAs there. Written out rather than left to -ffp-contract=fast,
+ * which fuses every multiply and add of a translation unit: the other kernels, compiled into the
+ * same one (isa_unit.h), must keep the portable build's rounding. The portable build
+ * multiplies, then adds. */
+#if defined(SN_GEMM_FMA)
+#define MADD(acc, a, b) fmaf(a, b, acc)
+#else
+#define MADD(acc, a, b) ((acc) + (a) * (b))
+#endif
+
+/* Register tile of the micro-kernel: MR rows of A broadcast against NR packed columns of B. The
+ * compiler keeps the accumulators in vector registers only when it fully unrolls the rows and
+ * vectorises the columns (see the pragmas in tile_body), so the tile is sized to the ISA's
+ * registers. */
+#define MR SN_GEMM_MR
+#define NR SN_GEMM_NR
+/* K block: one packed B panel (KC x NR floats, 8 KiB at NR = 8) stays in L1 while every row tile
+ * of an M block reuses it. */
+#define KC 256
+/* M and N block of one parallel job; the A block (MC x KC, 120 KiB) stays in L2 while the N
+ * panels sweep over it. Fixed sizes, never derived from the thread count, so that every output
+ * element is summed in the same order whatever nthreads is. MC is 120 rows in every build
+ * (kernel_list.h promises sn_gemm_packed_f32 the bits of sn_gemm_f32 for m <= 120). */
+#define MC 120
+#define NC 256
+
+_Static_assert(MC % MR == 0, "an M block holds whole row tiles");
 _Static_assert(KC == SN_GEMM_KC, "kernels.h documents the K block");
 _Static_assert(SN_GEMM_N_ALIGN % NR == 0 && NC % NR == 0,
                "packed column offsets must fall on panels");
@@ -96,7 +125,7 @@ tile_body(int kc, int mr, int nr, const float *a, int lda, int a_packed, const f
         for (int i = 0; i < MR; i++) {
             const float av = a_packed ? a[(size_t)p * MR + i] : ar[i][p];
 #pragma omp simd
-            for (int j = 0; j < NW; j++) acc[i][j] += av * bq[j];
+            for (int j = 0; j < NW; j++) acc[i][j] = MADD(acc[i][j], av, bq[j]);
         }
     }
 
@@ -214,14 +243,14 @@ static int gemm_split_k(int ta, int tb, int m, int n, int k, const float *a, int
     return 1;
 }
 
-size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp);
-void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda,
-                    const float *bp, int ktotal, float *c, int ldc, int accumulate);
+static size_t pack_b_all(int tb, int k, int n, const float *b, int ldb, float *bp);
+static void gemm_packed(int m, int n0, int n, int k0, int k, const float *a, int lda,
+                        const float *bp, int ktotal, float *c, int ldc, int accumulate);
 
 /* Both entry points share this driver: jobs are fixed MC x NC blocks of C, each summed over all
  * of k by one thread (or over fixed chunks of k, see gemm_split_k), so results never depend on
  * nthreads. */
-void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
+static void gemm_run(int ta, int tb, int m, int n, int k, const float *a, int lda,
                      const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -245,16 +274,15 @@ void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
     in_parallel = omp_in_parallel();
 #endif
     if (!ta && mb >= 4 && !in_parallel) {
-        const size_t pf = SN_GEMM_PACKB(tb, k, n, NULL, ldb, NULL);
+        const size_t pf = pack_b_all(tb, k, n, NULL, ldb, NULL);
         float *bp = sn_scratch(SN_SCRATCH_GEMM_B, pf * sizeof *bp);
         if (bp) {
-            SN_GEMM_PACKB(tb, k, n, b, ldb, bp);
+            pack_b_all(tb, k, n, b, ldb, bp);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
             for (int job = 0; job < jobs; job++) {
                 const int i0 = (job / nb) * MC, j0 = (job % nb) * NC;
-                SN_GEMM_PACKED(imin(MC, m - i0), j0, imin(NC, n - j0), 0, k,
-                               a + (size_t)i0 * lda, lda, bp, k, c + (size_t)i0 * ldc + j0, ldc,
-                               accumulate);
+                gemm_packed(imin(MC, m - i0), j0, imin(NC, n - j0), 0, k, a + (size_t)i0 * lda,
+                            lda, bp, k, c + (size_t)i0 * ldc + j0, ldc, accumulate);
             }
             return;
         }
@@ -283,7 +311,7 @@ void SN_GEMM_RUN(int ta, int tb, int m, int n, int k, const float *a, int lda,
  * instead of once per tile removed ~15 % of a SpineNet-49 forward. The packed layout: panels of
  * NR columns (the last zero-filled), each k x NR row-major, so the K block at pc is at
  * panel + pc * NR. */
-size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp) {
+static size_t pack_b_all(int tb, int k, int n, const float *b, int ldb, float *bp) {
     const size_t panel = (size_t)k * NR;
     if (bp)
         for (int jc = 0; jc < n; jc += NR) {
@@ -300,8 +328,8 @@ size_t SN_GEMM_PACKB(int tb, int k, int n, const float *b, int ldb, float *bp) {
  * `ktotal` rows, on the calling thread, in gemm_block's K-block, panel and row-tile order: with
  * k0 a multiple of KC and m <= MC, the bits are those of the unpacked driver's. n0 must be a
  * multiple of NR. */
-void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda,
-                    const float *bp, int ktotal, float *c, int ldc, int accumulate) {
+static void gemm_packed(int m, int n0, int n, int k0, int k, const float *a, int lda,
+                        const float *bp, int ktotal, float *c, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (!accumulate)
@@ -321,4 +349,29 @@ void SN_GEMM_PACKED(int m, int n0, int n, int k0, int k, const float *a, int lda
                              c + (size_t)i * ldc + jc, ldc, acc);
         }
     }
+}
+
+
+/* ---- The entry points of kernel_list.h --------------------------------------------------- */
+
+void sn_gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c,
+                 int ldc, int accumulate, int nthreads) {
+    gemm_run(0, 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
+}
+
+void sn_gemm_ex_f32(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float *c, int ldc, int accumulate, int nthreads) {
+    gemm_run(trans_a != 0, trans_b != 0, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nthreads);
+}
+
+/* `isa` chose this build (dispatch.c); inside it there is nothing left to choose. */
+size_t sn_gemm_packb_f32(sn_isa isa, int trans_b, int k, int n, const float *b, int ldb,
+                         float *packed) {
+    return pack_b_all(trans_b != 0, k, n, b, ldb, packed);
+}
+
+void sn_gemm_packed_f32(sn_isa isa, int m, int n0, int n, int k0, int k, const float *a,
+                        int lda, const float *packed, int ktotal, float *c, int ldc,
+                        int accumulate) {
+    gemm_packed(m, n0, n, k0, k, a, lda, packed, ktotal, c, ldc, accumulate);
 }

@@ -1,6 +1,5 @@
 /* 2-D convolution (im2col + GEMM; direct depthwise) with fused epilogue, and its backward
  * (col2im / im2col^T GEMMs). */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 #include <string.h>
@@ -19,7 +18,7 @@
 /* Fewer rows than this many full tiles: smaller tiles (a multiple of 12, every ISA's row tile
  * divides it), so that both threads get work on the small maps of levels 5-7. Chosen from m
  * only, so tile boundaries still never depend on the thread count; a row's result does not
- * depend on where tile boundaries fall (see gemm_impl.h). */
+ * depend on where tile boundaries fall (see gemm.c). */
 #define MIN_TILES 8
 static int tile_rows(long m) {
     if (m >= (long)MIN_TILES * TILE_M) return TILE_M;
@@ -28,7 +27,7 @@ static int tile_rows(long m) {
     return (int)(t < 12 ? 12 : t);
 }
 /* Output channels per column block of the forward GEMM (a multiple of SN_GEMM_N_ALIGN). */
-#define NBLK 256
+#define FWD_NBLK 256
 
 typedef struct {
     const sn_conv_desc *d;
@@ -163,10 +162,10 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
             for (int g = 0; g < d->groups; g++) {
                 const float *pb = packed + g * pg;
                 float *yg = yt + (size_t)g * og;
-                /* Column blocks of NBLK outputs keep the C tile in L2 over the K blocks; the
+                /* Column blocks of FWD_NBLK outputs keep the C tile in L2 over the K blocks; the
                  * im2col block is rebuilt per column block (cheap next to the GEMM). */
-                for (int n0 = 0; n0 < og; n0 += NBLK) {
-                    const int nn = og - n0 < NBLK ? og - n0 : NBLK;
+                for (int n0 = 0; n0 < og; n0 += FWD_NBLK) {
+                    const int nn = og - n0 < FWD_NBLK ? og - n0 : FWD_NBLK;
                     if (direct) {
                         sn_gemm_packed_f32(isa, mt, n0, nn, 0, kdim,
                                            c->x + (size_t)m0 * d->cin + (size_t)g * cg, d->cin,

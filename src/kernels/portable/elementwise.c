@@ -1,11 +1,10 @@
 /* Elementwise sums, scalar scaling and per-channel gating, and their backward passes. */
-#define SN_KERNEL_IMPL
 #include "kernels.h"
 
 /* Elements summed at a time into a stack buffer: it makes aliasing of y with any input safe and
  * lets the inner loops vectorise without runtime alias checks. */
 #define BLOCK 1024
-#define MIN_PER_THREAD 16384
+#define EW_MIN_PER_THREAD 16384
 
 static void add_range(int k, const float *const *xs, size_t i0, size_t i1, sn_act act,
                       float *y) {
@@ -27,7 +26,7 @@ static void add_range(int k, const float *const *xs, size_t i0, size_t i1, sn_ac
 
 void sn_add_f32(int k, const float *const *xs, size_t count, sn_act act, float *y, int nthreads) {
     size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
-    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
+    if (nt > count / EW_MIN_PER_THREAD) nt = count / EW_MIN_PER_THREAD;
     if (nt <= 1) {
         add_range(k, xs, 0, count, act, y);
         return;
@@ -107,7 +106,7 @@ static void axpy_range(size_t count, float a, const float *x, float *y) {
 void sn_axpy_f32(size_t count, float a, const float *x, float *y, int nthreads) {
     if (!y) return;
     size_t nt = nthreads > 0 ? (size_t)nthreads : 1;
-    if (nt > count / MIN_PER_THREAD) nt = count / MIN_PER_THREAD;
+    if (nt > count / EW_MIN_PER_THREAD) nt = count / EW_MIN_PER_THREAD;
     if (nt <= 1) {
         axpy_range(count, a, x, y);
         return;

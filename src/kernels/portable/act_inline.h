@@ -1,6 +1,6 @@
-/* The activations as inline code, for act.c and for the GEMM's fused epilogue (gemm_impl.h):
- * one definition of each, so the fused and the separate activation compute the same function.
- * Included only by kernel sources (each build compiles them with its own flags). */
+/* The activations as inline code, for act.c: one definition of each, shared by the array loops
+ * and sn_act_scalar, so that both compute the same function. Included only by kernel sources
+ * (each build compiles them with its own flags). */
 #ifndef SN_ACT_INLINE_H
 #define SN_ACT_INLINE_H
 

@@ -1,3 +1,0 @@
-/* act.c built for AVX2 + FMA (see kernel_isa.h). */
-#define SN_KERNEL_AVX2 1
-#include "../act.c"

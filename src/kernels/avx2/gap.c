@@ -1,3 +1,0 @@
-/* gap.c built for AVX2 + FMA (see kernel_isa.h). */
-#define SN_KERNEL_AVX2 1
-#include "../gap.c"

@@ -1,3 +1,0 @@
-/* pool.c built for AVX2 + FMA (see kernel_isa.h). */
-#define SN_KERNEL_AVX2 1
-#include "../pool.c"
