@@ -83,12 +83,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(name, "version") == 0 || strcmp(name, "--version") == 0) {
+        /* The builds SN_ISA names, from the kernels' ISA list ("generic|avx2|avx512"). */
+        char isas[256] = "";
+        for (int i = 0; i < SN_ISA_COUNT; i++)
+            snprintf(isas + strlen(isas), sizeof isas - strlen(isas), "%s%s", i ? "|" : "",
+                     sn_isa_name((sn_isa)i));
         if (help)
             printf("usage: spinenet version\n\nPrints the version and the kernels' build in use "
-                   "(SN_ISA=generic|avx2|avx512 picks one).\n");
+                   "(SN_ISA=%s picks one).\n", isas);
         else
-            printf("spinenet %s (kernels: %s; SN_ISA=generic|avx2|avx512 picks a build)\n",
-                   SN_VERSION_STRING, sn_isa_name(sn_isa_active()));
+            printf("spinenet %s (kernels: %s; SN_ISA=%s picks a build)\n", SN_VERSION_STRING,
+                   sn_isa_name(sn_isa_active()), isas);
         return 0;
     }
     const cli_command *c = cli_find_command(name);
