@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "idx_write.h"
 #include "test.h"
 
 static char g_tmp[256];
@@ -32,25 +33,6 @@ static int has(const char *haystack, const char *needle) { return strstr(haystac
 
 /* ---- IDX ----------------------------------------------------------------------------------- */
 
-static void put_be32(unsigned char *b, uint32_t v) {
-    b[0] = (unsigned char)(v >> 24);
-    b[1] = (unsigned char)(v >> 16);
-    b[2] = (unsigned char)(v >> 8);
-    b[3] = (unsigned char)v;
-}
-
-/* Write an IDX file (gzip) with the given magic/dims and `payload` bytes of data. */
-static void write_idx(const char *path, uint32_t magic, const uint32_t *dims, int ndims,
-                      const uint8_t *data, size_t payload) {
-    gzFile f = gzopen(path, "wb");
-    unsigned char hdr[4 + 12];
-    put_be32(hdr, magic);
-    for (int i = 0; i < ndims; i++) put_be32(hdr + 4 + 4 * i, dims[i]);
-    gzwrite(f, hdr, (unsigned)(4 + 4 * ndims));
-    if (payload) gzwrite(f, data, (unsigned)payload);
-    gzclose(f);
-}
-
 static void test_idx(void) {
     enum { N = 5, R = 3, C = 4 };
     uint8_t img[N * R * C], lab[N];
@@ -61,8 +43,8 @@ static void test_idx(void) {
     tmp_path(ip, sizeof ip, "train-images-idx3-ubyte.gz");
     tmp_path(lp, sizeof lp, "train-labels-idx1-ubyte.gz");
     uint32_t di[3] = {N, R, C}, dl[1] = {N};
-    write_idx(ip, 0x803, di, 3, img, sizeof img);
-    write_idx(lp, 0x801, dl, 1, lab, sizeof lab);
+    t_write_idx(ip, 0x803, di, 3, img, sizeof img);
+    t_write_idx(lp, 0x801, dl, 1, lab, sizeof lab);
 
     uint8_t *px = NULL, *lb = NULL;
     int n = 0, r = 0, c = 0, nl = 0;
@@ -80,7 +62,7 @@ static void test_idx(void) {
 
     /* Header promises 5 images, data holds 3: truncated. */
     tmp_path(p, sizeof p, "short-idx3.gz");
-    write_idx(p, 0x803, di, 3, img, 3 * R * C);
+    t_write_idx(p, 0x803, di, 3, img, 3 * R * C);
     sn_status st = sn_idx_load_images(p, &px, &n, &r, &c);
     CHECK(st == SN_ERR_FORMAT && has(sn_last_error(), p) && has(sn_last_error(), "truncated"),
           "%s", sn_last_error());
@@ -88,7 +70,7 @@ static void test_idx(void) {
 
     /* Bad magic. */
     tmp_path(p, sizeof p, "badmagic.gz");
-    write_idx(p, 0x12345678, di, 3, img, sizeof img);
+    t_write_idx(p, 0x12345678, di, 3, img, sizeof img);
     st = sn_idx_load_images(p, &px, &n, &r, &c);
     CHECK(st == SN_ERR_FORMAT && has(sn_last_error(), p) && has(sn_last_error(), "magic"), "%s",
           sn_last_error());
@@ -96,7 +78,7 @@ static void test_idx(void) {
     /* Zero dimension. */
     tmp_path(p, sizeof p, "zerodim.gz");
     uint32_t dz[3] = {N, 0, C};
-    write_idx(p, 0x803, dz, 3, img, 0);
+    t_write_idx(p, 0x803, dz, 3, img, 0);
     CHECK(sn_idx_load_images(p, &px, &n, &r, &c) == SN_ERR_FORMAT && has(sn_last_error(), "dimension"),
           "%s", sn_last_error());
 
@@ -136,12 +118,12 @@ static void test_idx(void) {
     }
     /* Count mismatch between images and labels. */
     uint32_t dl4[1] = {4};
-    write_idx(lp, 0x801, dl4, 1, lab, 4);
+    t_write_idx(lp, 0x801, dl4, 1, lab, 4);
     ds = NULL;
     CHECK(sn_fashion_mnist_open(g_tmp, 1, &ds) == SN_ERR_FORMAT && ds == NULL, "mismatch");
     CHECK(has(sn_last_error(), "labels"), "%s", sn_last_error());
     /* Injected allocation failures unwind without leaks (ASan checks). */
-    write_idx(lp, 0x801, dl, 1, lab, sizeof lab);
+    t_write_idx(lp, 0x801, dl, 1, lab, sizeof lab);
     for (long k = 1; k <= 12; k++) {
         sn_alloc_fail_after(k);
         st = sn_fashion_mnist_open(g_tmp, 1, &ds);

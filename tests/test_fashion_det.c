@@ -14,6 +14,7 @@
 
 #include "data.h"
 #include "fashion_det.h"
+#include "idx_write.h"
 #include "test.h"
 
 static char g_tmp[256];
@@ -59,24 +60,6 @@ static int same_file(const char *a, const char *b) {
 
 /* ---- A synthetic Fashion-MNIST: class-shaped blobs with faint specks around them ----------- */
 
-static void put_be32(unsigned char *b, uint32_t v) {
-    b[0] = (unsigned char)(v >> 24);
-    b[1] = (unsigned char)(v >> 16);
-    b[2] = (unsigned char)(v >> 8);
-    b[3] = (unsigned char)v;
-}
-
-static void write_idx(const char *path, uint32_t magic, const uint32_t *dims, int ndims,
-                      const uint8_t *data, size_t payload) {
-    gzFile f = gzopen(path, "wb");
-    unsigned char hdr[16];
-    put_be32(hdr, magic);
-    for (int i = 0; i < ndims; i++) put_be32(hdr + 4 + 4 * i, dims[i]);
-    gzwrite(f, hdr, (unsigned)(4 + 4 * ndims));
-    gzwrite(f, data, (unsigned)payload);
-    gzclose(f);
-}
-
 static void write_fake_split(const char *dir, const char *split, int n) {
     uint8_t *img = calloc((size_t)n * 784, 1), *lab = malloc((size_t)n);
     uint32_t rng = 12345u + (uint32_t)n;
@@ -108,8 +91,8 @@ static void write_fake_split(const char *dir, const char *split, int n) {
     snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, split);
     snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", dir, split);
     uint32_t di[3] = {(uint32_t)n, 28, 28}, dl[1] = {(uint32_t)n};
-    write_idx(ip, 0x803, di, 3, img, (size_t)n * 784);
-    write_idx(lp, 0x801, dl, 1, lab, (size_t)n);
+    t_write_idx(ip, 0x803, di, 3, img, (size_t)n * 784);
+    t_write_idx(lp, 0x801, dl, 1, lab, (size_t)n);
     free(img);
     free(lab);
 }
