@@ -40,6 +40,14 @@ extern "C" {
 
 #define SN_VERSION_STRING "0.1.0"
 
+/* Marks the functions of this API: the shared library is built with -fvisibility=hidden, so
+ * these are the only symbols it exports (the internal functions stay private to it). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SN_API __attribute__((visibility("default")))
+#else
+#define SN_API
+#endif
+
 typedef enum {
     SN_OK = 0,
     SN_ERR_INVALID_ARG, /* a bad argument or configuration */
@@ -53,8 +61,8 @@ typedef enum {
 } sn_status;
 
 /* The message of the last error on this thread ("" if none). */
-const char *sn_last_error(void);
-const char *sn_status_name(sn_status s);
+SN_API const char *sn_last_error(void);
+SN_API const char *sn_status_name(sn_status s);
 
 typedef enum {
     SN_ACT_NONE = 0,
@@ -101,29 +109,29 @@ typedef struct {
     char block_spec_path[SN_PATH_MAX];
 } sn_config;
 
-sn_status sn_config_init(sn_config *cfg, const char *model_name);
+SN_API sn_status sn_config_init(sn_config *cfg, const char *model_name);
 /* Fill the defaults that depend on several fields (activation 0 = the variant's for the flavour,
  * bn_eps 0 = the flavour's, num_classes 0 = the head's). Done by sn_model_create too. */
-void sn_config_resolve(sn_config *cfg);
+SN_API void sn_config_resolve(sn_config *cfg);
 /* Parse names used on the command line; return SN_ERR_INVALID_ARG for unknown ones. */
-sn_status sn_parse_flavour(const char *s, sn_flavour *out);
-sn_status sn_parse_head(const char *s, sn_head *out);
-sn_status sn_parse_act(const char *s, sn_act *out);
-const char *sn_flavour_name(sn_flavour f);
-const char *sn_head_name(sn_head h);
-const char *sn_act_name(sn_act a);
+SN_API sn_status sn_parse_flavour(const char *s, sn_flavour *out);
+SN_API sn_status sn_parse_head(const char *s, sn_head *out);
+SN_API sn_status sn_parse_act(const char *s, sn_act *out);
+SN_API const char *sn_flavour_name(sn_flavour f);
+SN_API const char *sn_head_name(sn_head h);
+SN_API const char *sn_act_name(sn_act a);
 /* The list of built-in model names, NULL-terminated. */
-const char *const *sn_model_names(void);
+SN_API const char *const *sn_model_names(void);
 
 typedef struct sn_model sn_model;
 
 /* Build a model from a config; weights are initialised with `seed` (variance scaling for the
  * backbone, spec 6.5; the RetinaNet head init of spec 7.1). */
-sn_status sn_model_create(const sn_config *cfg, uint64_t seed, sn_model **out);
-sn_status sn_model_load(const char *path, sn_model **out);
-sn_status sn_model_save(const sn_model *m, const char *path);
-void sn_model_free(sn_model *m);
-const sn_config *sn_model_config(const sn_model *m);
+SN_API sn_status sn_model_create(const sn_config *cfg, uint64_t seed, sn_model **out);
+SN_API sn_status sn_model_load(const char *path, sn_model **out);
+SN_API sn_status sn_model_save(const sn_model *m, const char *path);
+SN_API void sn_model_free(sn_model *m);
+SN_API const sn_config *sn_model_config(const sn_model *m);
 
 /* Threads used by every kernel of this model (default 1; <= 0 means all cores). The kernels use
  * OpenMP (libgomp); on a machine shared with other busy processes, start the program with
@@ -131,14 +139,14 @@ const sn_config *sn_model_config(const sn_model *m);
  * does for itself: libgomp's default spinning at barriers can make 2 threads 10x slower than 1
  * when another process holds a core. The environment variable SN_ISA (generic, avx2, avx512)
  * picks the kernels' build; by default the best one this CPU supports. */
-sn_status sn_model_set_threads(sn_model *m, int nthreads);
+SN_API sn_status sn_model_set_threads(sn_model *m, int nthreads);
 /* Inference folds batch-norm into the convolutions (default on). Takes effect at plan. */
-sn_status sn_model_set_fold_bn(sn_model *m, int fold);
+SN_API sn_status sn_model_set_fold_bn(sn_model *m, int fold);
 
 /* Plan for an input of batch x height x width x 3. */
-sn_status sn_model_plan(sn_model *m, int batch, int height, int width);
+SN_API sn_status sn_model_plan(sn_model *m, int batch, int height, int width);
 /* Run on input [batch][height][width][3] (normalised as in spec 7.6). */
-sn_status sn_model_run(sn_model *m, const float *input);
+SN_API sn_status sn_model_run(sn_model *m, const float *input);
 
 typedef struct {
     const char *name;  /* "P3".."P7", "class.3".."class.7", "box.3".."box.7", "logits" */
@@ -146,11 +154,11 @@ typedef struct {
     int n, h, w, c;
 } sn_output;
 
-int sn_model_num_outputs(const sn_model *m);
-sn_status sn_model_output_at(const sn_model *m, int i, sn_output *out);
-sn_status sn_model_output(const sn_model *m, const char *name, sn_output *out);
+SN_API int sn_model_num_outputs(const sn_model *m);
+SN_API sn_status sn_model_output_at(const sn_model *m, int i, sn_output *out);
+SN_API sn_status sn_model_output(const sn_model *m, const char *name, sn_output *out);
 /* Bytes of the activation arena of the current plan. */
-size_t sn_model_arena_bytes(const sn_model *m);
+SN_API size_t sn_model_arena_bytes(const sn_model *m);
 
 /* Per-layer timing of sn_model_run (off by default; costs two clock reads per layer). Switching
  * it on or re-planning zeroes the counters. sn_model_profile fills up to `max` entries, one per
@@ -165,13 +173,13 @@ typedef struct {
     long runs;
     int fused; /* 1: an add done by the convolution before it (its time is in that layer) */
 } sn_layer_profile;
-sn_status sn_model_set_profile(sn_model *m, int on);
-int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max);
+SN_API sn_status sn_model_set_profile(sn_model *m, int on);
+SN_API int sn_model_profile(const sn_model *m, sn_layer_profile *out, int max);
 
 /* Class names (optional; saved in the weight file's metadata). Names are copied; none may
  * contain a newline. sn_model_class_name returns NULL when unnamed or out of range. */
-sn_status sn_model_set_class_names(sn_model *m, const char *const *names, int n);
-const char *sn_model_class_name(const sn_model *m, int i);
+SN_API sn_status sn_model_set_class_names(sn_model *m, const char *const *names, int n);
+SN_API const char *sn_model_class_name(const sn_model *m, int i);
 
 /* Parameters (named tensors, see docs/weights.md). */
 typedef struct {
@@ -181,9 +189,9 @@ typedef struct {
     int64_t shape[4];
     size_t count;
 } sn_param;
-int sn_model_num_params(const sn_model *m);
-sn_status sn_model_param_at(sn_model *m, int i, sn_param *out);
-sn_status sn_model_param(sn_model *m, const char *name, sn_param *out);
+SN_API int sn_model_num_params(const sn_model *m);
+SN_API sn_status sn_model_param_at(sn_model *m, int i, sn_param *out);
+SN_API sn_status sn_model_param(sn_model *m, const char *name, sn_param *out);
 
 /* Architecture report for an input size: one row per block. */
 typedef struct {
@@ -199,11 +207,13 @@ typedef struct {
 } sn_block_info;
 
 /* Fills up to max rows; *n_rows gets the number of rows; totals are always computed. */
-sn_status sn_model_info(sn_model *m, int height, int width, sn_block_info *rows, int max_rows,
-                        int *n_rows, int64_t *total_params, int64_t *total_macs);
+SN_API sn_status sn_model_info(sn_model *m, int height, int width, sn_block_info *rows,
+                               int max_rows, int *n_rows, int64_t *total_params,
+                               int64_t *total_macs);
 /* The same report from a config alone, without allocating or initialising weights. */
-sn_status sn_config_info(const sn_config *cfg, int height, int width, sn_block_info *rows,
-                         int max_rows, int *n_rows, int64_t *total_params, int64_t *total_macs);
+SN_API sn_status sn_config_info(const sn_config *cfg, int height, int width,
+                                sn_block_info *rows, int max_rows, int *n_rows,
+                                int64_t *total_params, int64_t *total_macs);
 
 #ifdef __cplusplus
 }

@@ -767,8 +767,9 @@ static sn_status make_split(const char *out_dir, const sn_fashion_det_source *sr
                     r->h = ob->h;
                 }
             } else {
-                /* the message lives in this thread's error slot: copy it out */
-#pragma omp critical(sn_fashion_det_error)
+                /* the message lives in this thread's error slot: copy it out (an unnamed
+                 * critical: a named one's lock is a global symbol libspinenet.so would export) */
+#pragma omp critical
                 if (i < err_index) {
                     err_index = i;
                     err_st = st;

@@ -46,7 +46,7 @@ sn_status sn_anchor_layout_init(int min_level, int max_level, int height, int wi
 
 sn_status sn_anchor_count(int min_level, int max_level, int height, int width, int64_t *count) {
     if (!count) return sn_error(SN_ERR_INVALID_ARG, "anchor count: NULL output");
-    sn_anchor_layout l;
+    sn_anchor_layout l = {0}; /* zeroed for GCC, which cannot see that failures return */
     sn_status st = sn_anchor_layout_init(min_level, max_level, height, width, &l);
     if (st != SN_OK) return st;
     *count = l.count;
