@@ -21,6 +21,15 @@
  *       fprintf(stderr, "error: %s\n", sn_last_error());
  *   sn_model_free(m);                                     // NULL is fine
  *
+ * Detection in four calls (a RetinaNet model; boxes in the image's own pixels)
+ *   sn_image img;
+ *   sn_detection_list *dets = NULL;
+ *   if (sn_image_load("photo.jpg", &img) == SN_OK &&          // JPEG/PNG, EXIF applied
+ *       sn_model_detect(m, &img, NULL, &dets) == SN_OK)        // NULL: default parameters
+ *       for (int i = 0; i < dets->count; i++) ...             // dets->items[i].x0, ...
+ *   sn_detection_list_free(dets);
+ *   sn_image_free(&img);
+ *
  * Lifecycle: create or load once, plan for an input shape (sizes and workspace are fixed
  * there), run many times, free. Re-planning for another shape is allowed.
  * Errors: every call returns sn_status; sn_last_error() holds a readable message for the
@@ -214,6 +223,66 @@ SN_API sn_status sn_model_info(sn_model *m, int height, int width, sn_block_info
 SN_API sn_status sn_config_info(const sn_config *cfg, int height, int width,
                                 sn_block_info *rows, int max_rows, int *n_rows,
                                 int64_t *total_params, int64_t *total_macs);
+
+/* ---- Images and detection ---------------------------------------------------------------- */
+
+/* An 8-bit image, row-major [height][width][channels], interleaved; channels is 3 (RGB) or 1
+ * (grayscale). An image of the caller's own pixels may be passed to sn_model_detect too (then
+ * the caller frees them, not sn_image_free). */
+typedef struct {
+    uint8_t *pixels;
+    int width, height, channels;
+} sn_image;
+
+/* Decode a JPEG or PNG file (chosen by its first bytes) to RGB (channels 3: grayscale
+ * replicated, alpha dropped, 16-bit reduced to 8). A JPEG's EXIF orientation tag is applied, so
+ * the image is upright as photo viewers show it and boxes refer to those pixels. A truncated or
+ * corrupt file is an error, never a half-grey image. *out is zeroed on failure. */
+SN_API sn_status sn_image_load(const char *path, sn_image *out);
+/* Free the pixels of an image from sn_image_load and zero the struct (a zeroed one is fine). */
+SN_API void sn_image_free(sn_image *img);
+
+/* How sn_model_detect turns the RetinaNet outputs into detections. sn_detect_params_init fills
+ * the official detection generator's defaults (the TF2 Model Garden's and the TF1 code's):
+ * for each class, the best 5000 anchors scoring above score_threshold, their boxes decoded,
+ * NMS per class at nms_iou keeping 100, then the best max_detections of all classes. */
+typedef struct {
+    int size;               /* target size S (the longer side is resized to S, the image placed
+                               on an S x S canvas rounded up to a multiple of 128); 0 = the
+                               model's input_size */
+    float score_threshold;  /* keep scores strictly above this, in [0, 1) (0.05) */
+    float nms_iou;          /* per-class NMS drops a box overlapping a better one of its class
+                               by IoU > nms_iou, in [0, 1] (0.5) */
+    int max_detections;     /* the best this many are kept (100) */
+    float agnostic_nms_iou; /* > 0: afterwards drop a detection overlapping a better one of any
+                               class by IoU > this, so one object keeps one label (not in the
+                               official generator; 0 = off, the default) */
+} sn_detect_params;
+
+SN_API void sn_detect_params_init(sn_detect_params *p);
+
+typedef struct {
+    float x0, y0, x1, y1;   /* left, top, right, bottom in pixels of the image passed in */
+    float score;            /* sigmoid of the class logit */
+    int class_id;           /* the head's class column, 1 .. num_classes - 1 (0 is background) */
+    const char *class_name; /* the model's name of the class, or NULL when it has none */
+} sn_detection;
+
+/* The detections of one image, best first. Owned by the caller: sn_detection_list_free. */
+typedef struct {
+    int count;
+    sn_detection *items;
+} sn_detection_list;
+
+/* Detect objects in one image with a model that has the RetinaNet head: the eval
+ * pre-processing (resize keeping the aspect ratio, normalise, zero padding), a run, the
+ * detection generator and the optional class-agnostic NMS of *p (NULL: the defaults), boxes
+ * mapped back to the image. The model is planned for [1][P][P][3] unless it already is (a plan
+ * for another shape is replaced) and uses its threads. Class names are copied, so the list
+ * outlives the model. *out is NULL on failure. */
+SN_API sn_status sn_model_detect(sn_model *m, const sn_image *img, const sn_detect_params *p,
+                                 sn_detection_list **out);
+SN_API void sn_detection_list_free(sn_detection_list *list); /* NULL is fine */
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@ declare -A may=(
   [eval]="data core"
   [models]="nn kernels io core"
   [train]="models nn kernels io data eval post core"
+  [api]="train models nn kernels io data eval post core"
 )
 
 # Which folder owns each header name (headers in a folder's subfolders belong to it).

@@ -15,27 +15,25 @@
 /* ------------------------------------------------------------------------------------------ */
 /* Images (image.c)                                                                           */
 
-/* An 8-bit interleaved image, row-major [height][width][channels]; channels is 3 (RGB) or 1
- * (grayscale, used by Fashion-MNIST so that it is not tripled in memory). */
-typedef struct {
-    uint8_t *pixels;
-    int width, height, channels;
-} sn_image;
+/* sn_image, sn_image_load (EXIF orientation applied) and sn_image_free are public
+ * (spinenet.h); a grayscale image (channels 1) is used by Fashion-MNIST so that it is not
+ * tripled in memory. */
 
 /* Allocate an uninitialised image; on failure `img` is zeroed. */
 sn_status sn_image_alloc(sn_image *img, int width, int height, int channels);
-/* Free the pixels and zero the struct (a zeroed struct is fine). */
-void sn_image_free(sn_image *img);
 
-/* Decode a JPEG or PNG file to RGB8 (channels = 3; grayscale is replicated, alpha dropped,
- * 16-bit reduced to 8). The format is chosen by the file's first bytes, not its name.
- * JPEG warnings (truncated or corrupt entropy data) are treated as errors, so a damaged file
- * is never silently returned half-grey. */
-sn_status sn_image_load(const char *path, sn_image *out);
-/* The same on a memory buffer; `name` is used in error messages only. */
+/* The pixels as stored, ignoring a JPEG's EXIF orientation: COCO annotation files give sizes
+ * and boxes in these pixels, as the official pipelines decode them (TensorFlow's decoders
+ * ignore EXIF), so the detection data reads images this way. */
+sn_status sn_image_load_stored(const char *path, sn_image *out);
+/* The same on a memory buffer (as stored); `name` is used in error messages only. */
 sn_status sn_image_decode(const uint8_t *data, size_t size, const char *name, sn_image *out);
-/* Read only the header: format, width and height. Cheap (streams the file). */
+/* Read only the header: format, width and height as stored. Cheap (streams the file). */
 sn_status sn_image_probe(const char *path, int *width, int *height);
+/* The EXIF orientation (1..8; 1 when absent or unreadable) of a JPEG in memory, and an image
+ * turned by one: *out is newly allocated, upright as photo viewers show it. */
+int sn_jpeg_exif_orientation(const uint8_t *data, size_t size);
+sn_status sn_image_orient(const sn_image *img, int orientation, sn_image *out);
 
 /* Encode an image (channels 1 or 3) as PNG; *png is sn_alloc'ed. */
 sn_status sn_image_encode_png(const sn_image *img, uint8_t **png, size_t *size);

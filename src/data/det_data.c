@@ -155,7 +155,7 @@ sn_status sn_det_prepare(void *user, int32_t index, int train, uint64_t seed, fl
     char path[2 * SN_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", src->image_dir, ci->file_name);
     sn_image img;
-    sn_status st = sn_image_load(path, &img);
+    sn_status st = sn_image_load_stored(path, &img);
     if (st != SN_OK) return st;
     if (img.width != ci->width || img.height != ci->height) {
         st = sn_error(SN_ERR_FORMAT, "%s: the image is %dx%d but the annotation file says %dx%d",

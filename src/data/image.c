@@ -201,7 +201,90 @@ sn_status sn_image_decode(const uint8_t *data, size_t size, const char *name, sn
     return sn_error(SN_ERR_FORMAT, "%s: not a JPEG or PNG file (unrecognised first bytes)", name);
 }
 
-sn_status sn_image_load(const char *path, sn_image *out) {
+/* ---- EXIF orientation ----------------------------------------------------------------------- */
+
+/* Big- or little-endian reads inside the TIFF block of an EXIF segment. */
+static unsigned tiff_u16(const uint8_t *p, int be) {
+    return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0];
+}
+static uint32_t tiff_u32(const uint8_t *p, int be) {
+    return be ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+              : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* Tag 0x0112 (a SHORT) of IFD0 in a TIFF block (EXIF 2.3, section 4.6.4), else 1. */
+static int tiff_orientation(const uint8_t *t, size_t n) {
+    if (n < 8 || !((t[0] == 'I' && t[1] == 'I') || (t[0] == 'M' && t[1] == 'M'))) return 1;
+    const int be = t[0] == 'M';
+    if (tiff_u16(t + 2, be) != 42) return 1;
+    const uint32_t ifd = tiff_u32(t + 4, be);
+    if (ifd > n - 2) return 1;
+    const unsigned count = tiff_u16(t + ifd, be);
+    for (unsigned i = 0; i < count; i++) {
+        const size_t e = ifd + 2 + (size_t)i * 12;
+        if (e + 12 > n) return 1;
+        if (tiff_u16(t + e, be) != 0x0112) continue;
+        /* Type 3 (SHORT), count 1: the value sits in the first two bytes of the value field. */
+        if (tiff_u16(t + e + 2, be) != 3 || tiff_u32(t + e + 4, be) != 1) return 1;
+        const unsigned v = tiff_u16(t + e + 8, be);
+        return v >= 1 && v <= 8 ? (int)v : 1;
+    }
+    return 1;
+}
+
+int sn_jpeg_exif_orientation(const uint8_t *data, size_t size) {
+    if (!data || size < 4 || data[0] != 0xFF || data[1] != 0xD8) return 1;
+    /* The segments before the image data: FF, marker, then a big-endian length that counts
+     * itself. EXIF is an APP1 segment starting "Exif\0\0". */
+    size_t p = 2;
+    while (p + 4 <= size && data[p] == 0xFF) {
+        const uint8_t marker = data[p + 1];
+        if (marker == 0xFF) { /* fill byte */
+            p++;
+            continue;
+        }
+        if (marker == 0xDA || marker == 0xD9) break; /* start of scan, end of image */
+        const size_t len = (size_t)data[p + 2] << 8 | data[p + 3];
+        if (len < 2 || p + 2 + len > size) break;
+        const uint8_t *seg = data + p + 4;
+        if (marker == 0xE1 && len >= 8 && memcmp(seg, "Exif\0\0", 6) == 0)
+            return tiff_orientation(seg + 6, len - 8);
+        p += 2 + len;
+    }
+    return 1;
+}
+
+sn_status sn_image_orient(const sn_image *img, int orientation, sn_image *out) {
+    if (!img || !img->pixels || !out || orientation < 1 || orientation > 8)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_image_orient: bad arguments");
+    const int w = img->width, h = img->height, c = img->channels;
+    const int swap = orientation >= 5; /* 5..8 turn by a quarter: width and height swap */
+    sn_status st = sn_image_alloc(out, swap ? h : w, swap ? w : h, c);
+    if (st != SN_OK) return st;
+    /* For each upright pixel (X, Y), the stored pixel (x, y) it shows. 2: mirrored; 3: turned
+     * half way; 4: flipped; 5: transposed; 6: stored turned 90 degrees anticlockwise (shown
+     * turned clockwise); 7: transverse; 8: stored turned clockwise. */
+    for (int Y = 0; Y < out->height; Y++)
+        for (int X = 0; X < out->width; X++) {
+            int x, y;
+            switch (orientation) {
+            case 2: x = w - 1 - X, y = Y; break;
+            case 3: x = w - 1 - X, y = h - 1 - Y; break;
+            case 4: x = X, y = h - 1 - Y; break;
+            case 5: x = Y, y = X; break;
+            case 6: x = Y, y = h - 1 - X; break;
+            case 7: x = w - 1 - Y, y = h - 1 - X; break;
+            case 8: x = w - 1 - Y, y = X; break;
+            default: x = X, y = Y; break;
+            }
+            memcpy(out->pixels + ((size_t)Y * out->width + X) * c,
+                   img->pixels + ((size_t)y * w + x) * c, (size_t)c);
+        }
+    return SN_OK;
+}
+
+/* Reads the file; orient != 0 applies a JPEG's EXIF orientation. */
+static sn_status load(const char *path, int orient, sn_image *out) {
     if (!path || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_image_load: bad arguments");
     memset(out, 0, sizeof *out);
     char *data;
@@ -209,9 +292,21 @@ sn_status sn_image_load(const char *path, sn_image *out) {
     sn_status st = sn_read_file(path, &data, &size);
     if (st != SN_OK) return st;
     st = sn_image_decode((const uint8_t *)data, size, path, out);
+    const int o = orient && st == SN_OK ? sn_jpeg_exif_orientation((const uint8_t *)data, size) : 1;
     sn_free(data);
+    if (o != 1) {
+        sn_image up;
+        st = sn_image_orient(out, o, &up);
+        sn_image_free(out);
+        if (st != SN_OK) return sn_error(st, "%s: %s", path, sn_last_error());
+        *out = up;
+    }
     return st;
 }
+
+sn_status sn_image_load(const char *path, sn_image *out) { return load(path, 1, out); }
+
+sn_status sn_image_load_stored(const char *path, sn_image *out) { return load(path, 0, out); }
 
 static sn_status jpeg_probe(FILE *f, const char *path, int *width, int *height) {
     struct jpeg_decompress_struct cinfo;
