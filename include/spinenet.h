@@ -103,14 +103,14 @@ typedef struct {
     float bn_eps;             /* 0: the flavour's default (garden 1e-3; tpu 1e-4, 1e-5 cls) */
     int head_convs;           /* retinanet tower depth; default per variant */
     int head_filters;         /* retinanet tower width; default per variant */
-    float anchor_size;        /* RetinaNet anchor size: 3 or 4 per variant (spec 7.2); any
+    float anchor_size;        /* RetinaNet anchor size: 3, or 4 for 143, 143L, 190; any
                                  value > 0 (e.g. 1.5 for objects of 12..200 px at 256 px) */
     /* Architecture overrides (0 = the variant's scaling map). */
     int endpoints_filters;
     float filter_scale;
     float resample_alpha;
     int block_repeats;
-    /* Training only: stochastic-depth initial rate (spec §6.4; 0 = off) and BN momentum
+    /* Training only: stochastic-depth initial rate (the last block's rate; 0 = off) and BN momentum
      * (0 = the flavour's: garden 0.99; tpu 0.997, classifier 0.9). */
     float drop_path_rate;
     float bn_momentum;
@@ -135,7 +135,8 @@ SN_API const char *const *sn_model_names(void);
 typedef struct sn_model sn_model;
 
 /* Build a model from a config; weights are initialised with `seed` (variance scaling for the
- * backbone, spec 6.5; the RetinaNet head init of spec 7.1). */
+ * backbone; N(0, 0.01) head towers, N(0, 1e-5) predictors, class bias -log(99) for RetinaNet;
+ * docs/architecture.md lists them all). */
 SN_API sn_status sn_model_create(const sn_config *cfg, uint64_t seed, sn_model **out);
 SN_API sn_status sn_model_load(const char *path, sn_model **out);
 SN_API sn_status sn_model_save(const sn_model *m, const char *path);
@@ -154,7 +155,8 @@ SN_API sn_status sn_model_set_fold_bn(sn_model *m, int fold);
 
 /* Plan for an input of batch x height x width x 3. */
 SN_API sn_status sn_model_plan(sn_model *m, int batch, int height, int width);
-/* Run on input [batch][height][width][3] (normalised as in spec 7.6). */
+/* Run on input [batch][height][width][3], RGB, each value (pixel / 255 - mean) / std with
+ * ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). */
 SN_API sn_status sn_model_run(sn_model *m, const float *input);
 
 typedef struct {

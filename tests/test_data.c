@@ -546,7 +546,7 @@ static void test_resize(void) {
 }
 
 static void test_augment(void) {
-    /* Normalisation constants of spec 7.6. */
+    /* ImageNet's mean and std, the official pipelines' normalisation constants. */
     uint8_t px[6] = {0, 128, 255, 10, 20, 30};
     float out[6];
     sn_normalize_u8(px, 2, 3, out);

@@ -1,6 +1,6 @@
-/* Detection pre-processing: the eval geometry of spec §7.6, and under random scale jitter, crops
- * and flips that the pixels and the boxes move together (a bright rectangle drawn on a dark
- * image must land exactly inside its mapped box). */
+/* Detection pre-processing: the eval geometry of the official RetinaNet input, and under random
+ * scale jitter, crops and flips that the pixels and the boxes move together (a bright rectangle
+ * drawn on a dark image must land exactly inside its mapped box). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* The model API: published parameter and MAC counts (spec §10), folded == unfolded batch-norm,
- * save/load round trips, block-spec files, and clear errors on bad input. */
+/* The model API: published parameter and MAC counts (the SpineNet paper's), folded == unfolded
+ * batch-norm, save/load round trips, block-spec files, and clear errors on bad input. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-/* ------------------------------------------------------------ published numbers (§10) */
+/* ------------------------------------------------------------ published numbers */
 
 typedef struct {
     const char *model;
@@ -66,7 +66,7 @@ static void test_published_counts(void) {
         if (tol < 0.05) tol = 0.05;
         CHECK(fabs(gm - k[i].gmacs) <= tol, "%s MACs %.3f G vs %.1f", k[i].model, gm, k[i].gmacs);
     }
-    /* The breakdown of spec §10 for SpineNet-49 RetinaNet at 640. */
+    /* The parameter breakdown of SpineNet-49 RetinaNet at 640 (stem, head, endpoints, rest). */
     sn_config c;
     CHECK_OK(sn_config_init(&c, "spinenet-49"));
     sn_block_info rows[64];
@@ -79,10 +79,10 @@ static void test_published_counts(void) {
         if (rows[i].index == -2) head = rows[i].params;
         if (rows[i].index == -3) endp = rows[i].params;
     }
-    CHECK(stem == 9536, "stem params %lld (spec: 9 536)", (long long)stem);
-    CHECK(head == 6711895, "head params %lld (spec: 6 711 895)", (long long)head);
-    CHECK(endp == 1182208, "endpoint params %lld (spec: 1 182 208)", (long long)endp);
-    CHECK(p - head == 21831488, "backbone params %lld (spec: 21 831 488)", (long long)(p - head));
+    CHECK(stem == 9536, "stem params %lld (want 9 536)", (long long)stem);
+    CHECK(head == 6711895, "head params %lld (want 6 711 895)", (long long)head);
+    CHECK(endp == 1182208, "endpoint params %lld (want 1 182 208)", (long long)endp);
+    CHECK(p - head == 21831488, "backbone params %lld (want 21 831 488)", (long long)(p - head));
 }
 
 /* ------------------------------------------------------------ folding */
@@ -237,7 +237,8 @@ static void test_save_load(void) {
             same = 0;
     }
     CHECK(same, "weights round trip bit-exactly");
-    /* Initialisation (§6.5, §7.1): BN gamma 1, class bias -log(99), seeded and reproducible. */
+    /* Initialisation (docs/architecture.md): BN gamma 1, class bias -log(99), seeded and
+     * reproducible. */
     sn_param p;
     CHECK_OK(sn_model_param(a, "head.class.pred.bias", &p));
     CHECK(fabs(p.data[0] + 4.59512) < 1e-4, "class bias init %f", p.data[0]);

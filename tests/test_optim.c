@@ -14,7 +14,7 @@
 static void test_schedules(void) {
     sn_lr_schedule s;
 
-    /* Garden SpineNet COCO recipe (spec 7.7). */
+    /* Garden SpineNet COCO recipe (official/vision/configs/retinanet.py). */
     sn_lr_schedule_init(&s, SN_LR_STEP, 0.32);
     s.warmup_steps = 2000;
     s.warmup_init_lr = 0.0067;

@@ -1,5 +1,6 @@
 /* Geometric augmentation and input normalisation: bilinear resize (half-pixel centres),
- * random/eval crop boxes with horizontal flip, and the spec 7.6 normalisation to NHWC float. */
+ * random/eval crop boxes with horizontal flip, and the ImageNet mean/std normalisation of the
+ * official pipelines (preprocess_ops.normalize_image) to NHWC float. */
 #include <math.h>
 #include <string.h>
 

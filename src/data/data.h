@@ -136,7 +136,8 @@ void sn_aug_defaults(sn_aug_params *p);
  * as the Inception-style sampler). */
 sn_crop sn_crop_random(sn_rng *rng, int width, int height, const sn_aug_params *p);
 sn_crop sn_crop_eval(int width, int height, const sn_aug_params *p);
-/* Crop, resize to out_h x out_w, mirror if asked, and normalise (spec 7.6) into
+/* Crop, resize to out_h x out_w, mirror if asked, and normalise ((pixel / 255 - mean) / std,
+ * ImageNet's mean and std, as the official pipelines) into
  * dst[out_h][out_w][3]; a 1-channel image is replicated to 3 channels. */
 sn_status sn_crop_resize_normalize(const sn_image *img, sn_crop crop, int out_h, int out_w,
                                    float *dst);

@@ -1,4 +1,5 @@
-/* Detection inputs: the eval pre-processing and the training augmentation of spec §7.6 (scale
+/* Detection inputs: the eval pre-processing and the training augmentation of the official
+ * RetinaNet input pipeline (tensorflow/models official/vision/dataloaders/retinanet_input.py: scale
  * jitter with a random crop, horizontal flip) applied to an image and its boxes together, and
  * the mapping of detections back to the original image.
  *
@@ -26,7 +27,7 @@ typedef struct {
 } sn_det_box;
 
 typedef struct {
-    float scale_min, scale_max; /* training scale jitter (spec §7.7: 0.1-2.0 Garden, 0.5-2.0 TPU) */
+    float scale_min, scale_max; /* training scale jitter (official: 0.1-2.0 Garden, 0.5-2.0 TPU) */
     int hflip;                  /* training: mirror with probability 1/2 */
 } sn_det_aug;
 

@@ -42,7 +42,7 @@
  * The defaults (256 px, sizes 12..200, 3000 + 300 images) give about 6.4 items per image,
  * 43% / 40% / 17% of them COCO small / medium / large (area < 32^2, < 96^2, above), about 1.4%
  * of the drawn items left out; 120 MB on disk, about 1.5 minutes on 2 busy cores.
- * Pyramid levels: with the spec's anchors (anchor_size 3, base 3 * 2^L * 2^(q/3)) the best
+ * Pyramid levels: with the default anchors (anchor_size 3, base 3 * 2^L * 2^(q/3)) the best
  * matching level of the boxes is P3 55%, P4 25%, P5 19%, P6 0.7%, P7 none: a 256 px image
  * cannot hold an object that P7's 384..609 px anchors on its 2 x 2 grid match. P6 and P7 get
  * positives only with larger images (512 px with sizes up to 480: P6 17%, P7 3%) or smaller

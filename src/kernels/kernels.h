@@ -101,7 +101,7 @@ void sn_dense_backward_f32(int n, int cin, int cout, const float *x, const float
 double sn_softmax_xent_f32(int n, int classes, const float *logits, const int32_t *labels,
                            float smoothing, float *dlogits);
 
-/* Stochastic depth (spec §6.4): y[i] = keep[i] ? x[i] / (1 - rate) : 0 per sample i, each sample
+/* Stochastic depth (drop path): y[i] = keep[i] ? x[i] / (1 - rate) : 0 per sample i, each sample
  * holding `per_sample` values; the backward is the same map applied to dy (accumulated). */
 void sn_drop_path_f32(int n, size_t per_sample, const float *x, const uint8_t *keep, float rate,
                       float *y);

@@ -1,6 +1,6 @@
 /* anchors.h: RetinaNet anchors over a padded input, the box encoding of regression targets and the
- * per-image anchor labelling that turns ground truths into training targets (spec §7.2, §7.3,
- * §7.5).
+ * per-image anchor labelling that turns ground truths into training targets, as the official
+ * code does them (tensorflow/models official/vision/ops/anchor.py and box_ops.py).
  *
  * Anchor order (the order of the flat anchor index everywhere: labels, targets, losses): levels
  * ascending, then locations row-major (y outer, x inner), then scale index, then aspect ratio.
@@ -32,7 +32,7 @@ typedef struct {
 } sn_anchor_layout;
 
 /* Fill the layout for levels min_level..max_level over an input of height x width, both
- * multiples of 2^max_level (the padded input of spec §7.6). SN_ERR_INVALID_ARG otherwise. */
+ * multiples of 2^max_level (the padded canvas of det_data.h). SN_ERR_INVALID_ARG otherwise. */
 sn_status sn_anchor_layout_init(int min_level, int max_level, int height, int width,
                                 sn_anchor_layout *out);
 
@@ -61,7 +61,7 @@ typedef struct {
     int32_t iscrowd;              /* nonzero: the box takes no part in labelling */
 } sn_gt_box;
 
-/* Label every anchor of one image (the official matcher, spec §7.5):
+/* Label every anchor of one image (the official argmax matcher, anchor.py's labeler):
  *  - crowd boxes are skipped (the official parser drops them for training);
  *  - IoU is computed in float32 as the official code does; each anchor takes the ground truth
  *    of highest IoU (ties: the lower ground-truth index); IoU >= 0.5 -> positive, else negative;

@@ -363,7 +363,8 @@ sn_status sn_model_save(const sn_model *m, const char *path) {
     META("head_convs", "%d", c->head_convs);
     META("head_filters", "%d", c->head_filters);
     META("anchor_size", "%.9g", (double)c->anchor_size);
-    /* The anchor order of each code base (spec §7.2): it fixes the meaning of head channels. */
+    /* The anchor order of each code base (docs/architecture.md): it fixes the meaning of head
+     * channels. */
     META("aspect_ratios", "%s", c->flavour == SN_FLAVOUR_TPU ? "1,2,0.5" : "0.5,1,2");
     META("endpoints_filters", "%d", c->endpoints_filters);
     META("filter_scale", "%.9g", (double)c->filter_scale);

@@ -55,7 +55,7 @@ sn_status sn_block_specs_parse(const char *text, const char *origin, sn_block_sp
 sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph *g);
 /* A model whose weights are allocated but not initialised (for callers that fill them). */
 sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out);
-/* Fill every parameter with its initialiser (spec 6.5, 7.1), seeded. */
+/* Fill every parameter with its initialiser (docs/architecture.md, "Initialisation"), seeded. */
 void sn_params_init(sn_paramtab *pt, uint64_t seed);
 
 /* Free the graphs and gradient buffers of a data-parallel training plan's parts 1.. (the model

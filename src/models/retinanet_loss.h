@@ -1,4 +1,5 @@
-/* retinanet_loss.h: the RetinaNet training loss over a batch (spec §7.5), read from and written
+/* retinanet_loss.h: the RetinaNet training loss over a batch (the official RetinaNet task's),
+ * read from and written
  * to the head's per-level output layout: sigmoid focal loss on every class logit and Huber loss on
  * the box deltas of positive anchors, each divided by (positive anchors in the batch + 1), with
  * the exact gradient of the total w.r.t. the logits and the deltas. */

@@ -1,6 +1,9 @@
 /* SpineNet and Mobile SpineNet: block-spec tables, scaling maps, and the builder that turns a
  * table into a graph for one input size, in the Model Garden ("garden") or TF1 ("tpu") flavour.
- * Spec references (§) are to shared/docs/SPINENET_SPEC.md. */
+ * The official code it follows: tensorflow/models official/vision/modeling/backbones/spinenet.py
+ * and spinenet_mobile.py (garden), tensorflow/tpu models/official/detection/modeling/
+ * architecture/spinenet.py and spinenet_mobile.py (tpu); heads in dense_prediction_heads.py
+ * (garden) and heads.py (tpu). */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +13,7 @@
 #include "core.h"
 #include "model.h"
 
-/* ---------------------------------------------------------------- tables (§1) */
+/* ---------------------------------------------------------------- tables */
 
 /* level, type, parents, output. The last row is the Model Garden's level-2 output row. */
 static const sn_block_spec k_spinenet_specs[] = {
@@ -35,8 +38,8 @@ static const sn_block_spec k_mobile_specs[] = {
     {7, SN_BLOCK_MBCONV, {6, 15}, 1, 0},  {6, SN_BLOCK_MBCONV, {13, 15}, 1, 0},
 };
 
-static const int k_filters[8] = {0, 32, 64, 128, 256, 256, 256, 256};       /* §1.1 */
-static const int k_mobile_filters[8] = {8, 16, 24, 40, 80, 112, 112, 112}; /* §1.4 */
+static const int k_filters[8] = {0, 32, 64, 128, 256, 256, 256, 256};       /* per level */
+static const int k_mobile_filters[8] = {8, 16, 24, 40, 80, 112, 112, 112}; /* mobile */
 
 typedef struct {
     const char *name;
@@ -476,7 +479,7 @@ static conv_opts copts(int k, int stride, int cout, int bn, sn_act act) {
     return o;
 }
 
-/* Padding of a conv or pool along one axis for this flavour (§11). */
+/* Padding of a conv or pool along one axis for this flavour (docs/architecture.md, "Flavours"). */
 static void axis_pad(bctx *b, int in, int k, int stride, int *before, int *after) {
     if (b->fl == SN_FLAVOUR_TPU && stride > 1)
         sn_pad_fixed_1d(k, before, after);
@@ -541,7 +544,7 @@ static int maxpool(bctx *b, int x, int k, int stride) {
     nd.n_in = 1;
     nd.pool_k = k;
     nd.pool_stride = stride;
-    /* Both code bases pool with 'SAME' padding (§11). */
+    /* Both code bases pool with 'SAME' padding. */
     sn_pad_same_1d(in->h, k, stride, &nd.pool_pad.top, &nd.pool_pad.bottom);
     sn_pad_same_1d(in->w, k, stride, &nd.pool_pad.left, &nd.pool_pad.right);
     nd.n = in->n;
@@ -603,7 +606,7 @@ static int add(bctx *b, const int *xs, int k, sn_act act) {
     return add_node(b, &nd);
 }
 
-/* §2: bottleneck and residual blocks; the shortcut projects only when channels differ. */
+/* Bottleneck and residual blocks; the shortcut projects only when channels differ. */
 static int resnet_block(bctx *b, int x, sn_block_type type, int f, int idx, int r) {
     char p[128];
     int cin = node(b, x)->c, cout = type == SN_BLOCK_BOTTLENECK ? 4 * f : f;
@@ -639,7 +642,7 @@ static int resnet_block(bctx *b, int x, sn_block_type type, int f, int idx, int 
     return out;
 }
 
-/* §8: inverted bottleneck with squeeze-excitation. */
+/* Mobile SpineNet: inverted bottleneck with squeeze-excitation. */
 static int mbconv_block(bctx *b, int x, int cout, int stride, int idx, int r) {
     char p[128];
     int cin = node(b, x)->c, e = cin * 6, red = (int)(cin * 0.2);
@@ -707,7 +710,7 @@ static int bad_resample(bctx *b, int idx, int j, const char *why) {
     return fail(b, SN_ERR_UNSUPPORTED);
 }
 
-/* §4: resampling connection of a SpineNet block. */
+/* Resampling connection of a SpineNet block. */
 static int resample_alpha(bctx *b, const feature *src, int level, sn_block_type ttype, int f,
                           int idx, int j) {
     char p[128];
@@ -758,7 +761,7 @@ static int resample_alpha(bctx *b, const feature *src, int level, sn_block_type 
     return conv(b, x, p, &o);
 }
 
-/* §8: resampling connection of a Mobile SpineNet block. */
+/* Resampling connection of a Mobile SpineNet block. */
 static int resample_mobile(bctx *b, const feature *src, int level, int f, int idx, int j) {
     char p[128];
     int x = src->node;
@@ -817,7 +820,7 @@ static int build_backbone(bctx *b, int input, int *endpoint_nodes) {
     conv_opts o;
     b->block = SN_BLOCK_STEM;
     if (!mobile) {
-        o = copts(7, 2, 64, 1, b->act); /* 64 filters whatever the scale (§3) */
+        o = copts(7, 2, 64, 1, b->act); /* 64 filters whatever the scale (official stem) */
         if ((x = conv(b, input, "stem", &o)) < 0) goto done;
         if ((x = maxpool(b, x, 3, 2)) < 0) goto done;
         int f = scaled(k_filters[2], s);
@@ -842,7 +845,7 @@ static int build_backbone(bctx *b, int input, int *endpoint_nodes) {
         const sn_block_spec *sp = &m->specs[row];
         int idx = row + 2;
         b->block = idx;
-        if (sp->p2_row && c->min_level > 2) break; /* the P2 row feeds nothing then (§1.2) */
+        if (sp->p2_row && c->min_level > 2) break; /* the P2 row feeds nothing then */
         int level = sp->level > c->max_level ? c->max_level : sp->level;
         int f = mobile ? scaled(k_mobile_filters[level], s) : scaled(k_filters[level], s);
         int parts[SN_MAX_NODE_INPUTS], n_parts = 0;
@@ -856,7 +859,7 @@ static int build_backbone(bctx *b, int input, int *endpoint_nodes) {
         feats[sp->parents[0]].outdeg++;
         feats[sp->parents[1]].outdeg++;
         if (sp->is_output) {
-            /* §5: unused features of the same size and width join the output block raw. */
+            /* Unused features of the same size and width join the output block raw. */
             const sn_node *t = node(b, parts[0]);
             for (int k = 0; k < built; k++) {
                 const sn_node *fk = node(b, feats[k].node);
@@ -871,7 +874,8 @@ static int build_backbone(bctx *b, int input, int *endpoint_nodes) {
             }
         }
         if ((x = add(b, parts, n_parts, b->act)) < 0) goto done;
-        /* §6.4: rate * (row + 1) / rows; the TF1 table has no P2 row, Garden's counts it. */
+        /* Stochastic depth: rate * (row + 1) / rows; the TF1 table has no P2 row, Garden's
+         * counts it. */
         int rows = m->n_specs;
         if (c->flavour == SN_FLAVOUR_TPU && m->specs[m->n_specs - 1].p2_row) rows--;
         b->drop_rate = c->drop_path_rate * (float)(row + 1) / (float)rows;
@@ -928,7 +932,7 @@ static int head_conv(bctx *b, int x, const char *prefix, conv_opts *o, int sep, 
     return conv(b, x, prefix, o);
 }
 
-/* §7.1: RetinaNet head, convs shared across levels, batch-norm per level. */
+/* RetinaNet head, convs shared across levels, batch-norm per level. */
 static int build_retinanet(bctx *b, const int *endpoints) {
     const sn_config *c = &b->m->cfg;
     int sep = sn_config_is_mobile(c);
@@ -957,7 +961,7 @@ static int build_retinanet(bctx *b, const int *endpoints) {
     return 0;
 }
 
-/* §9: P7..P3 resized and summed, averaged, pooled, then one dense layer. */
+/* Classification head: P7..P3 resized and summed, averaged, pooled, then one dense layer. */
 static int build_classifier(bctx *b, const int *endpoints) {
     const sn_config *c = &b->m->cfg;
     b->block = SN_BLOCK_HEAD;

@@ -114,7 +114,7 @@ static void add_train(sn_graph *g, sn_node *nd, sn_rng *rng) {
     const float *xs[SN_MAX_NODE_INPUTS];
     for (int j = 0; j < nd->n_in; j++) xs[j] = sn_graph_f32(g, nd->in[j]);
     if (nd->drop_rate > 0.0f) {
-        /* §6.4: keep each sample's main path with probability 1 - rate, scaled up. */
+        /* Stochastic depth: keep each sample's main path with probability 1 - rate, scaled up. */
         for (int k = 0; k < nd->n; k++) nd->keep[k] = sn_rng_uniform(rng) >= (double)nd->drop_rate;
         float *dropped = sn_arena_f32(g->scratch, 0);
         sn_drop_path_f32(nd->n, count / (size_t)nd->n, xs[0], nd->keep, nd->drop_rate, dropped);

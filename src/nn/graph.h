@@ -9,7 +9,7 @@
 #include "kernels.h"
 #include "spinenet.h"
 
-/* How a parameter is initialised by sn_model_create (spec 6.5 and 7.1). */
+/* How a parameter is initialised by sn_model_create (docs/architecture.md, "Initialisation"). */
 typedef enum {
     SN_INIT_VARIANCE_SCALING, /* truncated normal, scale 1, fan-in (Keras/TF default) */
     SN_INIT_NORMAL,           /* N(0, value) */
@@ -120,7 +120,8 @@ typedef struct {
     /* report */
     int block;         /* feature index for `info`; SN_BLOCK_* below for the rest */
     char out_name[16]; /* non-empty: a model output ("P3", "class.3", "logits") */
-    /* training: stochastic depth on input 0 of an ADD (spec §6.4), per-sample keep masks */
+    /* training: stochastic depth on input 0 of an ADD (the block's main path), per-sample keep
+     * masks */
     float drop_rate;
     uint8_t *keep;     /* [n] (owned), drawn by each training forward */
     /* plan */

@@ -1,4 +1,5 @@
-/* Box decoding of spec 7.3: (dy, dx, dh, dw) relative to an anchor -> a clipped box. */
+/* Box decoding as the official box_ops.decode_boxes: (dy, dx, dh, dw) relative to an anchor ->
+ * a clipped box. */
 #include <math.h>
 
 #include "core.h"

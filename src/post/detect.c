@@ -1,4 +1,5 @@
-/* The RetinaNet detection generator of spec 7.4 for one image, read straight from the head's
+/* The RetinaNet detection generator for one image (the Model Garden's, tensorflow/models
+ * official/vision/modeling/layers/detection_generator.py), read straight from the head's
  * per-level NHWC outputs: threshold, per-class top-k, decode, class-aware NMS, final top-k. */
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,9 @@
 /* post.h: RetinaNet post-processing: box decoding, IoU and greedy NMS, and the per-image
- * detection generator of spec 7.4 (sigmoid, per-class top-k, class-aware NMS, final top-k).
+ * detection generator (sigmoid, per-class top-k, class-aware NMS, final top-k) of the Model
+ * Garden (tensorflow/models official/vision/modeling/layers/detection_generator.py).
  *
- * Boxes are (ymin, xmin, ymax, xmax) in input pixels; deltas are (dy, dx, dh, dw) as in spec 7.3.
+ * Boxes are (ymin, xmin, ymax, xmax) in input pixels; deltas are (dy, dx, dh, dw), the box
+ * coding of the official code (official/vision/ops/box_ops.py: encode_boxes, decode_boxes).
  * Everything here is reentrant (no global state) and allocates only inside a call, freeing it
  * before returning, also on failure.
  *
@@ -70,8 +72,8 @@ typedef struct {
     float box_clip;        /* upper clip of dh, dw before exp (SN_BOX_XFORM_CLIP) */
 } sn_det_params;
 
-/* Fill the Garden defaults of spec 7.4 (pre_nms_top_k 5000, score 0.05, IoU 0.5, 100 per class,
- * 100 in all). */
+/* Fill the Garden defaults of the generator (pre_nms_top_k 5000, score 0.05, IoU 0.5, 100 per
+ * class, 100 in all). */
 void sn_det_params_init(sn_det_params *p);
 
 /* One pyramid level of the head's output for the whole batch, NHWC. */
@@ -103,7 +105,7 @@ typedef struct {
     int count;        /* set by sn_detect: detections written */
 } sn_detections;
 
-/* The detection generator of spec 7.4 for one image: for every class column c >= 1, the
+/* The official detection generator for one image: for every class column c >= 1, the
  * anchors whose sigmoid score is above score_threshold, the best pre_nms_top_k of them, their
  * boxes decoded and clipped, greedy NMS keeping at most max_per_class; then all classes merged
  * and the best max_detections kept. Logits are compared with the threshold's logit first, so

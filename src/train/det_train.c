@@ -122,7 +122,7 @@ typedef struct {
 /* One part of the batch (all of it when the model is not split): forward, the loss of its
  * images, and the backward. The loss divides by the part's positives + 1; the gradients and
  * values are rescaled to the whole batch's positives + 1, so that the parts add up to the loss
- * of spec §7.5 over the whole batch (only batch-norm statistics differ from one graph). */
+ * (focal + Huber) over the whole batch (only batch-norm statistics differ from one graph). */
 static sn_status det_part(sn_model *m, int r, float *const *grads, void *user) {
     det_job *j = user;
     sn_det_head *h = j->h;

@@ -1,7 +1,8 @@
 /* det_train.h: RetinaNet with SpineNet as a trainable and evaluable detector (internal API): the
- * anchors of the model's input, training targets from the loader's boxes, the loss of spec §7.5
- * backpropagated through the head's class and box outputs, detections of an inference run
- * (spec §7.4) mapped back to the original images, and COCO evaluation over an annotation file.
+ * anchors of the model's input, training targets from the loader's boxes, the RetinaNet loss
+ * (retinanet_loss.h) backpropagated through the head's class and box outputs, detections of an
+ * inference run (the official detection generator, post.h) mapped back to the original images,
+ * and COCO evaluation over an annotation file.
  *
  * The model must have the RetinaNet head; its outputs class.L and box.L (L = min_level ..
  * max_level) are read in their NHWC layout, which is the anchors' order (anchors.h). */

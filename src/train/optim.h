@@ -1,5 +1,6 @@
 /* optim.h: learning-rate schedules and the SGD-with-momentum optimizer used for training
- * (internal API; the recipes it serves are in SPINENET_SPEC.md 7.7 and 9).
+ * (internal API; the recipes it serves are the official SpineNet ones, tensorflow/models
+ * official/vision/configs/retinanet.py and image_classification.py).
  *
  * Learning rate (sn_lr_at), all in double precision:
  *   warmup   for 0 <= step < warmup_steps:
@@ -23,7 +24,7 @@
  *
  * Optimizer (sn_optim_step), per trainable tensor, elementwise in float32:
  *   1. g' = g + weight_decay * w   only for tensors whose name ends in ".weight" (conv, depthwise
- *      and dense kernels). weight_decay is the spec's l2_weight_decay (4e-5 for SpineNet COCO):
+ *      and dense kernels). weight_decay is the official l2_weight_decay (4e-5 for SpineNet COCO):
  *      the Garden adds the loss l2_weight_decay/2 * ||w||^2, whose gradient is l2_weight_decay*w.
  *      Biases and BN gamma/beta get no decay. Tensors ending in ".mean" or ".var" (BN moving
  *      statistics) are not trainable: never read, never changed, no state.

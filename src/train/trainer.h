@@ -64,8 +64,9 @@ typedef struct {
                                    dataset's; otherwise it must match it */
     sn_train_task task;
     /* Detection: data_path / eval_path are image folders, these their COCO instances files
-     * (eval_ann "" = no evaluation); image_size is the square target S of spec 7.6 (the model
-     * sees the canvas sn_det_canvas_size(S)); det_aug the scale jitter and flip. */
+     * (eval_ann "" = no evaluation); image_size is the square target S of the eval
+     * pre-processing (the model sees the canvas sn_det_canvas_size(S)); det_aug the scale
+     * jitter and flip. */
     char ann_path[SN_PATH_MAX];
     char eval_ann_path[SN_PATH_MAX];
     sn_det_aug det_aug;

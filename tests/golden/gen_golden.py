@@ -675,7 +675,7 @@ def sensitivity_floor(ref):
 
 
 # --------------------------------------------------------------------------------------------
-# Parameter-count checks (spec §10)
+# Parameter-count checks (the published SpineNet numbers)
 # --------------------------------------------------------------------------------------------
 def count_params(model, head, num_classes, size, flavour="garden"):
     if flavour == "garden":  # Garden needs sizes divisible by 128; counts do not depend on size
@@ -705,12 +705,12 @@ def check_counts():
         assert counts["garden"] == counts["tpu"], (model, counts)
         got = counts["garden"]
         good = round(got / 1e6, 2) == want
-        print("  params %-20s %-10s %4d classes @%4d: %12d = %.2f M (spec %.2f M) %s"
+        print("  params %-20s %-10s %4d classes @%4d: %12d = %.2f M (published %.2f M) %s"
               % (model, head, ncls, size, got, got / 1e6, want, "ok" if good else "MISMATCH"))
         if required:
             assert good, (model, head, got, want)
         ok = ok and good
-    # SpineNet-49 RetinaNet @640 breakdown (spec §10)
+    # SpineNet-49 RetinaNet @640 breakdown (stem, head, endpoints, rest)
     net = Net("spinenet-49", "garden", "retinanet", 91, execute=False)
     net.run(1, 640, 640)
     parts = {"stem": 0, "stemgroups": 0, "resample": 0, "blocks": 0, "endpoints": 0, "head": 0}
@@ -755,7 +755,7 @@ def main():
     torch.set_num_threads(2)
     t_start = time.time()
 
-    print("parameter-count checks (spec §10):")
+    print("parameter-count checks (published numbers):")
     check_counts()
     if args.check_only:
         return 0
