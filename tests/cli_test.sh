@@ -285,6 +285,21 @@ assert 0 < len(b) < len(a), (len(a), len(b))
 assert all(iou(p["bbox"], q["bbox"]) <= 0.5 + 1e-4 for i, p in enumerate(b) for q in b[i + 1:])
 ' "$tmp/agn0/000001.det.json" "$tmp/agn/000001.det.json" \
     && ok || bad "detect --agnostic-nms"
+  # At sizes other than the model's 256 (300: the image on part of a 384 canvas; 512: grid
+  # cells its coarsest levels never saw in training) every box has an area inside the image.
+  for s in 300 512; do
+    "$sn" detect --weights "$shipped" --size $s --score 0 -o "$tmp/size$s" "$fd"/val/00000[1-4].png \
+      > "$tmp/size.out" 2>&1 && python3 -c '
+import json, sys
+for f in sys.argv[1:]:
+    d = json.load(open(f)); dets = d["detections"]
+    assert dets, f
+    for x in dets:
+        b = x["bbox"]
+        assert b[2] > 0 and b[3] > 0 and b[0] >= 0 and b[1] >= 0, (f, x)
+        assert b[0] + b[2] <= d["width"] + 1e-3 and b[1] + b[3] <= d["height"] + 1e-3, (f, x)
+' "$tmp/size$s"/00000[1-4].det.json && ok || bad "detect --size $s: empty or outside boxes: $(tail -2 "$tmp/size.out")"
+  done
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
   # A missing image: one line naming it, the others still run, exit 1.
   "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \

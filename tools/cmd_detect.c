@@ -55,7 +55,7 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
     sn_det_xform xf;
     if ((st = sn_det_plan(img.height, img.width, size, 0, NULL, NULL, &xf)) != SN_OK ||
         (st = sn_det_render(&img, &xf, h->canvas, canvas)) != SN_OK ||
-        (st = sn_model_run(m, canvas)) != SN_OK || (st = sn_det_detect(m, h, p, 0, d)) != SN_OK ||
+        (st = sn_model_run(m, canvas)) != SN_OK || (st = sn_det_detect(m, h, p, 0, &xf, d)) != SN_OK ||
         (o->agnostic_nms > 0 &&
          (st = sn_detections_suppress_overlaps(d, (float)o->agnostic_nms)) != SN_OK)) {
         sn_image_free(&img);
