@@ -300,6 +300,22 @@ for f in sys.argv[1:]:
         assert b[0] + b[2] <= d["width"] + 1e-3 and b[1] + b[3] <= d["height"] + 1e-3, (f, x)
 ' "$tmp/size$s"/00000[1-4].det.json && ok || bad "detect --size $s: empty or outside boxes: $(tail -2 "$tmp/size.out")"
   done
+  # Two images with one name in different folders: both results kept (x, x-2), said on the
+  # output; a second run says it replaces the files.
+  mkdir -p "$tmp/same/a" "$tmp/same/b"
+  cp "$fd/val/000001.png" "$tmp/same/a/x.png"
+  cp "$fd/val/000002.png" "$tmp/same/b/x.png"
+  "$sn" detect --weights "$shipped" -o "$tmp/same/out" "$tmp/same/a/x.png" "$tmp/same/b/x.png" \
+    > "$tmp/same.out" 2>&1 \
+    && python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1] + "/x.det.json")); b = json.load(open(sys.argv[1] + "/x-2.det.json"))
+assert a["image"].endswith("a/x.png") and b["image"].endswith("b/x.png"), (a["image"], b["image"])
+' "$tmp/same/out" && [ -s "$tmp/same/out/x-2.det.png" ] && grep -q "writing .*/x-2.det" "$tmp/same.out" \
+    && ! grep -q "replacing" "$tmp/same.out" \
+    && "$sn" detect --weights "$shipped" -o "$tmp/same/out" "$tmp/same/a/x.png" 2>&1 \
+      | grep -q "x.det.json (replacing the files there)" \
+    && ok || bad "detect a/x.png b/x.png: $(cat "$tmp/same.out" | grep -v '^  [A-Z]')"
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
   # A missing image: one line naming it, the others still run, exit 1.
   "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -45,10 +46,53 @@ static void stem_of(const char *path, char *out, size_t n) {
     if (dot && dot != out) *dot = 0;
 }
 
+/* The output names given so far in this run, so that two images with the same file name in
+ * different folders (a/x.png b/x.png) get different ones instead of the second overwriting the
+ * first. */
+typedef struct {
+    char **v;
+    int n, cap;
+} name_set;
+
+static int name_used(const name_set *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], name) == 0) return 1;
+    return 0;
+}
+
+/* Makes stem unique in s, as stem-2, stem-3, ... (the first keeps its plain name), and records
+ * it. 1 when it had to be renamed; -1 when out of memory (or of room in stem). */
+static int claim_name(name_set *s, char *stem, size_t n) {
+    int renamed = 0;
+    if (name_used(s, stem)) {
+        char base[512];
+        snprintf(base, sizeof base, "%s", stem);
+        for (int k = 2; name_used(s, stem); k++)
+            if (snprintf(stem, n, "%s-%d", base, k) >= (int)n) return -1;
+        renamed = 1;
+    }
+    if (s->n == s->cap) {
+        const int nc = s->cap ? 2 * s->cap : 64;
+        char **nv = realloc(s->v, (size_t)nc * sizeof *nv);
+        if (!nv) return -1;
+        s->v = nv;
+        s->cap = nc;
+    }
+    if (!(s->v[s->n] = strdup(stem))) return -1;
+    s->n++;
+    return renamed;
+}
+
+static void name_set_free(name_set *s) {
+    for (int i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+}
+
 /* Detections of one image: printed, drawn into OUTDIR/<name>.det.png, listed in
  * OUTDIR/<name>.det.json. */
 static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p, int size,
-                            float *canvas, sn_detections *d, const char *path, const opts *o) {
+                            float *canvas, sn_detections *d, const char *path, const opts *o,
+                            name_set *names) {
     sn_image img;
     sn_status st = sn_image_load(path, &img);
     if (st != SN_OK) return st;
@@ -64,12 +108,24 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
     const char *dir = o->out ? o->out : ".";
     char stem[512], png[2048], js[2048];
     stem_of(path, stem, sizeof stem);
+    char first[512];
+    snprintf(first, sizeof first, "%s", stem);
+    const int renamed = claim_name(names, stem, sizeof stem);
+    if (renamed < 0) {
+        sn_image_free(&img);
+        return sn_error(SN_ERR_OOM, "%s: out of memory", path);
+    }
     snprintf(png, sizeof png, "%s/%s.det.png", dir, stem);
     snprintf(js, sizeof js, "%s/%s.det.json", dir, stem);
+    /* Files of an earlier run are replaced, but not silently. */
+    const int existed = access(png, F_OK) == 0 || access(js, F_OK) == 0;
     json_t *list = json_array();
     int shown = 0;
     const int scale = img.width >= 480 ? 2 : 1, thick = img.width >= 480 ? 3 : 2;
     printf("%s (%dx%d):\n", path, img.width, img.height);
+    if (renamed)
+        printf("  (%s/%s.det.* holds an earlier image of this run: writing %s/%s.det.*)\n", dir,
+               first, dir, stem);
     /* Boxes weakest first, so the strongest end up on top; then labels strongest first, each
      * moved below the labels already drawn where they would cover one. */
     for (int k = d->count - 1; k >= 0; k--) {
@@ -114,7 +170,8 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
     if (st == SN_OK && (!root || json_dump_file(root, js, JSON_INDENT(1)) != 0))
         st = sn_error(SN_ERR_IO, "%s: cannot write", js);
     json_decref(root);
-    if (st == SN_OK) printf("  wrote %s\n", png);
+    if (st == SN_OK)
+        printf("  wrote %s and %s%s\n", png, js, existed ? " (replacing the files there)" : "");
     return st;
 }
 
@@ -138,6 +195,7 @@ static int run(const void *options, const char *const *files, int n_files) {
     d.scores = malloc(sizeof(float) * (size_t)d.capacity);
     d.classes = malloc(sizeof(int32_t) * (size_t)d.capacity);
     int failed = im.missing;
+    name_set names = {0};
     if (!img || !d.boxes || !d.scores || !d.classes || sn_model_set_threads(m, o->threads) != SN_OK ||
         sn_model_plan(m, 1, canvas, canvas) != SN_OK ||
         sn_det_head_init(&h, m, canvas, 0, 0) != SN_OK) {
@@ -151,7 +209,7 @@ static int run(const void *options, const char *const *files, int n_files) {
         }
     }
     for (int i = 0; failed >= 0 && i < n_files; i++)
-        if (!im.skip[i] && detect_one(m, &h, &p, size, img, &d, files[i], o) != SN_OK) {
+        if (!im.skip[i] && detect_one(m, &h, &p, size, img, &d, files[i], o, &names) != SN_OK) {
             fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
             failed++;
         }
@@ -160,6 +218,7 @@ static int run(const void *options, const char *const *files, int n_files) {
     free(d.boxes);
     free(d.scores);
     free(d.classes);
+    name_set_free(&names);
     close_images(&im);
     return failed != 0;
 }
@@ -171,7 +230,9 @@ const cli_command cmd_detect = {
     .about = "Runs a RetinaNet detector on each image (JPEG or PNG), prints the detections "
              "scoring --score or more, draws them into OUTDIR/<name>.det.png (boxes, class "
              "names, scores) and lists every detection (score >= 0.05) in "
-             "OUTDIR/<name>.det.json.",
+             "OUTDIR/<name>.det.json. Two images with the same name (a/x.png b/x.png) are "
+             "written to x.det.* and x-2.det.*; files of an earlier run are replaced, and the "
+             "line that says what was written says so.",
     .examples = "spinenet detect --weights run/best.safetensors --size 256 fd/val/000001.png "
                 "-o shots\n"
                 "spinenet detect --weights run/best.safetensors --score 0.5 *.jpg",
