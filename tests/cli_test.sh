@@ -325,6 +325,11 @@ assert a["image"].endswith("a/x.png") and b["image"].endswith("b/x.png"), (a["im
     && grep -q "nope.png: cannot open: .*detect takes JPEG or PNG" "$tmp/detect2.err" \
     && ok || bad "detect with a missing image: rc $rc, $(cat "$tmp/detect2.err")"
   expect_error "needs --ann" "$sn" train --task detect --data "$fd/train" -o "$tmp/x"
+  # --eval-ann without --eval-data: a usage error, not an evaluation on the --data images.
+  expect_usage "--eval-ann needs --eval-data DIR (the folder of its images)" "$sn" train \
+    --task detect --data "$fd/train" --ann "$fd/annotations/instances_train.json" \
+    --eval-ann "$fd/annotations/instances_val.json" --size 128 --steps 1 -o "$tmp/noeval"
+  [ ! -e "$tmp/noeval" ] && ok || bad "train --eval-ann without --eval-data made $tmp/noeval"
   echo '{"images": [' > "$tmp/broken.json"
   expect_error "broken.json" "$sn" eval --gt "$tmp/broken.json" --dets "$tmp/perfect.json"
   echo '[{"image_id": 999, "category_id": 1, "bbox": [0,0,1,1], "score": 0.5}]' > "$tmp/stray.json"

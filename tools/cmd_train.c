@@ -35,7 +35,8 @@ static const cli_flag k_flags[] = {
          "required with --task detect"),
     FSTR("--eval-data", "DIR", eval_data,
          "folder of evaluation images (detection: those of --eval-ann)",
-         "none; fashion-mnist uses its test images"),
+         "none: no evaluation, but fashion-mnist evaluates on its test images; required with "
+         "--eval-ann"),
     FSTR("--eval-ann", "ANN.json", eval_ann,
          "COCO instances file of the --eval-data images (detection; evaluated as COCO AP)", "none"),
     FSTR("--init", "FILE", init,
@@ -227,6 +228,12 @@ static int run(const void *options, const char *const *args, int n_args) {
                                          "instances format) for the --data images");
     if (det && o->eval_data && !o->eval_ann)
         return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
+    /* Without it the library would look for the --eval-ann images among the --data ones, and
+     * score the model on its training images where the names match. A usage error: exit 2. */
+    if (o->eval_ann && !o->eval_data) {
+        die("%s", "--eval-ann needs --eval-data DIR (the folder of its images)");
+        return 2;
+    }
     if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
     if (det && !(o->scale_max >= o->scale_min))
         return die("%s", "--scale-max must be at least --scale-min");
