@@ -325,6 +325,15 @@ assert a["image"].endswith("a/x.png") and b["image"].endswith("b/x.png"), (a["im
     && grep -q "nope.png: cannot open: .*detect takes JPEG or PNG" "$tmp/detect2.err" \
     && ok || bad "detect with a missing image: rc $rc, $(cat "$tmp/detect2.err")"
   expect_error "needs --ann" "$sn" train --task detect --data "$fd/train" -o "$tmp/x"
+  # --ann implies --task detect (a detector is trained, not a folder classifier); with --task
+  # classify it is a usage error.
+  "$sn" train --model spinenet-mobile-49xs --data "$fd/train" \
+    --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 1 \
+    --eval-every -1 --threads 2 -o "$tmp/det_ann" > "$tmp/det_ann.out" 2>&1 \
+    && python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; assert json.loads(b[8:8+n])["__metadata__"]["head"]=="retinanet"' "$tmp/det_ann/last.safetensors" \
+    && ok || bad "train --ann without --task: $(tail -3 "$tmp/det_ann.out")"
+  expect_usage "--ann takes the COCO annotations of a detector, which --task classify does not train (leave out --task, or give --task detect)" \
+    "$sn" train --task classify --data "$fd/train" --ann "$fd/annotations/instances_train.json" -o "$tmp/x"
   # --eval-ann without --eval-data: a usage error, not an evaluation on the --data images.
   expect_usage "--eval-ann needs --eval-data DIR (the folder of its images)" "$sn" train \
     --task detect --data "$fd/train" --ann "$fd/annotations/instances_train.json" \
