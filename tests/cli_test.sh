@@ -94,7 +94,8 @@ declare -A flags=(
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
     --threads --json --help -h"
   [classify]="--weights --size --top --threads --help -h"
-  [detect]="--weights -o --out --output --size --agnostic-nms --score --threads --help -h"
+  [detect]="--weights -o --out --output --results --ann --size --nms-iou --max-detections --classes
+    --agnostic-nms --score --no-draw --threads --help -h"
   [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
     --data --split --first --count --threads --seed --help -h"
   [plot]="-o --out --output --title --width --height --help -h"
@@ -316,6 +317,48 @@ assert a["image"].endswith("a/x.png") and b["image"].endswith("b/x.png"), (a["im
     && "$sn" detect --weights "$shipped" -o "$tmp/same/out" "$tmp/same/a/x.png" 2>&1 \
       | grep -q "x.det.json (replacing the files there)" \
     && ok || bad "detect a/x.png b/x.png: $(cat "$tmp/same.out" | grep -v '^  [A-Z]')"
+  # detect as a tool: a folder (recursively, names kept below OUTDIR), --no-draw, one COCO
+  # results file with the dataset's ids that eval --dets scores as eval --task detect does.
+  mkdir -p "$tmp/tree/sub"
+  cp "$fd/val/000001.png" "$fd/val/000002.png" "$tmp/tree/"
+  cp "$fd/val/000003.png" "$tmp/tree/sub/"
+  echo notes > "$tmp/tree/notes.txt"
+  "$sn" detect --weights "$shipped" --no-draw -o "$tmp/treeout" "$tmp/tree" > "$tmp/tree.out" 2>&1 \
+    && [ -s "$tmp/treeout/000001.det.json" ] && [ -s "$tmp/treeout/sub/000003.det.json" ] \
+    && [ "$(find "$tmp/treeout" -type f | wc -l)" -eq 3 ] && ! find "$tmp/treeout" -name '*.png' | grep -q . \
+    && ok || bad "detect FOLDER --no-draw: $(find "$tmp/treeout" -type f) $(tail -2 "$tmp/tree.out")"
+  "$sn" detect --weights "$shipped" --no-draw --ann "$fd/annotations/instances_val.json" \
+    --results "$tmp/detect_results.json" -o "$tmp/resout" "$fd/val" > "$tmp/res.out" 2>&1 \
+    && a=$("$sn" eval --gt "$fd/annotations/instances_val.json" --dets "$tmp/detect_results.json" --json) \
+    && b=$("$sn" eval --task detect --weights "$shipped" --gt "$fd/annotations/instances_val.json" \
+      --images "$fd/val" --json 2>/dev/null) && [ -n "$a" ] && [ "$a" = "$b" ] \
+    && python3 -c '
+import json, sys
+gt = json.load(open(sys.argv[1])); d = json.load(open(sys.argv[2] + "/000001.det.json"))
+names = {c["name"]: c["id"] for c in gt["categories"]}
+assert d["detections"] and all(x["category_id"] == names[x["name"]] for x in d["detections"]), d
+' "$fd/annotations/instances_val.json" "$tmp/resout" \
+    && ok || bad "detect --results: '$a' vs eval --task detect '$b': $(tail -2 "$tmp/res.out")"
+  expect_usage "--results needs --ann ANN.json (the COCO instances file of the images, for their ids)" \
+    "$sn" detect --weights "$shipped" --results "$tmp/r.json" "$fd/val"
+  # --classes (names, any case), --max-detections, --nms-iou.
+  "$sn" detect --weights "$shipped" --no-draw --classes "coat,BAG" --max-detections 3 \
+    --nms-iou 0.3 -o "$tmp/filt" "$fd/val/000001.png" "$fd/val/000002.png" > /dev/null 2>&1 \
+    && python3 -c '
+import json, sys
+def iou(p, q):
+    w = min(p[0] + p[2], q[0] + q[2]) - max(p[0], q[0]); h = min(p[1] + p[3], q[1] + q[3]) - max(p[1], q[1])
+    i = max(w, 0) * max(h, 0); return i / (p[2] * p[3] + q[2] * q[3] - i)
+n = 0
+for f in sys.argv[1:]:
+    d = json.load(open(f))["detections"]; n += len(d)
+    assert len(d) <= 3 and all(x["name"] in ("Coat", "Bag") for x in d), d
+    assert all(iou(p["bbox"], q["bbox"]) <= 0.3 + 1e-4 for i, p in enumerate(d) for q in d[i + 1:] if p["class"] == q["class"]), d
+assert n > 0
+' "$tmp/filt/000001.det.json" "$tmp/filt/000002.det.json" \
+    && ok || bad "detect --classes --max-detections --nms-iou"
+  expect_usage "--classes: the model has no class 'Hat' (its classes: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot)" \
+    "$sn" detect --weights "$shipped" --classes Hat "$fd/val/000001.png"
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
   # A missing image: one line naming it, the others still run, exit 1.
   "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \
