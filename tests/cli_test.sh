@@ -359,6 +359,13 @@ assert n > 0
     && ok || bad "detect --classes --max-detections --nms-iou"
   expect_usage "--classes: the model has no class 'Hat' (its classes: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot)" \
     "$sn" detect --weights "$shipped" --classes Hat "$fd/val/000001.png"
+  # A JPEG photo's picture is a JPEG.
+  if [ -f "$img" ]; then
+    "$sn" detect --weights "$shipped" -o "$tmp/jpg" "$img" > /dev/null 2>&1 \
+      && [ "$(head -c 2 "$tmp/jpg/000000008193.det.jpg" | od -An -tx1 | tr -d ' ')" = ffd8 ] \
+      && [ ! -e "$tmp/jpg/000000008193.det.png" ] \
+      && ok || bad "detect on a JPEG: $(ls "$tmp/jpg")"
+  fi
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
   # A missing image: one line naming it, the others still run, exit 1.
   "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \

@@ -33,7 +33,8 @@ static const cli_image_model k_model = {"detect", SN_HEAD_RETINANET,
 static const cli_flag k_flags[] = {
     FSTR("--weights", "FILE", weights, "the RetinaNet detector (a spinenet safetensors file)",
          "required"),
-    FOUT("OUTDIR", "folder of <name>.det.png and .det.json (created if missing)", "."),
+    FOUT("OUTDIR", "folder of <name>.det.png (.jpg for JPEG input) and .det.json (created if "
+         "missing)", "."),
     FSTR("--results", "FILE", results,
          "also write every detection of the run into one COCO results file (spinenet eval "
          "--gt ANN.json --dets FILE scores it); needs --ann", "none"),
@@ -230,7 +231,7 @@ static int ann_image(const sn_coco *c, const char *path) {
     return -1;
 }
 
-/* Detections of one image: printed, drawn into OUTDIR/<name>.det.png, listed in
+/* Detections of one image: printed, drawn into OUTDIR/<name>.det.png (.jpg for a JPEG), listed in
  * OUTDIR/<name>.det.json, and added to the run's results. */
 static sn_status detect_one(run_ctx *x, const input *in) {
     const opts *o = x->o;
@@ -276,7 +277,7 @@ static sn_status detect_one(run_ctx *x, const input *in) {
         return st;
     }
     const char *dir = o->out ? o->out : ".";
-    char stem[512], first[512], png[2048], js[2048];
+    char stem[512], first[512], pic[2048], js[2048];
     snprintf(stem, sizeof stem, "%s", in->name);
     snprintf(first, sizeof first, "%s", stem);
     const int renamed = claim_name(&x->names, stem, sizeof stem);
@@ -284,7 +285,10 @@ static sn_status detect_one(run_ctx *x, const input *in) {
         sn_image_free(&img);
         return sn_error(SN_ERR_OOM, "%s: out of memory", path);
     }
-    snprintf(png, sizeof png, "%s/%s.det.png", dir, stem);
+    /* A JPEG photo's picture is a JPEG too (as PNG it would be several times larger). */
+    const char *ext = strrchr(path, '.');
+    const int jpeg = ext && (strcasecmp(ext, ".jpg") == 0 || strcasecmp(ext, ".jpeg") == 0);
+    snprintf(pic, sizeof pic, "%s/%s.det.%s", dir, stem, jpeg ? "jpg" : "png");
     snprintf(js, sizeof js, "%s/%s.det.json", dir, stem);
     if (strchr(stem, '/')) { /* an image found in a subfolder: the same subfolder under OUTDIR */
         char sub[2048];
@@ -296,7 +300,7 @@ static sn_status detect_one(run_ctx *x, const input *in) {
         }
     }
     /* Files of an earlier run are replaced, but not silently. */
-    const int existed = (!o->no_draw && access(png, F_OK) == 0) || access(js, F_OK) == 0;
+    const int existed = (!o->no_draw && access(pic, F_OK) == 0) || access(js, F_OK) == 0;
     json_t *list = json_array();
     int shown = 0;
     const int scale = img.width >= 480 ? 2 : 1, thick = img.width >= 480 ? 3 : 2;
@@ -350,7 +354,8 @@ static sn_status detect_one(run_ctx *x, const input *in) {
     if (st == SN_OK)
         printf("  %d detection%s at score >= %.2f (%d in %s)\n", shown, shown == 1 ? "" : "s",
                o->score, d->count, js);
-    if (st == SN_OK && !o->no_draw) st = sn_image_save_png(&img, png);
+    if (st == SN_OK && !o->no_draw)
+        st = jpeg ? sn_image_save_jpeg(&img, 90, pic) : sn_image_save_png(&img, pic);
     sn_image_free(&img);
     json_t *root = json_pack("{s:s, s:i, s:i, s:o}", "image", path, "width", xf.orig_w, "height",
                              xf.orig_h, "detections", list);
@@ -360,7 +365,7 @@ static sn_status detect_one(run_ctx *x, const input *in) {
     if (st == SN_OK && o->no_draw)
         printf("  wrote %s%s\n", js, existed ? " (replacing the file there)" : "");
     else if (st == SN_OK)
-        printf("  wrote %s and %s%s\n", png, js, existed ? " (replacing the files there)" : "");
+        printf("  wrote %s and %s%s\n", pic, js, existed ? " (replacing the files there)" : "");
     return st;
 }
 
@@ -558,8 +563,8 @@ const cli_command cmd_detect = {
              "DIR",
     .about = "Runs a RetinaNet detector on each image (JPEG or PNG; a folder stands for the "
              "images below it, at any depth), prints the detections scoring --score or more, "
-             "draws them into OUTDIR/<name>.det.png (boxes, class names, scores; none with "
-             "--no-draw) and lists every detection (score >= 0.05) in OUTDIR/<name>.det.json: "
+             "draws them into OUTDIR/<name>.det.png (.det.jpg for a JPEG; boxes, class names, "
+             "scores; none with --no-draw) and lists every detection (score >= 0.05) in OUTDIR/<name>.det.json: "
              "class (the head's column), category_id, name, bbox [x, y, w, h] and score. An "
              "image found in a folder keeps its path below that folder under OUTDIR. Two images "
              "with the same name (a/x.png b/x.png) are written to x.det.* and x-2.det.*; files "
