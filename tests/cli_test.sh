@@ -93,7 +93,8 @@ declare -A flags=(
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
     --threads --json --help -h"
   [classify]="--weights --size --top --threads --help -h"
-  [detect]="--weights -o --out --output --size --agnostic-nms --score --threads --help -h"
+  [detect]="--weights -o --out --output --results --ann --size --nms-iou --max-detections --classes
+    --agnostic-nms --score --no-draw --threads --help -h"
   [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
     --data --split --first --count --threads --seed --help -h"
   [plot]="-o --out --output --title --width --height --help -h"
@@ -284,6 +285,86 @@ assert 0 < len(b) < len(a), (len(a), len(b))
 assert all(iou(p["bbox"], q["bbox"]) <= 0.5 + 1e-4 for i, p in enumerate(b) for q in b[i + 1:])
 ' "$tmp/agn0/000001.det.json" "$tmp/agn/000001.det.json" \
     && ok || bad "detect --agnostic-nms"
+  # At sizes other than the model's 256 (300: the image on part of a 384 canvas; 512: grid
+  # cells its coarsest levels never saw in training) every box has an area inside the image.
+  for s in 300 512; do
+    "$sn" detect --weights "$shipped" --size $s --score 0 -o "$tmp/size$s" "$fd"/val/00000[1-4].png \
+      > "$tmp/size.out" 2>&1 && python3 -c '
+import json, sys
+for f in sys.argv[1:]:
+    d = json.load(open(f)); dets = d["detections"]
+    assert dets, f
+    for x in dets:
+        b = x["bbox"]
+        assert b[2] > 0 and b[3] > 0 and b[0] >= 0 and b[1] >= 0, (f, x)
+        assert b[0] + b[2] <= d["width"] + 1e-3 and b[1] + b[3] <= d["height"] + 1e-3, (f, x)
+' "$tmp/size$s"/00000[1-4].det.json && ok || bad "detect --size $s: empty or outside boxes: $(tail -2 "$tmp/size.out")"
+  done
+  # Two images with one name in different folders: both results kept (x, x-2), said on the
+  # output; a second run says it replaces the files.
+  mkdir -p "$tmp/same/a" "$tmp/same/b"
+  cp "$fd/val/000001.png" "$tmp/same/a/x.png"
+  cp "$fd/val/000002.png" "$tmp/same/b/x.png"
+  "$sn" detect --weights "$shipped" -o "$tmp/same/out" "$tmp/same/a/x.png" "$tmp/same/b/x.png" \
+    > "$tmp/same.out" 2>&1 \
+    && python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1] + "/x.det.json")); b = json.load(open(sys.argv[1] + "/x-2.det.json"))
+assert a["image"].endswith("a/x.png") and b["image"].endswith("b/x.png"), (a["image"], b["image"])
+' "$tmp/same/out" && [ -s "$tmp/same/out/x-2.det.png" ] && grep -q "writing .*/x-2.det" "$tmp/same.out" \
+    && ! grep -q "replacing" "$tmp/same.out" \
+    && "$sn" detect --weights "$shipped" -o "$tmp/same/out" "$tmp/same/a/x.png" 2>&1 \
+      | grep -q "x.det.json (replacing the files there)" \
+    && ok || bad "detect a/x.png b/x.png: $(cat "$tmp/same.out" | grep -v '^  [A-Z]')"
+  # detect as a tool: a folder (recursively, names kept below OUTDIR), --no-draw, one COCO
+  # results file with the dataset's ids that eval --dets scores as eval --task detect does.
+  mkdir -p "$tmp/tree/sub"
+  cp "$fd/val/000001.png" "$fd/val/000002.png" "$tmp/tree/"
+  cp "$fd/val/000003.png" "$tmp/tree/sub/"
+  echo notes > "$tmp/tree/notes.txt"
+  "$sn" detect --weights "$shipped" --no-draw -o "$tmp/treeout" "$tmp/tree" > "$tmp/tree.out" 2>&1 \
+    && [ -s "$tmp/treeout/000001.det.json" ] && [ -s "$tmp/treeout/sub/000003.det.json" ] \
+    && [ "$(find "$tmp/treeout" -type f | wc -l)" -eq 3 ] && ! find "$tmp/treeout" -name '*.png' | grep -q . \
+    && ok || bad "detect FOLDER --no-draw: $(find "$tmp/treeout" -type f) $(tail -2 "$tmp/tree.out")"
+  "$sn" detect --weights "$shipped" --no-draw --ann "$fd/annotations/instances_val.json" \
+    --results "$tmp/detect_results.json" -o "$tmp/resout" "$fd/val" > "$tmp/res.out" 2>&1 \
+    && a=$("$sn" eval --gt "$fd/annotations/instances_val.json" --dets "$tmp/detect_results.json" --json) \
+    && b=$("$sn" eval --task detect --weights "$shipped" --gt "$fd/annotations/instances_val.json" \
+      --images "$fd/val" --json 2>/dev/null) && [ -n "$a" ] && [ "$a" = "$b" ] \
+    && python3 -c '
+import json, sys
+gt = json.load(open(sys.argv[1])); d = json.load(open(sys.argv[2] + "/000001.det.json"))
+names = {c["name"]: c["id"] for c in gt["categories"]}
+assert d["detections"] and all(x["category_id"] == names[x["name"]] for x in d["detections"]), d
+' "$fd/annotations/instances_val.json" "$tmp/resout" \
+    && ok || bad "detect --results: '$a' vs eval --task detect '$b': $(tail -2 "$tmp/res.out")"
+  expect_usage "--results needs --ann ANN.json (the COCO instances file of the images, for their ids)" \
+    "$sn" detect --weights "$shipped" --results "$tmp/r.json" "$fd/val"
+  # --classes (names, any case), --max-detections, --nms-iou.
+  "$sn" detect --weights "$shipped" --no-draw --classes "coat,BAG" --max-detections 3 \
+    --nms-iou 0.3 -o "$tmp/filt" "$fd/val/000001.png" "$fd/val/000002.png" > /dev/null 2>&1 \
+    && python3 -c '
+import json, sys
+def iou(p, q):
+    w = min(p[0] + p[2], q[0] + q[2]) - max(p[0], q[0]); h = min(p[1] + p[3], q[1] + q[3]) - max(p[1], q[1])
+    i = max(w, 0) * max(h, 0); return i / (p[2] * p[3] + q[2] * q[3] - i)
+n = 0
+for f in sys.argv[1:]:
+    d = json.load(open(f))["detections"]; n += len(d)
+    assert len(d) <= 3 and all(x["name"] in ("Coat", "Bag") for x in d), d
+    assert all(iou(p["bbox"], q["bbox"]) <= 0.3 + 1e-4 for i, p in enumerate(d) for q in d[i + 1:] if p["class"] == q["class"]), d
+assert n > 0
+' "$tmp/filt/000001.det.json" "$tmp/filt/000002.det.json" \
+    && ok || bad "detect --classes --max-detections --nms-iou"
+  expect_usage "--classes: the model has no class 'Hat' (its classes: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot)" \
+    "$sn" detect --weights "$shipped" --classes Hat "$fd/val/000001.png"
+  # A JPEG photo's picture is a JPEG.
+  if [ -f "$img" ]; then
+    "$sn" detect --weights "$shipped" -o "$tmp/jpg" "$img" > /dev/null 2>&1 \
+      && [ "$(head -c 2 "$tmp/jpg/000000008193.det.jpg" | od -An -tx1 | tr -d ' ')" = ffd8 ] \
+      && [ ! -e "$tmp/jpg/000000008193.det.png" ] \
+      && ok || bad "detect on a JPEG: $(ls "$tmp/jpg")"
+  fi
   expect_error "not a detector" "$sn" detect --weights "$tmp/c.safetensors" x.png
   # A missing image: one line naming it, the others still run, exit 1.
   "$sn" detect --weights "$tmp/det/last.safetensors" --size 128 -o "$tmp/shots2" "$tmp/nope.png" \
@@ -293,6 +374,20 @@ assert all(iou(p["bbox"], q["bbox"]) <= 0.5 + 1e-4 for i, p in enumerate(b) for 
     && grep -q "nope.png: cannot open: .*detect takes JPEG or PNG" "$tmp/detect2.err" \
     && ok || bad "detect with a missing image: rc $rc, $(cat "$tmp/detect2.err")"
   expect_error "needs --ann" "$sn" train --task detect --data "$fd/train" -o "$tmp/x"
+  # --ann implies --task detect (a detector is trained, not a folder classifier); with --task
+  # classify it is a usage error.
+  "$sn" train --model spinenet-mobile-49xs --data "$fd/train" \
+    --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 1 \
+    --eval-every -1 --threads 2 -o "$tmp/det_ann" > "$tmp/det_ann.out" 2>&1 \
+    && python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; assert json.loads(b[8:8+n])["__metadata__"]["head"]=="retinanet"' "$tmp/det_ann/last.safetensors" \
+    && ok || bad "train --ann without --task: $(tail -3 "$tmp/det_ann.out")"
+  expect_usage "--ann takes the COCO annotations of a detector, which --task classify does not train (leave out --task, or give --task detect)" \
+    "$sn" train --task classify --data "$fd/train" --ann "$fd/annotations/instances_train.json" -o "$tmp/x"
+  # --eval-ann without --eval-data: a usage error, not an evaluation on the --data images.
+  expect_usage "--eval-ann needs --eval-data DIR (the folder of its images)" "$sn" train \
+    --task detect --data "$fd/train" --ann "$fd/annotations/instances_train.json" \
+    --eval-ann "$fd/annotations/instances_val.json" --size 128 --steps 1 -o "$tmp/noeval"
+  [ ! -e "$tmp/noeval" ] && ok || bad "train --eval-ann without --eval-data made $tmp/noeval"
   echo '{"images": [' > "$tmp/broken.json"
   expect_error "broken.json" "$sn" eval --gt "$tmp/broken.json" --dets "$tmp/perfect.json"
   echo '[{"image_id": 999, "category_id": 1, "bbox": [0,0,1,1], "score": 0.5}]' > "$tmp/stray.json"

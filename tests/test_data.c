@@ -856,6 +856,46 @@ static void test_loader_fmnist(void) {
     sn_dataset_free(ds);
 }
 
+/* JPEG encoding: a smooth picture (JPEG's case) comes back at its size, close to the original;
+ * grayscale too; a bad quality is refused. */
+static void test_jpeg_encode(void) {
+    sn_image a;
+    CHECK_OK(sn_image_alloc(&a, 40, 24, 3));
+    for (int y = 0; y < 24; y++)
+        for (int x = 0; x < 40; x++) {
+            uint8_t *px = a.pixels + 3 * (y * 40 + x);
+            px[0] = (uint8_t)(6 * x);
+            px[1] = (uint8_t)(10 * y);
+            px[2] = (uint8_t)(128 + 2 * (x - y));
+        }
+    char p[512];
+    tmp_path(p, sizeof p, "rt.jpg");
+    CHECK_OK(sn_image_save_jpeg(&a, 95, p));
+    sn_image b;
+    CHECK_OK(sn_image_load(p, &b));
+    double err = 0;
+    int ok = b.width == 40 && b.height == 24 && b.channels == 3;
+    for (int i = 0; ok && i < 40 * 24 * 3; i++) err += fabs((double)a.pixels[i] - b.pixels[i]);
+    err /= 40 * 24 * 3;
+    CHECK(ok && err < 3.0, "JPEG round trip: %dx%d, mean error %.2f", b.width, b.height, err);
+    sn_image_free(&b);
+    sn_image g;
+    CHECK_OK(sn_image_alloc(&g, 9, 5, 1));
+    memset(g.pixels, 77, 45);
+    uint8_t *jpg = NULL;
+    size_t n = 0;
+    CHECK_OK(sn_image_encode_jpeg(&g, 90, &jpg, &n));
+    CHECK(n > 2 && jpg[0] == 0xFF && jpg[1] == 0xD8, "not a JPEG");
+    CHECK_OK(sn_image_decode(jpg, n, "gray.jpg", &b));
+    CHECK(b.width == 9 && b.height == 5 && abs(b.pixels[0] - 77) <= 2, "gray JPEG %dx%d %d",
+          b.width, b.height, b.pixels ? b.pixels[0] : -1);
+    sn_image_free(&b);
+    sn_free(jpg);
+    CHECK(sn_image_encode_jpeg(&g, 0, &jpg, &n) == SN_ERR_INVALID_ARG, "quality 0 accepted");
+    sn_image_free(&g);
+    sn_image_free(&a);
+}
+
 int main(void) {
     double t0 = now_s();
     if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_data") != 0) return 1;
@@ -863,6 +903,7 @@ int main(void) {
     test_fashion_mnist_real();
     test_png();
     test_jpeg_synthetic();
+    test_jpeg_encode();
     test_coco_jpegs();
     test_folder();
     test_resize();

@@ -274,6 +274,7 @@ static void test_detect_golden(void) {
         sn_det_params p;
         sn_det_params_init(&p);
         char key[96];
+        p.drop_empty = 0; /* the official generator, which reports empty boxes */
         snprintf(key, sizeof key, "case%d.pre_nms_top_k", k);
         p.pre_nms_top_k = (int)t_meta_d(&g, key);
         snprintf(key, sizeof key, "case%d.score_threshold", k);
@@ -558,15 +559,37 @@ static void test_detect_hand(void) {
           o.d.count);
     /* Boxes clipped to the image; anchors output optional. */
     sn_det_params_init(&p);
+    CHECK(p.drop_empty == 1, "empty boxes dropped by default");
+    p.drop_empty = 0;
     in.image_h = 8;
     in.image_w = 4;
     o.d.anchors = NULL;
     CHECK_OK(sn_detect(&p, &in, &o.d));
     /* Clipped, anchors 0 and 1 become the same box (class 1 keeps one), and anchor 3 an empty
-     * one, which suppresses nothing and is still reported. */
+     * one, which suppresses nothing and is still reported by the official generator. */
     CHECK(o.d.count == 4 && o.boxes[2] == 8 && o.boxes[3] == 4 && o.classes[3] == 3 &&
               o.boxes[4 * 3] == 8 && o.boxes[4 * 3 + 3] == 4,
           "clipped: %d detections, %g %g", o.d.count, o.boxes[2], o.boxes[3]);
+    /* drop_empty (the default): anchor 3's empty box is no detection; the rest are the same. */
+    p.drop_empty = 1;
+    CHECK_OK(sn_detect(&p, &in, &o.d));
+    int kept_nonempty = o.d.count == 3;
+    for (int i = 0; i < o.d.count; i++)
+        kept_nonempty &= o.boxes[4 * i + 2] > o.boxes[4 * i] && o.boxes[4 * i + 3] > o.boxes[4 * i + 1];
+    CHECK(kept_nonempty && o.classes[0] == 1 && o.classes[1] == 2 && o.classes[2] == 3,
+          "drop_empty: %d detections, want the 3 non-empty", o.d.count);
+    /* Dropped before NMS and the per-class limit: when the empty box is class 3's best, one per
+     * class still leaves class 3 its best real box (the official generator keeps the empty). */
+    cls[3 * C + 3] = 3.0f;
+    p.max_per_class = 1;
+    CHECK_OK(sn_detect(&p, &in, &o.d));
+    CHECK(o.d.count == 3 && o.classes[2] == 3 && o.boxes[4 * 2 + 2] == 8,
+          "drop_empty, max_per_class 1: %d detections", o.d.count);
+    p.drop_empty = 0;
+    CHECK_OK(sn_detect(&p, &in, &o.d));
+    CHECK(o.d.count == 3 && o.classes[0] == 3 && o.boxes[0] == 8 && o.boxes[2] == 8,
+          "official, max_per_class 1: %d detections, class %d first", o.d.count, o.classes[0]);
+    cls[3 * C + 3] = 0.5f;
 
     /* Bad arguments. */
     o.d.anchors = o.anchors;

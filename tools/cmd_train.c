@@ -27,7 +27,7 @@ static const opts k_defaults = {
 
 static const cli_flag k_flags[] = {
     FSTR("--task", "T", task, "classify, or detect (a RetinaNet detector on COCO-format data)",
-         "classify"),
+         "classify; detect when --ann or --eval-ann is given"),
     FSTR("--data", "SPEC", data,
          "fashion-mnist, fashion-mnist:DIR or a folder with one subfolder per class; with --task "
          "detect, the image folder of --ann", "required"),
@@ -35,7 +35,8 @@ static const cli_flag k_flags[] = {
          "required with --task detect"),
     FSTR("--eval-data", "DIR", eval_data,
          "folder of evaluation images (detection: those of --eval-ann)",
-         "none; fashion-mnist uses its test images"),
+         "none: no evaluation, but fashion-mnist evaluates on its test images; required with "
+         "--eval-ann"),
     FSTR("--eval-ann", "ANN.json", eval_ann,
          "COCO instances file of the --eval-data images (detection; evaluated as COCO AP)", "none"),
     FSTR("--init", "FILE", init,
@@ -220,6 +221,14 @@ static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
     int det;
     if (task_of(o->task, &det)) return 1;
+    /* COCO annotations mean detection, as eval infers it from --gt; a classifier would ignore
+     * them without a word. */
+    if (!o->task && (o->ann || o->eval_ann)) det = 1;
+    if (!det && (o->ann || o->eval_ann)) {
+        die("%s takes the COCO annotations of a detector, which --task classify does not train "
+            "(leave out --task, or give --task detect)", o->ann ? "--ann" : "--eval-ann");
+        return 2;
+    }
     if (!o->data)
         return die("%s", det ? "train --task detect needs --data IMAGEDIR --ann ANNOTATIONS.json"
                              : "train needs --data fashion-mnist or --data DIR");
@@ -227,6 +236,12 @@ static int run(const void *options, const char *const *args, int n_args) {
                                          "instances format) for the --data images");
     if (det && o->eval_data && !o->eval_ann)
         return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
+    /* Without it the library would look for the --eval-ann images among the --data ones, and
+     * score the model on its training images where the names match. A usage error: exit 2. */
+    if (o->eval_ann && !o->eval_data) {
+        die("%s", "--eval-ann needs --eval-data DIR (the folder of its images)");
+        return 2;
+    }
     if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
     if (det && !(o->scale_max >= o->scale_min))
         return die("%s", "--scale-max must be at least --scale-min");
@@ -335,7 +350,8 @@ const cli_command cmd_train = {
              "spinenet train --data DIR [--eval-data DIR] -o OUTDIR [flags]\n"
              "spinenet train --task detect --data IMAGEDIR --ann ANN.json -o OUTDIR [flags]",
     .about = "Trains a classifier on Fashion-MNIST or an image folder (one subfolder per "
-             "class) or, with --task detect, a RetinaNet detector on COCO-format data. "
+             "class) or, with --task detect (implied by --ann), a RetinaNet detector on "
+             "COCO-format data. "
              "Writes OUTDIR/last.safetensors (every --checkpoint-every steps and at the end), "
              "OUTDIR/best.safetensors (the checkpoint of the best evaluation: top-1, or COCO "
              "AP for a detector) and OUTDIR/train_log.csv (one row per step: step, epoch, lr, "

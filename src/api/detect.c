@@ -112,7 +112,8 @@ sn_status sn_model_detect(sn_model *m, const sn_image *img, const sn_detect_para
         st = SN_ERR_OOM;
     } else if ((st = sn_det_head_init(&h, m, canvas, 0, 0)) == SN_OK) {
         if ((st = sn_det_render(img, &xf, canvas, input)) == SN_OK &&
-            (st = sn_model_run(m, input)) == SN_OK && (st = sn_det_detect(m, &h, &dp, 0, &d)) == SN_OK &&
+            (st = sn_model_run(m, input)) == SN_OK &&
+            (st = sn_det_detect(m, &h, &dp, 0, &xf, &d)) == SN_OK &&
             (p->agnostic_nms_iou <= 0 ||
              (st = sn_detections_suppress_overlaps(&d, p->agnostic_nms_iou)) == SN_OK))
             st = make_list(m, &xf, &d, out);

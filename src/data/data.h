@@ -40,6 +40,10 @@ sn_status sn_image_encode_png(const sn_image *img, uint8_t **png, size_t *size);
 /* The same written to a file: through path.tmp and a rename, so a failed write leaves no
  * partial file and an older file at path as it was. */
 sn_status sn_image_save_png(const sn_image *img, const char *path);
+/* The same as JPEG at quality 1..100 (for pictures of JPEG photos, which PNG stores several
+ * times larger). */
+sn_status sn_image_encode_jpeg(const sn_image *img, int quality, uint8_t **jpg, size_t *size);
+sn_status sn_image_save_jpeg(const sn_image *img, int quality, const char *path);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Datasets: a generic interface (count, classes, get)                                        */

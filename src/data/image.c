@@ -1,4 +1,4 @@
-/* Image codecs: JPEG (libjpeg-turbo) and PNG (libspng) decoding to RGB8, PNG encoding. */
+/* Image codecs: JPEG (libjpeg-turbo) and PNG (libspng) decoding to RGB8, PNG and JPEG encoding. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -431,5 +431,92 @@ sn_status sn_image_save_png(const sn_image *img, const char *path) {
     }
     sn_free(tmp);
     sn_free(png);
+    return st;
+}
+
+/* ---- JPEG encoding ------------------------------------------------------------------------- */
+
+sn_status sn_image_encode_jpeg(const sn_image *img, int quality, uint8_t **jpg, size_t *size) {
+    if (!img || !img->pixels || !jpg || !size || img->width <= 0 || img->height <= 0 ||
+        (img->channels != 1 && img->channels != 3) || quality < 1 || quality > 100)
+        return sn_error(SN_ERR_INVALID_ARG, "sn_image_encode_jpeg: bad image or quality");
+    *jpg = NULL;
+    *size = 0;
+    struct jpeg_compress_struct cinfo;
+    jpeg_err err;
+    /* libjpeg's output buffer and size, on the heap: it updates them while writing, and an
+     * error longjmps back here, after which only memory outside this frame is certain. */
+    struct out {
+        unsigned char *buf;
+        unsigned long n;
+    } *volatile o = calloc(1, sizeof *o);
+    if (!o) return SN_ERR_OOM;
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = jpeg_on_error;
+    err.pub.output_message = jpeg_silent_output;
+    err.msg[0] = 0;
+    if (setjmp(err.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        free(o->buf);
+        free(o);
+        return sn_error(SN_ERR_FORMAT, "JPEG encoding failed: %s", err.msg);
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, &o->buf, &o->n);
+    cinfo.image_width = (JDIMENSION)img->width;
+    cinfo.image_height = (JDIMENSION)img->height;
+    cinfo.input_components = img->channels;
+    cinfo.in_color_space = img->channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    const size_t row = (size_t)img->width * img->channels;
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW r = (JSAMPROW)(img->pixels + (size_t)cinfo.next_scanline * row);
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    unsigned char *buf = o->buf;
+    const unsigned long n = o->n;
+    free(o);
+    /* libjpeg's buffer comes from malloc: copied into one of ours, as the PNG encoder does. */
+    sn_status st = SN_OK;
+    if ((*jpg = sn_alloc(n)) == NULL) {
+        st = SN_ERR_OOM;
+    } else {
+        memcpy(*jpg, buf, n);
+        *size = n;
+    }
+    free(buf);
+    return st;
+}
+
+sn_status sn_image_save_jpeg(const sn_image *img, int quality, const char *path) {
+    if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_image_save_jpeg: NULL path");
+    uint8_t *jpg = NULL;
+    size_t size = 0, n = strlen(path) + 5;
+    sn_status st = sn_image_encode_jpeg(img, quality, &jpg, &size);
+    if (st != SN_OK) return st;
+    /* Through path.tmp and a rename, as sn_image_save_png. */
+    char *tmp = sn_alloc(n);
+    if (!tmp) {
+        sn_free(jpg);
+        return SN_ERR_OOM;
+    }
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        st = sn_error(SN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    } else {
+        const size_t wrote = fwrite(jpg, 1, size, f);
+        if (fclose(f) != 0 || wrote != size)
+            st = sn_error(SN_ERR_IO, "%s: write error", tmp);
+        else if (rename(tmp, path) != 0)
+            st = sn_error(SN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        if (st != SN_OK) remove(tmp);
+    }
+    sn_free(tmp);
+    sn_free(jpg);
     return st;
 }

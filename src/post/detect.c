@@ -16,6 +16,7 @@ void sn_det_params_init(sn_det_params *p) {
     p->max_per_class = 100;
     p->max_detections = 100;
     p->box_clip = SN_BOX_XFORM_CLIP;
+    p->drop_empty = 1;
 }
 
 typedef struct {
@@ -264,13 +265,17 @@ sn_status sn_detect(const sn_det_params *p, const sn_det_input *in, sn_detection
             L->n = limit;
         }
         qsort(L->v, (size_t)L->n, sizeof *L->v, cmp_cand);
+        int n = 0; /* candidates kept, compacted in place (n <= i) */
         for (int i = 0; i < L->n; i++) {
             const int32_t g = L->v[i].idx;
-            float *b = bx + 4 * (size_t)i;
+            float *b = bx + 4 * (size_t)n;
             sn_box_decode_one(deltas_of(in, start, g), in->anchors + 4 * (size_t)g, p->box_clip,
                               in->image_h, in->image_w, b);
-            area[i] = (b[2] - b[0]) * (b[3] - b[1]);
+            area[n] = (b[2] - b[0]) * (b[3] - b[1]);
+            if (p->drop_empty && !(b[2] > b[0] && b[3] > b[1])) continue;
+            L->v[n++] = L->v[i];
         }
+        L->n = n;
         const int nk = sn_nms_sorted(bx, area, L->n, p->iou_threshold, per_class, keep);
         for (int j = 0; j < nk; j++) {
             det *d = &dets[nd++];

@@ -70,10 +70,15 @@ typedef struct {
     int max_per_class;     /* detections kept per class after NMS (100) */
     int max_detections;    /* detections kept in all, best first (100) */
     float box_clip;        /* upper clip of dh, dw before exp (SN_BOX_XFORM_CLIP) */
+    int drop_empty;        /* 1: a box with no area left after clipping (or a NaN one) is no
+                            * detection and takes no place; 0: reported, as the official
+                            * generator does. Such boxes lie outside the image: a model run at a
+                            * size it was not trained at predicts them, at any score, from its
+                            * coarsest levels' grid cells that training never saw. */
 } sn_det_params;
 
 /* Fill the Garden defaults of the generator (pre_nms_top_k 5000, score 0.05, IoU 0.5, 100 per
- * class, 100 in all). */
+ * class, 100 in all), with drop_empty 1 (set it to 0 for the official generator's exact output). */
 void sn_det_params_init(sn_det_params *p);
 
 /* One pyramid level of the head's output for the whole batch, NHWC. */

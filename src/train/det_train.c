@@ -208,7 +208,7 @@ sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int
 }
 
 sn_status sn_det_detect(const sn_model *m, const sn_det_head *h, const sn_det_params *p,
-                        int image, sn_detections *out) {
+                        int image, const sn_det_xform *xf, sn_detections *out) {
     if (!m || !h || !p || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_det_detect: NULL argument");
     const sn_config *c = sn_model_config(m);
     sn_det_level lv[SN_DET_MAX_LEVELS];
@@ -226,8 +226,10 @@ sn_status sn_det_detect(const sn_model *m, const sn_det_head *h, const sn_det_pa
                             h->layout.level_h[l], h->layout.level_w[l], h->canvas, h->canvas);
         lv[l] = (sn_det_level){oc.data, ob.data, oc.h, oc.w};
     }
+    const int ch = xf && xf->content_h > 0 ? xf->content_h : h->canvas;
+    const int cw = xf && xf->content_w > 0 ? xf->content_w : h->canvas;
     sn_det_input in = {lv, h->num_levels, image, SN_ANCHORS_PER_LOCATION, h->num_classes,
-                       h->anchors, h->layout.count, (float)h->canvas, (float)h->canvas};
+                       h->anchors, h->layout.count, (float)ch, (float)cw};
     return sn_detect(p, &in, out);
 }
 
@@ -282,7 +284,7 @@ sn_status sn_det_evaluate(sn_model *m, const sn_coco *gt, const char *image_dir,
         if ((st = sn_model_run(m, b.images)) != SN_OK) break;
         for (int i = 0; i < b.n && st == SN_OK; i++) {
             const sn_det_sample *s = sn_det_batch_sample(&src, b.extra, i);
-            if ((st = sn_det_detect(m, &h, p, i, &d)) != SN_OK) break;
+            if ((st = sn_det_detect(m, &h, p, i, &s->xf, &d)) != SN_OK) break;
             const sn_coco_image *ci = &gt->images[s->image];
             for (int k = 0; k < d.count && st == SN_OK; k++) {
                 float ob[4];

@@ -49,9 +49,12 @@ sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int
                            sn_retinanet_loss_value *loss, float *const *grads);
 
 /* Detections of image `image` of the model's last inference run (planned at the canvas size),
- * boxes in canvas pixels. out needs capacity >= p->max_detections. */
+ * boxes in canvas pixels, clipped to the part of the canvas the image covers (xf's content, as
+ * the Model Garden clips to the scaled image; the whole canvas when xf is NULL), so that no box
+ * lies in the zero padding, which maps outside the original image. out needs capacity >=
+ * p->max_detections. */
 sn_status sn_det_detect(const sn_model *m, const sn_det_head *h, const sn_det_params *p,
-                        int image, sn_detections *out);
+                        int image, const sn_det_xform *xf, sn_detections *out);
 
 /* Runs the model over every image of `gt` (files under image_dir, eval pre-processing at size
  * S, batches of `batch`), appends the detections in COCO's results format (original-image
