@@ -30,6 +30,18 @@ echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["profile"
 # The same seed writes the same bytes.
 "$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/m2.safetensors" >/dev/null
 cmp -s "$tmp/m.safetensors" "$tmp/m2.safetensors" && ok || bad "init is not reproducible"
+# -o through a symbolic link saves the file it names and keeps the link; a FIFO is written into,
+# not replaced by a regular file (nor would /dev/null be).
+ln -s m3.safetensors "$tmp/m3.link"
+"$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/m3.link" >/dev/null \
+  && [ -L "$tmp/m3.link" ] && [ -f "$tmp/m3.safetensors" ] && [ ! -L "$tmp/m3.safetensors" ] \
+  && cmp -s "$tmp/m.safetensors" "$tmp/m3.safetensors" && ok || bad "init -o through a symbolic link"
+mkfifo "$tmp/fifo"
+timeout 30 cat "$tmp/fifo" > "$tmp/fifo.out" & # the timeout ends a reader nobody writes to
+"$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/fifo" >/dev/null \
+  || bad "init -o FIFO failed"
+wait $!
+[ -p "$tmp/fifo" ] && cmp -s "$tmp/m.safetensors" "$tmp/fifo.out" && ok || bad "init -o FIFO: replaced or not written"
 
 # Errors: one line, naming the problem, non-zero exit.
 expect_error() {

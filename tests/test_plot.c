@@ -308,6 +308,8 @@ static void test_detector(void) {
     CHECK_OK(sn_plot_train_log(csv, png, NULL));
     snprintf(tmp, sizeof tmp, "%s.tmp", png);
     CHECK(access(tmp, F_OK) != 0, "%s left behind", tmp);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", png, (long)getpid());
+    CHECK(access(tmp, F_OK) != 0, "%s left behind", tmp);
     CHECK_OK(sn_image_load(png, &back));
     CHECK(back.pixels && back.width == img.width && back.height == img.height &&
               memcmp(back.pixels, img.pixels, (size_t)img.width * img.height * 3) == 0,
