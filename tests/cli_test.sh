@@ -101,7 +101,7 @@ declare -A flags=(
     --head --act --classes --endpoints-filters --min-level --max-level --p2 --block-spec
     --anchor-size --bn-momentum --size --batch --epochs --steps --lr --schedule --warmup-steps
     --warmup-lr --momentum --weight-decay --clip --label-smoothing --drop-rate --min-crop-area
-    --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume
+    --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume --force
     --skip-bad --threads --seed --help -h"
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
     --threads --json --help -h"
@@ -217,6 +217,24 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$img" | grep -Eq "(T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot) [01]\." \
       && ok || bad "classify with the trained checkpoint's class names"
   fi
+  # A run in OUTDIR without --resume is refused (exit 2, naming --resume and --force) and left
+  # as it was; --force starts over, and the old run's best.safetensors does not outlive it.
+  cp "$tmp/run/last.safetensors" "$tmp/run/best.safetensors"
+  sums=$(cat "$tmp/run/last.safetensors" "$tmp/run/train_log.csv" | cksum)
+  fm_run=(train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4
+    --eval-every -1 --threads 2 -o "$tmp/run")
+  err=$("$sn" "${fm_run[@]}" --steps 2 2>&1 >/dev/null)
+  rc=$?
+  [ $rc -eq 2 ] && [ "$err" = "spinenet: error: $tmp/run already holds a run (last.safetensors, best.safetensors, train_log.csv): continue it with --resume, start it over with --force (removes those files), or give another -o" ] \
+    && [ "$(cat "$tmp/run/last.safetensors" "$tmp/run/train_log.csv" | cksum)" = "$sums" ] \
+    && ok || bad "train into an earlier run: rc $rc, '$err'"
+  expect_usage "--resume continues the run in -o OUTDIR and --force starts it over: give one of them" \
+    "$sn" "${fm_run[@]}" --steps 2 --resume --force
+  "$sn" "${fm_run[@]}" --steps 2 --force > "$tmp/force.out" 2>&1 \
+    && grep -q "removed the earlier run's last.safetensors, best.safetensors, train_log.csv" "$tmp/force.out" \
+    && grep -q "done after 2 steps" "$tmp/force.out" && [ ! -e "$tmp/run/best.safetensors" ] \
+    && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 " ] \
+    && ok || bad "train --force: $(tail -3 "$tmp/force.out")"
   # make-dataset fashion-mnist: test items 5..7 as PNGs in class folders (labels 1, 4, 6);
   # classify reads them.
   "$sn" make-dataset fashion-mnist --out "$tmp/fmpng" --first 5 --count 3 > "$tmp/fm.out" \

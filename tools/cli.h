@@ -180,6 +180,9 @@ void cli_overview(FILE *f);
 
 /* "spinenet: error: " fmt (with one string argument); returns 1, the exit status. */
 int die(const char *fmt, const char *arg);
+/* The same for a bad command line (a missing or conflicting flag, an unknown value): returns 2,
+ * the exit status docs/guide.md gives it. */
+int usage_error(const char *fmt, const char *arg);
 /* The library's last error as the error line; returns 1. */
 int fail_status(void);
 /* An input that must exist: a file (dir 0) or a folder (dir 1); says what the flag takes when

@@ -15,7 +15,7 @@ typedef struct {
     cli_model_opts m;
     const char *task, *data, *ann, *eval_data, *eval_ann, *init, *out, *schedule;
     int batch, epochs, steps, warmup_steps, replicas, checkpoint_every, eval_every;
-    int no_flip, resume, skip_bad, threads;
+    int no_flip, resume, force, skip_bad, threads;
     double lr, warmup_lr, momentum, wd, clip, smoothing, drop, min_area, scale_min, scale_max;
 } opts;
 
@@ -84,6 +84,9 @@ static const cli_flag k_flags[] = {
          NULL),
     FSWITCH("--resume", resume,
             "continue from OUTDIR/last.safetensors (its step, optimizer and random state)", "off"),
+    FSWITCH("--force", force,
+            "start a new run in an OUTDIR that holds one: its checkpoints, training log and "
+            "settings are removed first", "off: such an OUTDIR is refused"),
     CLI_SKIP_BAD_FLAG,
     FINT("--threads", "T", threads, 0, 1024,
          "threads of the kernels (with --replicas: of the evaluation); 0: all cores", NULL),
@@ -210,6 +213,38 @@ static void on_log(void *user, sn_log_level level, const char *msg) {
     fprintf(stderr, "spinenet: %s%s\n", level == SN_LOG_WARN ? "warning: " : "", msg);
 }
 
+/* The files of a run in OUTDIR: a new run without --resume would overwrite some and keep
+ * others (an old best.safetensors beside the new last.safetensors), so they go together. */
+static const char *const k_run_files[] = {"last.safetensors", "best.safetensors", "train_log.csv",
+                                          "run.json"};
+#define N_RUN_FILES (int)(sizeof k_run_files / sizeof k_run_files[0])
+
+/* The run files that exist in dir, as "a, b" into list (empty: none). */
+static void run_files_in(const char *dir, char *list, size_t n) {
+    list[0] = 0;
+    for (int i = 0; i < N_RUN_FILES; i++) {
+        char p[SN_PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%s", dir, k_run_files[i]);
+        if (access(p, F_OK) == 0)
+            snprintf(list + strlen(list), n - strlen(list), "%s%s", list[0] ? ", " : "",
+                     k_run_files[i]);
+    }
+}
+
+/* --force: the old run's files go before the new run writes any; 1 after the error. */
+static int remove_run_files(const char *dir) {
+    for (int i = 0; i < N_RUN_FILES; i++) {
+        char p[SN_PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%s", dir, k_run_files[i]);
+        if (unlink(p) != 0 && errno != ENOENT) {
+            fprintf(stderr, "spinenet: error: %s: cannot remove (--force): %s\n", p,
+                    strerror(errno));
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
     if (strlen(src) >= n) return die("%s: path too long", flag);
     snprintf(dst, n, "%s", src);
@@ -241,6 +276,17 @@ static int run(const void *options, const char *const *args, int n_args) {
                               "from, e.g. the best.safetensors of an earlier run")) ||
         need_out(o->out, 1, "-o"))
         return 1;
+    if (o->resume && o->force)
+        return usage_error("%s", "--resume continues the run in -o OUTDIR and --force starts it "
+                           "over: give one of them");
+    char old_run[128];
+    run_files_in(o->out, old_run, sizeof old_run);
+    if (!o->resume && !o->force && old_run[0]) {
+        fprintf(stderr, "spinenet: error: %s already holds a run (%s): continue it with --resume, "
+                "start it over with --force (removes those files), or give another -o\n", o->out,
+                old_run);
+        return 2;
+    }
     sn_train_config tc;
     sn_train_config_defaults(&tc);
     cli_model_opts mo = o->m;
@@ -302,6 +348,14 @@ static int run(const void *options, const char *const *args, int n_args) {
     signal(SIGINT, on_sigint);
     sn_trainer *t = NULL;
     if (sn_trainer_create(&tc, &t) != SN_OK) return fail_status();
+    if (o->force && old_run[0]) {
+        if (remove_run_files(o->out)) {
+            sn_trainer_free(t);
+            return 1;
+        }
+        fprintf(stderr, "spinenet: --force: removed the earlier run's %s from %s\n", old_run,
+                o->out);
+    }
     char csv_path[SN_PATH_MAX + 16];
     snprintf(csv_path, sizeof csv_path, "%s/train_log.csv", o->out);
     ps.csv_path = csv_path;

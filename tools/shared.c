@@ -16,6 +16,8 @@ int die(const char *fmt, const char *arg) {
     return 1;
 }
 
+int usage_error(const char *fmt, const char *arg) { return die(fmt, arg) + 1; }
+
 int fail_status(void) {
     fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
     return 1;
