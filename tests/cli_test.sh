@@ -167,6 +167,47 @@ expect_usage "unknown option '--train-image' for make-dataset; did you mean --tr
   "$sn" make-dataset fashion-det --train-image 5
 expect_usage "unknown option '--qqq' for eval (see spinenet eval --help)" "$sn" eval --qqq
 expect_usage "--width needs an integer in 200..8192, got '10'" "$sn" plot x.csv -o x.png --width 10
+# Every bad command line exits 2 (docs/guide.md): an unknown command, a missing required flag or
+# argument, an unexpected argument, an unknown name, values that conflict.
+expect_status() {
+  local want_rc=$1 want=$2
+  shift 2
+  local err
+  err=$("$@" 2>&1 >/dev/null)
+  local rc=$?
+  if [ $rc -eq "$want_rc" ] && echo "$err" | grep -q "^spinenet: error: .*$want" && [ "$(echo "$err" | wc -l)" -eq 1 ]; then
+    ok
+  else
+    bad "'$*' -> rc $rc, '$err' (want rc $want_rc, '$want')"
+  fi
+}
+expect_status 2 "unknown command 'trian'; did you mean train?" "$sn" trian
+expect_status 2 "init needs -o FILE" "$sn" init --model spinenet-49
+expect_status 2 "plot needs -o PNG" "$sn" plot x.csv
+expect_status 2 "plot needs the training log" "$sn" plot -o x.png
+expect_status 2 "classify needs --weights FILE" "$sn" classify x.png
+expect_status 2 "detect needs at least one image file" "$sn" detect --weights x.safetensors
+expect_status 2 "give either --dets or --weights, not both" "$sn" eval --gt g.json --dets d.json --weights w.safetensors
+expect_status 2 "make-dataset needs --out DIR" "$sn" make-dataset fashion-det
+expect_status 2 "train needs -o OUTDIR" "$sn" train --data fashion-mnist
+expect_status 2 "unexpected argument 'foo'" "$sn" info foo
+expect_status 2 "unknown model 'spinenet-77'" "$sn" info --model spinenet-77
+expect_status 2 "unknown model 'spinenet-77'" "$sn" init --model spinenet-77 -o "$tmp/x.safetensors"
+expect_status 2 "unknown flavour" "$sn" info --flavour keras
+expect_status 2 "unknown --task 'segment'" "$sn" eval --task segment
+expect_status 2 "levels 6..3 out of range" "$sn" info --min-level 6 --max-level 3
+expect_status 2 "P2 output row exists only in the garden flavour" "$sn" info --flavour tpu --p2
+expect_status 2 "divisible by 128" "$sn" bench --model spinenet-49s --size 200 --runs 1
+expect_status 2 "--scale-max must be at least --scale-min" "$sn" train --task detect --data x --ann y \
+  -o "$tmp/x" --scale-min 2 --scale-max 1
+# Not the command line: a missing input file exits 1.
+expect_status 1 "nope.safetensors: cannot open" "$sn" bench --weights "$tmp/nope.safetensors"
+# --flag=value is --flag value; a switch takes no value.
+[ "$("$sn" info --model=spinenet-mobile-49xs --size=256 --json)" = "$("$sn" info --model spinenet-mobile-49xs --size 256 --json)" ] \
+  && ok || bad "info --flag=value differs from --flag value"
+expect_usage "--json takes no value, got '--json=1'" "$sn" info --json=1
+expect_usage "--size needs an integer in 1..16384, got ''" "$sn" info --size=
+expect_usage "unknown option '--sise' for info; did you mean --size? (see spinenet info --help)" "$sn" info --sise=640
 
 # Missing inputs and output folders: one line naming the file and what the flag takes.
 for args in info bench "eval --data fashion-mnist" "classify $tmp/m.safetensors" "detect $tmp/m.safetensors"; do
@@ -235,6 +276,21 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && grep -q "done after 2 steps" "$tmp/force.out" && [ ! -e "$tmp/run/best.safetensors" ] \
     && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 " ] \
     && ok || bad "train --force: $(tail -3 "$tmp/force.out")"
+  # Stopped by SIGTERM or Ctrl-C (SIGINT): the run writes last.safetensors, says so and exits
+  # 128 + the signal, so that `train && eval` stops too. OUTDIR appears once the handlers are in.
+  for s in TERM:143 INT:130; do
+    sig=${s%%:*} want=${s##*:}
+    "$sn" train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4 \
+      --steps 100000 --eval-every -1 --checkpoint-every 0 --threads 2 -o "$tmp/sig$sig" \
+      > "$tmp/sig.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 600); do [ -d "$tmp/sig$sig" ] && break; sleep 0.05; done
+    kill -s "$sig" $pid
+    wait $pid
+    rc=$?
+    [ $rc -eq "$want" ] && [ -f "$tmp/sig$sig/last.safetensors" ] && grep -q "^stopped after" "$tmp/sig.out" \
+      && ok || bad "train stopped by SIG$sig: rc $rc (want $want), $(tail -2 "$tmp/sig.out")"
+  done
   # make-dataset fashion-mnist: test items 5..7 as PNGs in class folders (labels 1, 4, 6);
   # classify reads them.
   "$sn" make-dataset fashion-mnist --out "$tmp/fmpng" --first 5 --count 3 > "$tmp/fm.out" \

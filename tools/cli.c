@@ -112,7 +112,7 @@ int cli_unknown_command(const char *name) {
     fprintf(stderr, "spinenet: error: unknown command '%s'%s%s%s (%sversion; see spinenet "
             "--help)\n", name, near >= 0 ? "; did you mean " : "",
             near >= 0 ? cli_commands[near]->name : "", near >= 0 ? "?" : "", names);
-    return 1;
+    return 2;
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -178,6 +178,14 @@ int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const cha
             args[(*n_args)++] = a; /* image files (classify, detect), the CSV (plot)... */
             continue;
         }
+        /* --flag=value is --flag value (as most tools take it); the name is looked up alone. */
+        char name[64];
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = 0;
+            a = name;
+        }
         const cli_flag *f = find_flag(a, c);
         if (!f) {
             char near[32];
@@ -192,6 +200,14 @@ int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const cha
                 fprintf(stderr, "spinenet: error: unknown option '%s' for %s (see spinenet %s "
                         "--help)\n", a, c->name, c->name);
             return -1;
+        }
+        if (eq && a == name) {
+            if (!f->arg) {
+                fprintf(stderr, "spinenet: error: %s takes no value, got '%s'\n", a, argv[i]);
+                return -1;
+            }
+            if (set_flag(f, a, eq + 1, opts) < 0) return -1;
+            continue;
         }
         int used = set_flag(f, a, i + 1 < argc ? argv[i + 1] : NULL, opts);
         if (used < 0) return -1;

@@ -26,8 +26,8 @@ static const cli_flag k_flags[] = {
 
 static int run(const void *options, const char *const *files, int n_files) {
     const opts *o = options;
-    if (!o->weights) return die("%s", "classify needs --weights FILE (a classifier)");
-    if (n_files == 0) return die("%s", "classify needs at least one image file");
+    if (!o->weights) return usage_error("%s", "classify needs --weights FILE (a classifier)");
+    if (n_files == 0) return usage_error("%s", "classify needs at least one image file");
     cli_images im;
     if (open_images(&k_model, o->weights, files, n_files, &im)) return 1;
     sn_model *m = im.model;

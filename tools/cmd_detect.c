@@ -120,8 +120,8 @@ static sn_status detect_one(sn_model *m, sn_det_head *h, const sn_det_params *p,
 
 static int run(const void *options, const char *const *files, int n_files) {
     const opts *o = options;
-    if (!o->weights) return die("%s", "detect needs --weights FILE (a RetinaNet detector)");
-    if (n_files == 0) return die("%s", "detect needs at least one image file");
+    if (!o->weights) return usage_error("%s", "detect needs --weights FILE (a RetinaNet detector)");
+    if (n_files == 0) return usage_error("%s", "detect needs at least one image file");
     if (o->out && need_out(o->out, 1, "-o")) return 1;
     cli_images im;
     if (open_images(&k_model, o->weights, files, n_files, &im)) return 1;

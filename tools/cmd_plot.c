@@ -22,7 +22,7 @@ static const cli_flag k_flags[] = {
 /* args[0]: the log (main checks that there is exactly one). */
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
-    if (!o->out) return die("%s", "plot needs -o PNG (where to write the figure)");
+    if (!o->out) return usage_error("%s", "plot needs -o PNG (where to write the figure)");
     if (need_path(args[0], 0, "plot takes a training log, e.g. the OUTDIR/train_log.csv that "
                               "spinenet train writes") ||
         need_out(o->out, 0, "-o"))

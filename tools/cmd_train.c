@@ -94,11 +94,11 @@ static const cli_flag k_flags[] = {
           "depth", NULL),
 };
 
+/* The signal that asked the run to stop (SIGINT: Ctrl-C, SIGTERM: kill, a job scheduler), 0
+ * while none did: the run saves its checkpoint and exits 128 + that signal, as a shell reports
+ * a program the signal killed, so that `train && eval` does not go on. */
 static volatile sig_atomic_t g_stop;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
+static void on_stop_signal(int sig) { g_stop = sig; }
 
 typedef struct {
     int tty;
@@ -246,7 +246,7 @@ static int remove_run_files(const char *dir) {
 }
 
 static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
-    if (strlen(src) >= n) return die("%s: path too long", flag);
+    if (strlen(src) >= n) return usage_error("%s: path too long", flag);
     snprintf(dst, n, "%s", src);
     return 0;
 }
@@ -254,17 +254,17 @@ static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
     int det;
-    if (task_of(o->task, &det)) return 1;
+    if (task_of(o->task, &det)) return 2;
     if (!o->data)
-        return die("%s", det ? "train --task detect needs --data IMAGEDIR --ann ANNOTATIONS.json"
+        return usage_error("%s", det ? "train --task detect needs --data IMAGEDIR --ann ANNOTATIONS.json"
                              : "train needs --data fashion-mnist or --data DIR");
-    if (det && !o->ann) return die("%s", "train --task detect needs --ann ANNOTATIONS.json (COCO "
+    if (det && !o->ann) return usage_error("%s", "train --task detect needs --ann ANNOTATIONS.json (COCO "
                                          "instances format) for the --data images");
     if (det && o->eval_data && !o->eval_ann)
-        return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
-    if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
+        return usage_error("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
+    if (!o->out) return usage_error("%s", "train needs -o OUTDIR (where checkpoints go)");
     if (det && !(o->scale_max >= o->scale_min))
-        return die("%s", "--scale-max must be at least --scale-min");
+        return usage_error("%s", "--scale-max must be at least --scale-min");
     if (need_data(o->data, det, "--data") ||
         (o->eval_data && (det || !fmnist_dir(o->data)) &&
          need_data(o->eval_data, det, "--eval-data")) ||
@@ -293,7 +293,8 @@ static int run(const void *options, const char *const *args, int n_args) {
     if (!mo.head) mo.head = det ? "retinanet" : "classifier";
     if (!mo.flavour) mo.flavour = det ? "garden" : "tpu"; /* tpu serves inputs such as 64x64 */
     if (!mo.size && !det) mo.size = 64;
-    if (get_config(&mo, &tc.model)) return 1;
+    int rc = get_config(&mo, &tc.model);
+    if (rc) return rc;
     if (!o->m.classes) tc.model.num_classes = 0; /* take the dataset's */
     const char *fm = det ? NULL : fmnist_dir(o->data);
     tc.task = det ? SN_TASK_DETECT : SN_TASK_CLASSIFY;
@@ -317,7 +318,7 @@ static int run(const void *options, const char *const *args, int n_args) {
     tc.steps = o->steps;
     int cosine = !o->schedule || strcmp(o->schedule, "cosine") == 0;
     if (!cosine && strcmp(o->schedule, "constant") != 0)
-        return die("unknown --schedule '%s' (cosine or constant)", o->schedule);
+        return usage_error("unknown --schedule '%s' (cosine or constant)", o->schedule);
     sn_lr_schedule_init(&tc.lr, cosine ? SN_LR_COSINE : SN_LR_CONSTANT, o->lr);
     tc.lr.warmup_steps = o->warmup_steps;
     tc.lr.warmup_init_lr = o->warmup_lr;
@@ -333,7 +334,7 @@ static int run(const void *options, const char *const *args, int n_args) {
     if (tc.batch % tc.replicas != 0) {
         fprintf(stderr, "spinenet: error: --batch %d cannot be split into %d replicas: use a "
                 "multiple of %d\n", tc.batch, tc.replicas, tc.replicas);
-        return 1;
+        return 2;
     }
     tc.seed = o->m.seed;
     snprintf(tc.out_dir, sizeof tc.out_dir, "%s", o->out);
@@ -345,7 +346,8 @@ static int run(const void *options, const char *const *args, int n_args) {
     tc.progress = on_progress;
     tc.log = on_log;
     tc.user = &ps;
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
     sn_trainer *t = NULL;
     if (sn_trainer_create(&tc, &t) != SN_OK) return fail_status();
     if (o->force && old_run[0]) {
@@ -378,7 +380,7 @@ static int run(const void *options, const char *const *args, int n_args) {
     printf("%s after %lld steps in %.1f s; %s; checkpoints in %s\n", g_stop ? "stopped" : "done",
            (long long)sn_trainer_step(t), now_s() - t0, best, o->out);
     sn_trainer_free(t);
-    return 0;
+    return g_stop ? 128 + g_stop : 0;
 }
 
 const cli_command cmd_train = {
@@ -394,8 +396,8 @@ const cli_command cmd_train = {
              "OUTDIR/best.safetensors (the checkpoint of the best evaluation: top-1, or COCO "
              "AP for a detector) and OUTDIR/train_log.csv (one row per step: step, epoch, lr, "
              "loss, loss_cls, loss_box, train_top1, images_per_s and eval_top1, eval_top5 or "
-             "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C stops cleanly after writing "
-             "last.safetensors; --resume continues from it.",
+             "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C (or SIGTERM) stops cleanly after "
+             "writing last.safetensors, with exit status 130 (143); --resume continues from it.",
     .examples = "spinenet train --data fashion-mnist --model spinenet-mobile-49xs --act relu "
                 "--size 64 --batch 64 \\\n"
                 "    --epochs 7 --lr 0.2 --warmup-steps 200 --min-crop-area 1 --threads 2 "
