@@ -254,6 +254,27 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
   [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 " ] \
     && ok || bad "train_log.csv after --resume: $(cut -d, -f1 "$tmp/run/train_log.csv" | tr '\n' ' ')"
+  # OUTDIR/run.json holds the settings as the run resolved them; --resume needs only -o (and may
+  # extend --steps); a flag that contradicts the run is refused, naming it and both values.
+  python3 -c '
+import json, sys
+f = json.load(open(sys.argv[1]))["flags"]
+want = {"--task": "classify", "--data": "fashion-mnist", "--model": "spinenet-mobile-49xs",
+        "--head": "classifier", "--flavour": "tpu", "--act": "relu", "--size": 64, "--batch": 4,
+        "--steps": 5, "--lr": 0.1, "--classes": 10, "--seed": "0", "--no-flip": False}
+assert all(f[k] == v for k, v in want.items()), {k: f.get(k) for k in want}
+assert "-o" not in f and "--resume" not in f and "--force" not in f' "$tmp/run/run.json" \
+    && ok || bad "run.json: $(tr -d '\n' < "$tmp/run/run.json" | head -c 400)"
+  "$sn" train -o "$tmp/run" --resume --steps 6 > "$tmp/train3.out" 2>&1 \
+    && grep -q "done after 6 steps" "$tmp/train3.out" \
+    && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 6 " ] \
+    && grep -q '"--steps": 6' "$tmp/run/run.json" && ok || bad "train -o --resume alone: $(tail -3 "$tmp/train3.out")"
+  expect_usage "--lr 0.5 contradicts the run in $tmp/run (run.json: --lr 0.1); --resume continues with the run's settings: leave --lr out, or start a new run" \
+    "$sn" train -o "$tmp/run" --resume --lr 0.5
+  expect_usage "--no-flip contradicts the run in $tmp/run (run.json: --no-flip off); --resume continues with the run's settings: leave --no-flip out, or start a new run" \
+    "$sn" train -o "$tmp/run" --resume --no-flip
+  expect_usage "--model spinenet-mobile-49 contradicts the run in $tmp/run (run.json: --model spinenet-mobile-49xs); --resume continues with the run's settings: leave --model out, or start a new run" \
+    "$sn" train -o "$tmp/run" --resume --model spinenet-mobile-49 --steps 7
   if [ -f "${img:-}" ]; then
     "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$img" | grep -Eq "(T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot) [01]\." \
       && ok || bad "classify with the trained checkpoint's class names"
@@ -266,13 +287,13 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     --eval-every -1 --threads 2 -o "$tmp/run")
   err=$("$sn" "${fm_run[@]}" --steps 2 2>&1 >/dev/null)
   rc=$?
-  [ $rc -eq 2 ] && [ "$err" = "spinenet: error: $tmp/run already holds a run (last.safetensors, best.safetensors, train_log.csv): continue it with --resume, start it over with --force (removes those files), or give another -o" ] \
+  [ $rc -eq 2 ] && [ "$err" = "spinenet: error: $tmp/run already holds a run (last.safetensors, best.safetensors, train_log.csv, run.json): continue it with --resume, start it over with --force (removes those files), or give another -o" ] \
     && [ "$(cat "$tmp/run/last.safetensors" "$tmp/run/train_log.csv" | cksum)" = "$sums" ] \
     && ok || bad "train into an earlier run: rc $rc, '$err'"
   expect_usage "--resume continues the run in -o OUTDIR and --force starts it over: give one of them" \
     "$sn" "${fm_run[@]}" --steps 2 --resume --force
   "$sn" "${fm_run[@]}" --steps 2 --force > "$tmp/force.out" 2>&1 \
-    && grep -q "removed the earlier run's last.safetensors, best.safetensors, train_log.csv" "$tmp/force.out" \
+    && grep -q "removed the earlier run's last.safetensors, best.safetensors, train_log.csv, run.json" "$tmp/force.out" \
     && grep -q "done after 2 steps" "$tmp/force.out" && [ ! -e "$tmp/run/best.safetensors" ] \
     && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 " ] \
     && ok || bad "train --force: $(tail -3 "$tmp/force.out")"

@@ -168,10 +168,21 @@ static int set_flag(const cli_flag *f, const char *a, const char *v, void *o) {
     return -1;
 }
 
+/* The fields of the flags the last cli_parse met (a flag met twice is listed twice). */
+static size_t g_given[256];
+static int g_n_given;
+
+int cli_flag_given(size_t field) {
+    for (int i = 0; i < g_n_given; i++)
+        if (g_given[i] == field) return 1;
+    return 0;
+}
+
 int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const char **args,
               int *n_args) {
     memcpy(opts, c->defaults, c->opts_size);
     *n_args = 0;
+    g_n_given = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
@@ -187,6 +198,8 @@ int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const cha
             a = name;
         }
         const cli_flag *f = find_flag(a, c);
+        if (f && g_n_given < (int)(sizeof g_given / sizeof g_given[0]))
+            g_given[g_n_given++] = f->field;
         if (!f) {
             char near[32];
             suggest(a, c, near, sizeof near);

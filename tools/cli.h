@@ -173,6 +173,9 @@ int cli_unknown_command(const char *name);
 int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const char **args,
               int *n_args);
 void cli_command_help(const cli_command *c);
+/* Whether the last cli_parse met the flag whose value goes to `field` (offsetof in the
+ * command's options) on the command line: train --resume tells a flag given from a default. */
+int cli_flag_given(size_t field);
 /* spinenet --help: the commands, the common flags and where to find the rest. */
 void cli_overview(FILE *f);
 
