@@ -234,6 +234,16 @@ out=$("$sn" plot "$tmp/log.csv" -o "$tmp/curves.png" --title "tiny run" --width 
   && ok || bad "plot: '$out', signature $(png_sig "$tmp/curves.png" 2>/dev/null)"
 expect_error "nolog.csv: cannot open: .*plot takes a training log" "$sn" plot "$tmp/nolog.csv" -o "$tmp/c.png"
 expect_error "plot needs -o PNG" "$sn" plot "$tmp/log.csv"
+# The default title is the run's name (the folder holding the log), not the log's file name;
+# a name of another picture format is refused (exit 2, nothing written): plot writes PNG only.
+mkdir -p "$tmp/run-b7" && cp "$tmp/log.csv" "$tmp/run-b7/train_log.csv"
+"$sn" plot "$tmp/run-b7/train_log.csv" -o "$tmp/t-default.png" >/dev/null \
+  && "$sn" plot "$tmp/run-b7/train_log.csv" -o "$tmp/t-named.png" --title run-b7 >/dev/null \
+  && "$sn" plot "$tmp/run-b7/train_log.csv" -o "$tmp/t-file.png" --title train_log.csv >/dev/null \
+  && cmp -s "$tmp/t-default.png" "$tmp/t-named.png" && ! cmp -s "$tmp/t-default.png" "$tmp/t-file.png" \
+  && ok || bad "plot's default title is not the run folder's name"
+expect_status 2 "$tmp/c.jpg: plot writes PNG only; give -o a name ending in .png" "$sn" plot "$tmp/log.csv" -o "$tmp/c.jpg"
+[ ! -e "$tmp/c.jpg" ] && ok || bad "plot -o c.jpg wrote a file"
 
 # train: a few steps on Fashion-MNIST write last.safetensors; --resume continues to more steps;
 # the checkpoint loads for classify.

@@ -18,7 +18,7 @@
 
 typedef struct {
     int width, height; /* pixels; 0: 960 x 900 */
-    const char *title; /* NULL: the CSV's file name */
+    const char *title; /* NULL: the name of the run, the folder holding the CSV */
 } sn_plot_options;
 
 /* Draw the log at csv_path into png_path (RGB; saved whole by sn_image_save_png).
