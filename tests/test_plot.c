@@ -480,6 +480,15 @@ static void test_default_title(void) {
     sn_image_free(&named);
     sn_image_free(&file);
     sn_image_free(&here);
+    /* a log copied under a name of its own (models/<name>.train_log.csv) is titled with it */
+    snprintf(csv, sizeof csv, "%s/fm.train_log.csv", dir);
+    write_cls_log(csv);
+    o.title = "fm.train_log.csv";
+    CHECK_OK(sn_plot_render(csv, NULL, &def, NULL));
+    CHECK_OK(sn_plot_render(csv, &o, &named, NULL));
+    CHECK(same_image(&def, &named), "a log with a name of its own is not titled with it");
+    sn_image_free(&def);
+    sn_image_free(&named);
 }
 
 int main(void) {

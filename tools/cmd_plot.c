@@ -17,7 +17,8 @@ static const opts k_defaults = {0};
 static const cli_flag k_flags[] = {
     FOUT("PNG", "the PNG to write", "required"),
     FSTR("--title", "T", title, "the title on top of the figure",
-         "the run's name: the folder holding the CSV"),
+         "the run's name: the folder holding LOG.csv when it is a train_log.csv, else its file "
+         "name"),
     FINT("--width", "W", width, 200, 8192, "the PNG's width in pixels", "960"),
     FINT("--height", "H", height, 200, 8192, "the PNG's height in pixels", "900"),
 };

@@ -328,14 +328,15 @@ static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const pan
 
 /* ---- The figure ---------------------------------------------------------------------------- */
 
-/* The default title: the name of the run, which is the folder holding its train_log.csv
- * (runs/fm/train_log.csv -> "fm"), as written in the path ("." and ".." looked up); the CSV's
- * own name when there is no such folder (the root). buf: PATH_MAX bytes. */
+/* The default title: the name of the run. Every run's log is train_log.csv, so that names the
+ * folder holding it (runs/fm/train_log.csv -> "fm"), as written in the path ("." and ".."
+ * looked up); a log copied under a name of its own (models/fashion-det-detector.train_log.csv)
+ * is named by it, and so is one at the root. buf: PATH_MAX bytes. */
 static const char *run_name(const char *csv_path, char *buf) {
     const char *slash = strrchr(csv_path, '/');
     const char *file = slash ? slash + 1 : csv_path;
     size_t n = slash ? (size_t)(slash - csv_path) : 0;
-    if (n >= PATH_MAX) return file;
+    if (strcmp(file, "train_log.csv") != 0 || n >= PATH_MAX) return file;
     memcpy(buf, csv_path, n);
     buf[n] = 0;
     while (n > 0 && buf[n - 1] == '/') buf[--n] = 0;

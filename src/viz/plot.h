@@ -18,7 +18,8 @@
 
 typedef struct {
     int width, height; /* pixels; 0: 960 x 900 */
-    const char *title; /* NULL: the name of the run, the folder holding the CSV */
+    const char *title; /* NULL: the run's name: the folder holding a train_log.csv, or the
+                          CSV's file name when it has another */
 } sn_plot_options;
 
 /* Draw the log at csv_path into png_path (RGB; saved whole by sn_image_save_png).
