@@ -198,6 +198,9 @@ expect_status 2 "unknown --task 'segment'" "$sn" eval --task segment
 expect_status 2 "levels 6..3 out of range" "$sn" info --min-level 6 --max-level 3
 expect_status 2 "P2 output row exists only in the garden flavour" "$sn" info --flavour tpu --p2
 expect_status 2 "divisible by 128" "$sn" bench --model spinenet-49s --size 200 --runs 1
+if [ -f "$img" ]; then
+  expect_status 2 "input 32x32 is too small" "$sn" classify --weights "$tmp/c.safetensors" --size 32 "$img"
+fi
 expect_status 2 "--scale-max must be at least --scale-min" "$sn" train --task detect --data x --ann y \
   -o "$tmp/x" --scale-min 2 --scale-max 1
 # Not the command line: a missing input file exits 1.

@@ -34,9 +34,11 @@ static int run(const void *options, const char *const *files, int n_files) {
     const sn_config *c = sn_model_config(m);
     int failed = im.missing;
     int s = o->size ? o->size : c->input_size;
-    if (sn_model_set_threads(m, o->threads) != SN_OK || sn_model_plan(m, 1, s, s) != SN_OK) {
+    sn_status st;
+    if ((st = sn_model_set_threads(m, o->threads)) != SN_OK ||
+        (st = sn_model_plan(m, 1, s, s)) != SN_OK) {
         close_images(&im);
-        return fail_status();
+        return fail_flags(st); /* a --size the model cannot take: 2 */
     }
     float *x = malloc((size_t)s * s * 3 * sizeof *x);
     int *order = malloc((size_t)c->num_classes * sizeof *order);
