@@ -30,6 +30,18 @@ echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["profile"
 # The same seed writes the same bytes.
 "$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/m2.safetensors" >/dev/null
 cmp -s "$tmp/m.safetensors" "$tmp/m2.safetensors" && ok || bad "init is not reproducible"
+# -o through a symbolic link saves the file it names and keeps the link; a FIFO is written into,
+# not replaced by a regular file (nor would /dev/null be).
+ln -s m3.safetensors "$tmp/m3.link"
+"$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/m3.link" >/dev/null \
+  && [ -L "$tmp/m3.link" ] && [ -f "$tmp/m3.safetensors" ] && [ ! -L "$tmp/m3.safetensors" ] \
+  && cmp -s "$tmp/m.safetensors" "$tmp/m3.safetensors" && ok || bad "init -o through a symbolic link"
+mkfifo "$tmp/fifo"
+timeout 30 cat "$tmp/fifo" > "$tmp/fifo.out" & # the timeout ends a reader nobody writes to
+"$sn" init --model spinenet-mobile-49xs --flavour tpu --classes 5 --seed 7 -o "$tmp/fifo" >/dev/null \
+  || bad "init -o FIFO failed"
+wait $!
+[ -p "$tmp/fifo" ] && cmp -s "$tmp/m.safetensors" "$tmp/fifo.out" && ok || bad "init -o FIFO: replaced or not written"
 
 # Errors: one line, naming the problem, non-zero exit.
 expect_error() {
@@ -88,7 +100,7 @@ declare -A flags=(
     --head --act --classes --endpoints-filters --min-level --max-level --p2 --block-spec
     --anchor-size --bn-momentum --size --batch --epochs --steps --lr --schedule --warmup-steps
     --warmup-lr --momentum --weight-decay --clip --label-smoothing --drop-rate --min-crop-area
-    --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume
+    --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume --force
     --skip-bad --threads --seed --help -h"
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
     --threads --json --help -h"
@@ -155,6 +167,50 @@ expect_usage "unknown option '--train-image' for make-dataset; did you mean --tr
   "$sn" make-dataset fashion-det --train-image 5
 expect_usage "unknown option '--qqq' for eval (see spinenet eval --help)" "$sn" eval --qqq
 expect_usage "--width needs an integer in 200..8192, got '10'" "$sn" plot x.csv -o x.png --width 10
+# Every bad command line exits 2 (docs/guide.md): an unknown command, a missing required flag or
+# argument, an unexpected argument, an unknown name, values that conflict.
+expect_status() {
+  local want_rc=$1 want=$2
+  shift 2
+  local err
+  err=$("$@" 2>&1 >/dev/null)
+  local rc=$?
+  if [ $rc -eq "$want_rc" ] && echo "$err" | grep -q "^spinenet: error: .*$want" && [ "$(echo "$err" | wc -l)" -eq 1 ]; then
+    ok
+  else
+    bad "'$*' -> rc $rc, '$err' (want rc $want_rc, '$want')"
+  fi
+}
+expect_status 2 "unknown command 'trian'; did you mean train?" "$sn" trian
+expect_status 2 "init needs -o FILE" "$sn" init --model spinenet-49
+expect_status 2 "plot needs -o PNG" "$sn" plot x.csv
+expect_status 2 "plot needs the training log" "$sn" plot -o x.png
+expect_status 2 "classify needs --weights FILE" "$sn" classify x.png
+expect_status 2 "detect needs at least one image file" "$sn" detect --weights x.safetensors
+expect_status 2 "give either --dets or --weights, not both" "$sn" eval --gt g.json --dets d.json --weights w.safetensors
+expect_status 2 "make-dataset needs --out DIR" "$sn" make-dataset fashion-det
+expect_status 2 "train needs -o OUTDIR" "$sn" train --data fashion-mnist
+expect_status 2 "unexpected argument 'foo'" "$sn" info foo
+expect_status 2 "unknown model 'spinenet-77'" "$sn" info --model spinenet-77
+expect_status 2 "unknown model 'spinenet-77'" "$sn" init --model spinenet-77 -o "$tmp/x.safetensors"
+expect_status 2 "unknown flavour" "$sn" info --flavour keras
+expect_status 2 "unknown --task 'segment'" "$sn" eval --task segment
+expect_status 2 "levels 6..3 out of range" "$sn" info --min-level 6 --max-level 3
+expect_status 2 "P2 output row exists only in the garden flavour" "$sn" info --flavour tpu --p2
+expect_status 2 "divisible by 128" "$sn" bench --model spinenet-49s --size 200 --runs 1
+if [ -f "$img" ]; then
+  expect_status 2 "input 32x32 is too small" "$sn" classify --weights "$tmp/c.safetensors" --size 32 "$img"
+fi
+expect_status 2 "--scale-max must be at least --scale-min" "$sn" train --task detect --data x --ann y \
+  -o "$tmp/x" --scale-min 2 --scale-max 1
+# Not the command line: a missing input file exits 1.
+expect_status 1 "nope.safetensors: cannot open" "$sn" bench --weights "$tmp/nope.safetensors"
+# --flag=value is --flag value; a switch takes no value.
+[ "$("$sn" info --model=spinenet-mobile-49xs --size=256 --json)" = "$("$sn" info --model spinenet-mobile-49xs --size 256 --json)" ] \
+  && ok || bad "info --flag=value differs from --flag value"
+expect_usage "--json takes no value, got '--json=1'" "$sn" info --json=1
+expect_usage "--size needs an integer in 1..16384, got ''" "$sn" info --size=
+expect_usage "unknown option '--sise' for info; did you mean --size? (see spinenet info --help)" "$sn" info --sise=640
 
 # Missing inputs and output folders: one line naming the file and what the flag takes.
 for args in info bench "eval --data fashion-mnist" "classify $tmp/m.safetensors" "detect $tmp/m.safetensors"; do
@@ -181,6 +237,16 @@ out=$("$sn" plot "$tmp/log.csv" -o "$tmp/curves.png" --title "tiny run" --width 
   && ok || bad "plot: '$out', signature $(png_sig "$tmp/curves.png" 2>/dev/null)"
 expect_error "nolog.csv: cannot open: .*plot takes a training log" "$sn" plot "$tmp/nolog.csv" -o "$tmp/c.png"
 expect_error "plot needs -o PNG" "$sn" plot "$tmp/log.csv"
+# The default title is the run's name (the folder holding the log), not the log's file name;
+# a name of another picture format is refused (exit 2, nothing written): plot writes PNG only.
+mkdir -p "$tmp/run-b7" && cp "$tmp/log.csv" "$tmp/run-b7/train_log.csv"
+"$sn" plot "$tmp/run-b7/train_log.csv" -o "$tmp/t-default.png" >/dev/null \
+  && "$sn" plot "$tmp/run-b7/train_log.csv" -o "$tmp/t-named.png" --title run-b7 >/dev/null \
+  && "$sn" plot "$tmp/run-b7/train_log.csv" -o "$tmp/t-file.png" --title train_log.csv >/dev/null \
+  && cmp -s "$tmp/t-default.png" "$tmp/t-named.png" && ! cmp -s "$tmp/t-default.png" "$tmp/t-file.png" \
+  && ok || bad "plot's default title is not the run folder's name"
+expect_status 2 "$tmp/c.jpg: plot writes PNG only; give -o a name ending in .png" "$sn" plot "$tmp/log.csv" -o "$tmp/c.jpg"
+[ ! -e "$tmp/c.jpg" ] && ok || bad "plot -o c.jpg wrote a file"
 
 # train: a few steps on Fashion-MNIST write last.safetensors; --resume continues to more steps;
 # the checkpoint loads for classify.
@@ -201,10 +267,64 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
   [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 " ] \
     && ok || bad "train_log.csv after --resume: $(cut -d, -f1 "$tmp/run/train_log.csv" | tr '\n' ' ')"
+  # OUTDIR/run.json holds the settings as the run resolved them; --resume needs only -o (and may
+  # extend --steps); a flag that contradicts the run is refused, naming it and both values.
+  python3 -c '
+import json, sys
+f = json.load(open(sys.argv[1]))["flags"]
+want = {"--task": "classify", "--data": "fashion-mnist", "--model": "spinenet-mobile-49xs",
+        "--head": "classifier", "--flavour": "tpu", "--act": "relu", "--size": 64, "--batch": 4,
+        "--steps": 5, "--lr": 0.1, "--classes": 10, "--seed": "0", "--no-flip": False}
+assert all(f[k] == v for k, v in want.items()), {k: f.get(k) for k in want}
+assert "-o" not in f and "--resume" not in f and "--force" not in f' "$tmp/run/run.json" \
+    && ok || bad "run.json: $(tr -d '\n' < "$tmp/run/run.json" | head -c 400)"
+  "$sn" train -o "$tmp/run" --resume --steps 6 > "$tmp/train3.out" 2>&1 \
+    && grep -q "done after 6 steps" "$tmp/train3.out" \
+    && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 6 " ] \
+    && grep -q '"--steps": 6' "$tmp/run/run.json" && ok || bad "train -o --resume alone: $(tail -3 "$tmp/train3.out")"
+  expect_usage "--lr 0.5 contradicts the run in $tmp/run (run.json: --lr 0.1); --resume continues with the run's settings: leave --lr out, or start a new run" \
+    "$sn" train -o "$tmp/run" --resume --lr 0.5
+  expect_usage "--no-flip contradicts the run in $tmp/run (run.json: --no-flip off); --resume continues with the run's settings: leave --no-flip out, or start a new run" \
+    "$sn" train -o "$tmp/run" --resume --no-flip
+  expect_usage "--model spinenet-mobile-49 contradicts the run in $tmp/run (run.json: --model spinenet-mobile-49xs); --resume continues with the run's settings: leave --model out, or start a new run" \
+    "$sn" train -o "$tmp/run" --resume --model spinenet-mobile-49 --steps 7
   if [ -f "${img:-}" ]; then
     "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$img" | grep -Eq "(T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot) [01]\." \
       && ok || bad "classify with the trained checkpoint's class names"
   fi
+  # A run in OUTDIR without --resume is refused (exit 2, naming --resume and --force) and left
+  # as it was; --force starts over, and the old run's best.safetensors does not outlive it.
+  cp "$tmp/run/last.safetensors" "$tmp/run/best.safetensors"
+  sums=$(cat "$tmp/run/last.safetensors" "$tmp/run/train_log.csv" | cksum)
+  fm_run=(train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4
+    --eval-every -1 --threads 2 -o "$tmp/run")
+  err=$("$sn" "${fm_run[@]}" --steps 2 2>&1 >/dev/null)
+  rc=$?
+  [ $rc -eq 2 ] && [ "$err" = "spinenet: error: $tmp/run already holds a run (last.safetensors, best.safetensors, train_log.csv, run.json): continue it with --resume, start it over with --force (removes those files), or give another -o" ] \
+    && [ "$(cat "$tmp/run/last.safetensors" "$tmp/run/train_log.csv" | cksum)" = "$sums" ] \
+    && ok || bad "train into an earlier run: rc $rc, '$err'"
+  expect_usage "--resume continues the run in -o OUTDIR and --force starts it over: give one of them" \
+    "$sn" "${fm_run[@]}" --steps 2 --resume --force
+  "$sn" "${fm_run[@]}" --steps 2 --force > "$tmp/force.out" 2>&1 \
+    && grep -q "removed the earlier run's last.safetensors, best.safetensors, train_log.csv, run.json" "$tmp/force.out" \
+    && grep -q "done after 2 steps" "$tmp/force.out" && [ ! -e "$tmp/run/best.safetensors" ] \
+    && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 " ] \
+    && ok || bad "train --force: $(tail -3 "$tmp/force.out")"
+  # Stopped by SIGTERM or Ctrl-C (SIGINT): the run writes last.safetensors, says so and exits
+  # 128 + the signal, so that `train && eval` stops too. OUTDIR appears once the handlers are in.
+  for s in TERM:143 INT:130; do
+    sig=${s%%:*} want=${s##*:}
+    "$sn" train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4 \
+      --steps 100000 --eval-every -1 --checkpoint-every 0 --threads 2 -o "$tmp/sig$sig" \
+      > "$tmp/sig.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 600); do [ -d "$tmp/sig$sig" ] && break; sleep 0.05; done
+    kill -s "$sig" $pid
+    wait $pid
+    rc=$?
+    [ $rc -eq "$want" ] && [ -f "$tmp/sig$sig/last.safetensors" ] && grep -q "^stopped after" "$tmp/sig.out" \
+      && ok || bad "train stopped by SIG$sig: rc $rc (want $want), $(tail -2 "$tmp/sig.out")"
+  done
   # make-dataset fashion-mnist: test items 5..7 as PNGs in class folders (labels 1, 4, 6);
   # classify reads them.
   "$sn" make-dataset fashion-mnist --out "$tmp/fmpng" --first 5 --count 3 > "$tmp/fm.out" \

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -308,6 +309,8 @@ static void test_detector(void) {
     CHECK_OK(sn_plot_train_log(csv, png, NULL));
     snprintf(tmp, sizeof tmp, "%s.tmp", png);
     CHECK(access(tmp, F_OK) != 0, "%s left behind", tmp);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", png, (long)getpid());
+    CHECK(access(tmp, F_OK) != 0, "%s left behind", tmp);
     CHECK_OK(sn_image_load(png, &back));
     CHECK(back.pixels && back.width == img.width && back.height == img.height &&
               memcmp(back.pixels, img.pixels, (size_t)img.width * img.height * 3) == 0,
@@ -443,12 +446,58 @@ static void test_oom(void) {
     CHECK(n > 3 && n < 100, "plot succeeded after %d injected failures", n);
 }
 
+/* The same picture (size and pixels). */
+static int same_image(const sn_image *a, const sn_image *b) {
+    return a->pixels && b->pixels && a->width == b->width && a->height == b->height &&
+           memcmp(a->pixels, b->pixels, (size_t)a->width * a->height * 3) == 0;
+}
+
+/* Without --title the figure is titled with the run's name, the folder that holds its
+ * train_log.csv, not "train_log.csv" (the same for every run); "." is looked up. */
+static void test_default_title(void) {
+    char dir[512], csv[600], cwd[4096];
+    tmp_path(dir, sizeof dir, "fm-run7");
+    CHECK(mkdir(dir, 0777) == 0, "mkdir %s", dir);
+    snprintf(csv, sizeof csv, "%s/train_log.csv", dir);
+    write_cls_log(csv);
+    sn_image def = {0}, named = {0}, file = {0}, here = {0};
+    sn_plot_options o = {0, 0, "fm-run7"};
+    CHECK_OK(sn_plot_render(csv, NULL, &def, NULL));
+    CHECK_OK(sn_plot_render(csv, &o, &named, NULL));
+    o.title = "train_log.csv";
+    CHECK_OK(sn_plot_render(csv, &o, &file, NULL));
+    CHECK(same_image(&def, &named), "the default title is not the folder's name");
+    CHECK(!same_image(&def, &file), "the default title is the CSV's file name");
+    if (getcwd(cwd, sizeof cwd) && chdir(dir) == 0) {
+        CHECK_OK(sn_plot_render("./train_log.csv", NULL, &here, NULL));
+        CHECK(same_image(&here, &named), "./train_log.csv is not titled with the folder's name");
+        sn_image_free(&here);
+        CHECK_OK(sn_plot_render("train_log.csv", NULL, &here, NULL));
+        CHECK(same_image(&here, &named), "train_log.csv is not titled with the folder's name");
+        CHECK(chdir(cwd) == 0, "chdir back");
+    }
+    sn_image_free(&def);
+    sn_image_free(&named);
+    sn_image_free(&file);
+    sn_image_free(&here);
+    /* a log copied under a name of its own (models/<name>.train_log.csv) is titled with it */
+    snprintf(csv, sizeof csv, "%s/fm.train_log.csv", dir);
+    write_cls_log(csv);
+    o.title = "fm.train_log.csv";
+    CHECK_OK(sn_plot_render(csv, NULL, &def, NULL));
+    CHECK_OK(sn_plot_render(csv, &o, &named, NULL));
+    CHECK(same_image(&def, &named), "a log with a name of its own is not titled with it");
+    sn_image_free(&def);
+    sn_image_free(&named);
+}
+
 int main(void) {
     double t0 = now_s();
     if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_plot") != 0) return 1;
     test_classifier();
     test_detector();
     test_sparse();
+    test_default_title();
     test_errors();
     test_oom();
     t_rm_tree(g_tmp);

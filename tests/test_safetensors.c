@@ -3,6 +3,7 @@
  * under /tmp that is removed at the end. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -623,6 +624,76 @@ static void test_large(void) {
     unlink(path);
 }
 
+/* What a save replaces (sn_save_open, under every atomic save): a symbolic link keeps linking
+ * and its target gets the new file; a FIFO or a device is written into, never replaced by a
+ * regular file; a folder is refused. */
+static void test_save_targets(void) {
+    char a[512], link[512], chain[512], dang[512], fresh[512], fifo[512], dir[512];
+    float x[3] = {1, 2, 3};
+    sn_st_tensor t[] = {{"x", 1, {3}, 3, x}};
+    sn_st_file w = {t, 1, NULL, NULL, 0, NULL}, r;
+    struct stat sb, before;
+    pathf(a, sizeof a, "target.safetensors");
+    pathf(link, sizeof link, "link.safetensors");
+    pathf(chain, sizeof chain, "chain.safetensors");
+    pathf(dang, sizeof dang, "dangling.safetensors");
+    pathf(fresh, sizeof fresh, "fresh.safetensors");
+    pathf(fifo, sizeof fifo, "fifo");
+    pathf(dir, sizeof dir, "a_folder");
+
+    CHECK(write_bytes(a, "old", 3) == 0 && chmod(a, 0640) == 0, "setup %s", a);
+    CHECK(symlink("target.safetensors", link) == 0, "symlink %s", strerror(errno));
+    CHECK(symlink("link.safetensors", chain) == 0, "symlink %s", strerror(errno));
+    CHECK(stat(a, &before) == 0, "stat");
+    CHECK_OK(sn_st_write(chain, &w));
+    CHECK(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "the link was replaced");
+    CHECK(lstat(chain, &sb) == 0 && S_ISLNK(sb.st_mode), "the chained link was replaced");
+    CHECK(lstat(a, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_ino != before.st_ino,
+          "the target was not replaced by a new file (renamed over it)");
+    CHECK((sb.st_mode & 0777) == 0640, "the target's mode %o became %o", 0640,
+          (unsigned)(sb.st_mode & 0777));
+    CHECK_OK(sn_st_read(a, &r));
+    CHECK(r.n_tensors == 1 && memcmp(r.tensors[0].data, x, sizeof x) == 0, "target content");
+    sn_st_free(&r);
+    /* a link to a name still to be written: the file is made there, the link stays */
+    CHECK(symlink("fresh.safetensors", dang) == 0, "symlink %s", strerror(errno));
+    CHECK_OK(sn_st_write(dang, &w));
+    CHECK(lstat(dang, &sb) == 0 && S_ISLNK(sb.st_mode), "the dangling link was replaced");
+    CHECK(lstat(fresh, &sb) == 0 && S_ISREG(sb.st_mode), "its target was not made");
+
+    /* a FIFO with a reader gets the bytes and stays a FIFO */
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo: %s", strerror(errno));
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    CHECK(rd >= 0, "open the FIFO: %s", strerror(errno));
+    if (rd >= 0) {
+        CHECK_OK(sn_st_write(fifo, &w)); /* a few hundred bytes: the pipe holds them */
+        char got[4096];
+        ssize_t n = read(rd, got, sizeof got - 1);
+        got[n > 0 ? n : 0] = 0;
+        CHECK(n > 8 && strstr(got + 8, "\"x\""), "the FIFO's reader got %zd bytes", n);
+        close(rd);
+    }
+    const int fifo_kept = lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode);
+    CHECK(fifo_kept, "the FIFO was replaced");
+    CHECK(count_temp_files(g_dir) == 0, "temporary files left");
+
+    /* /dev/null, only as root (the only user who could replace it) and only when the FIFO
+     * above was kept, so that a regression fails there instead of replacing /dev/null */
+    if (geteuid() == 0 && fifo_kept) {
+        CHECK_OK(sn_st_write("/dev/null", &w));
+        CHECK(stat("/dev/null", &sb) == 0 && S_ISCHR(sb.st_mode), "/dev/null was replaced");
+        CHECK(count_temp_files("/dev") == 0, "temporary files left in /dev");
+    }
+
+    /* a folder is refused, by name */
+    CHECK(mkdir(dir, 0700) == 0, "mkdir");
+    sn_status s = sn_st_write(dir, &w);
+    CHECK(s == SN_ERR_IO && strstr(sn_last_error(), "a_folder") &&
+              strstr(sn_last_error(), "folder"),
+          "a folder -> %s: %s", sn_status_name(s), sn_last_error());
+    CHECK(stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode), "the folder was replaced");
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/sn_test_safetensors.XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -637,6 +708,7 @@ int main(void) {
     test_write_failures();
     test_oom();
     test_large();
+    test_save_targets();
     rm_tree(g_dir);
     return TEST_SUMMARY();
 }

@@ -112,7 +112,7 @@ int cli_unknown_command(const char *name) {
     fprintf(stderr, "spinenet: error: unknown command '%s'%s%s%s (%sversion; see spinenet "
             "--help)\n", name, near >= 0 ? "; did you mean " : "",
             near >= 0 ? cli_commands[near]->name : "", near >= 0 ? "?" : "", names);
-    return 1;
+    return 2;
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -168,17 +168,38 @@ static int set_flag(const cli_flag *f, const char *a, const char *v, void *o) {
     return -1;
 }
 
+/* The fields of the flags the last cli_parse met (a flag met twice is listed twice). */
+static size_t g_given[256];
+static int g_n_given;
+
+int cli_flag_given(size_t field) {
+    for (int i = 0; i < g_n_given; i++)
+        if (g_given[i] == field) return 1;
+    return 0;
+}
+
 int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const char **args,
               int *n_args) {
     memcpy(opts, c->defaults, c->opts_size);
     *n_args = 0;
+    g_n_given = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
             args[(*n_args)++] = a; /* image files (classify, detect), the CSV (plot)... */
             continue;
         }
+        /* --flag=value is --flag value (as most tools take it); the name is looked up alone. */
+        char name[64];
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = 0;
+            a = name;
+        }
         const cli_flag *f = find_flag(a, c);
+        if (f && g_n_given < (int)(sizeof g_given / sizeof g_given[0]))
+            g_given[g_n_given++] = f->field;
         if (!f) {
             char near[32];
             suggest(a, c, near, sizeof near);
@@ -192,6 +213,14 @@ int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const cha
                 fprintf(stderr, "spinenet: error: unknown option '%s' for %s (see spinenet %s "
                         "--help)\n", a, c->name, c->name);
             return -1;
+        }
+        if (eq && a == name) {
+            if (!f->arg) {
+                fprintf(stderr, "spinenet: error: %s takes no value, got '%s'\n", a, argv[i]);
+                return -1;
+            }
+            if (set_flag(f, a, eq + 1, opts) < 0) return -1;
+            continue;
         }
         int used = set_flag(f, a, i + 1 < argc ? argv[i + 1] : NULL, opts);
         if (used < 0) return -1;

@@ -166,13 +166,16 @@ extern const int cli_n_commands;
 
 /* The command called name, or NULL. */
 const cli_command *cli_find_command(const char *name);
-/* The error for an unknown command (with the nearest name); returns the exit status. */
+/* The error for an unknown command (with the nearest name); returns the exit status, 2. */
 int cli_unknown_command(const char *name);
 /* Fills opts (c->opts_size bytes) from c's defaults and argv[2..], and args with the arguments
  * that are not flags; -1 after printing the error. */
 int cli_parse(const cli_command *c, int argc, char **argv, void *opts, const char **args,
               int *n_args);
 void cli_command_help(const cli_command *c);
+/* Whether the last cli_parse met the flag whose value goes to `field` (offsetof in the
+ * command's options) on the command line: train --resume tells a flag given from a default. */
+int cli_flag_given(size_t field);
 /* spinenet --help: the commands, the common flags and where to find the rest. */
 void cli_overview(FILE *f);
 
@@ -180,8 +183,15 @@ void cli_overview(FILE *f);
 
 /* "spinenet: error: " fmt (with one string argument); returns 1, the exit status. */
 int die(const char *fmt, const char *arg);
+/* The same for a bad command line (a missing or conflicting flag, an unknown value): returns 2,
+ * the exit status docs/guide.md gives it. */
+int usage_error(const char *fmt, const char *arg);
 /* The library's last error as the error line; returns 1. */
 int fail_status(void);
+/* The library's last error for a model or an input the flags describe: 2 (a bad command line)
+ * when st says that what they ask for is invalid or unsupported (levels out of range, a size
+ * the flavour cannot serve), else 1 (out of memory, a file). */
+int fail_flags(sn_status st);
 /* An input that must exist: a file (dir 0) or a folder (dir 1); says what the flag takes when
  * it does not. */
 int need_path(const char *path, int dir, const char *takes);
@@ -192,14 +202,16 @@ double now_s(void);
 #define TAKES_WEIGHTS                                                                          \
     "--weights takes a spinenet safetensors file, e.g. one written by spinenet train or init"
 
-/* The config the model flags describe. */
+/* The config the model flags describe; else the exit status after the error (2 for an unknown
+ * name, 1 for a --block-spec file that cannot be read). */
 int get_config(const cli_model_opts *o, sn_config *cfg);
 /* The model of a spinenet safetensors file. */
 int load_model(const char *weights, sn_model **m);
 /* The model of a spinenet safetensors file that has the given head; else the error not_it
  * (a format for the file's name). */
 int load_model_with_head(const char *weights, sn_head head, const char *not_it, sn_model **m);
-/* The model of o->weights, or the one the model flags describe, seeded with o->seed. */
+/* The model of o->weights, or the one the model flags describe, seeded with o->seed; else the
+ * exit status after the error. */
 int get_model(const cli_model_opts *o, sn_model **m);
 /* The input size: --size or the model's, and --height/--width where given (0: not given). */
 void input_dims(int size, int height, int width, int model_size, int *h, int *w);
@@ -209,7 +221,7 @@ const char *fmnist_dir(const char *spec);
 /* A dataset given as --data or --eval-data: fashion-mnist[:DIR] or an image folder (det: the
  * images of a COCO instances file). */
 int need_data(const char *spec, int det, const char *flag);
-/* --task classify (NULL too) or detect. */
+/* --task classify (NULL too) or detect; else 2 after the error. */
 int task_of(const char *task, int *det);
 /* What classify and detect run: the model, with what they say about a wrong one or a missing
  * image. */

@@ -136,16 +136,19 @@ static int print_profile(sn_model *m, int json) {
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
     sn_model *m = NULL;
-    if (get_model(&o->m, &m)) return 1;
+    int rc0 = get_model(&o->m, &m);
+    if (rc0) return rc0;
     int h, w;
     input_dims(o->m.size, o->height, o->width, sn_model_config(m)->input_size, &h, &w);
     int n_rows;
     int64_t tp, tm;
-    if (sn_model_info(m, h, w, NULL, 0, &n_rows, &tp, &tm) != SN_OK ||
-        sn_model_set_threads(m, o->threads) != SN_OK || sn_model_set_fold_bn(m, !o->nofold) != SN_OK ||
-        sn_model_plan(m, o->batch, h, w) != SN_OK) {
+    sn_status st;
+    if ((st = sn_model_info(m, h, w, NULL, 0, &n_rows, &tp, &tm)) != SN_OK ||
+        (st = sn_model_set_threads(m, o->threads)) != SN_OK ||
+        (st = sn_model_set_fold_bn(m, !o->nofold)) != SN_OK ||
+        (st = sn_model_plan(m, o->batch, h, w)) != SN_OK) {
         sn_model_free(m);
-        return fail_status();
+        return fail_flags(st); /* --size, --height, --width or --batch the model cannot take */
     }
     size_t count = (size_t)o->batch * (size_t)h * (size_t)w * 3;
     float *x = malloc(count * sizeof *x);

@@ -26,17 +26,19 @@ static const cli_flag k_flags[] = {
 
 static int run(const void *options, const char *const *files, int n_files) {
     const opts *o = options;
-    if (!o->weights) return die("%s", "classify needs --weights FILE (a classifier)");
-    if (n_files == 0) return die("%s", "classify needs at least one image file");
+    if (!o->weights) return usage_error("%s", "classify needs --weights FILE (a classifier)");
+    if (n_files == 0) return usage_error("%s", "classify needs at least one image file");
     cli_images im;
     if (open_images(&k_model, o->weights, files, n_files, &im)) return 1;
     sn_model *m = im.model;
     const sn_config *c = sn_model_config(m);
     int failed = im.missing;
     int s = o->size ? o->size : c->input_size;
-    if (sn_model_set_threads(m, o->threads) != SN_OK || sn_model_plan(m, 1, s, s) != SN_OK) {
+    sn_status st;
+    if ((st = sn_model_set_threads(m, o->threads)) != SN_OK ||
+        (st = sn_model_plan(m, 1, s, s)) != SN_OK) {
         close_images(&im);
-        return fail_status();
+        return fail_flags(st); /* a --size the model cannot take: 2 */
     }
     float *x = malloc((size_t)s * s * 3 * sizeof *x);
     int *order = malloc((size_t)c->num_classes * sizeof *order);

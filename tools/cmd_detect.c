@@ -432,13 +432,11 @@ static void detect_progress(int done, int total) {
 
 static int run(const void *options, const char *const *files, int n_files) {
     const opts *o = options;
-    if (!o->weights) return die("%s", "detect needs --weights FILE (a RetinaNet detector)");
-    if (n_files == 0) return die("%s", "detect needs at least one image file or folder");
-    if (o->results && !o->ann) {
-        die("%s", "--results needs --ann ANN.json (the COCO instances file of the images, for "
-                  "their ids)");
-        return 2;
-    }
+    if (!o->weights) return usage_error("%s", "detect needs --weights FILE (a RetinaNet detector)");
+    if (n_files == 0) return usage_error("%s", "detect needs at least one image file or folder");
+    if (o->results && !o->ann)
+        return usage_error("%s", "--results needs --ann ANN.json (the COCO instances file of the "
+                                 "images, for their ids)");
     if (o->out && need_out(o->out, 1, "-o")) return 1;
     if (o->results && need_out(o->results, 0, "--results")) return 1;
     if (o->ann && need_path(o->ann, 0, "--ann takes a COCO instances file, e.g. "

@@ -75,14 +75,14 @@ static void eval_progress(void *user, int done, int total) {
 /* Detection evaluation: score a results file (--dets), or run a detector (--weights) over the
  * images of the annotation file and score what it finds (and write it with -o). */
 static int eval_detect(const opts *o) {
-    if (!o->gt) return die("%s", "detection eval needs --gt ANNOTATIONS.json");
+    if (!o->gt) return usage_error("%s", "detection eval needs --gt ANNOTATIONS.json");
     if (!o->dets && !o->weights)
-        return die("%s", "eval --gt needs --dets RESULTS.json (a COCO results file) or --weights "
+        return usage_error("%s", "eval --gt needs --dets RESULTS.json (a COCO results file) or --weights "
                          "FILE --images DIR (a detector to run)");
     if (o->dets && o->weights)
-        return die("%s", "give either --dets or --weights, not both");
+        return usage_error("%s", "give either --dets or --weights, not both");
     if (o->weights && !o->images)
-        return die("%s", "eval --weights needs --images DIR (the folder of the --gt images)");
+        return usage_error("%s", "eval --weights needs --images DIR (the folder of the --gt images)");
     if (need_path(o->gt, 0, "--gt takes a COCO instances file, e.g. "
                             "fd/annotations/instances_val.json of spinenet make-dataset") ||
         (o->dets && need_path(o->dets, 0, "--dets takes a COCO results file, e.g. one written by "
@@ -136,10 +136,10 @@ static int eval_detect(const opts *o) {
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
     int det;
-    if (task_of(o->task, &det)) return 1;
+    if (task_of(o->task, &det)) return 2;
     if (det || o->gt || o->dets) return eval_detect(o);
-    if (!o->weights) return die("%s", "eval needs --weights FILE (a classifier)");
-    if (!o->data) return die("%s", "eval needs --data fashion-mnist or --data DIR");
+    if (!o->weights) return usage_error("%s", "eval needs --weights FILE (a classifier)");
+    if (!o->data) return usage_error("%s", "eval needs --data fashion-mnist or --data DIR");
     if (need_path(o->weights, 0, TAKES_WEIGHTS) || need_data(o->data, 0, "--data")) return 1;
     sn_model *m = NULL;
     if (load_model_with_head(o->weights, SN_HEAD_CLASSIFIER, "%s: not a classifier", &m)) return 1;

@@ -91,10 +91,12 @@ static int run(const void *options, const char *const *args, int n_args) {
     sn_model *m = NULL;
     sn_config cfg;
     if (o->m.weights) {
-        if (get_model(&o->m, &m)) return 1;
+        int rc = get_model(&o->m, &m);
+        if (rc) return rc;
         cfg = *sn_model_config(m);
-    } else if (get_config(&o->m, &cfg)) {
-        return 1;
+    } else {
+        int rc = get_config(&o->m, &cfg);
+        if (rc) return rc;
     }
     sn_config_resolve(&cfg);
     int h, w;
@@ -105,7 +107,7 @@ static int run(const void *options, const char *const *args, int n_args) {
                      : sn_config_info(&cfg, h, w, NULL, 0, &n_rows, &tp, &tm);
     if (st != SN_OK) {
         sn_model_free(m);
-        return fail_status();
+        return fail_flags(st);
     }
     sn_block_info *rows = calloc((size_t)n_rows, sizeof *rows);
     if (!rows) {

@@ -22,10 +22,11 @@ static const cli_flag k_flags[] = {
 
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
-    if (!o->out) return die("%s", "init needs -o FILE (where to write the model)");
+    if (!o->out) return usage_error("%s", "init needs -o FILE (where to write the model)");
     if (need_out(o->out, 0, "-o")) return 1;
     sn_model *m = NULL;
-    if (get_model(&o->m, &m)) return 1;
+    int rc = get_model(&o->m, &m);
+    if (rc) return rc;
     sn_status st = sn_model_save(m, o->out);
     sn_model_free(m);
     if (st != SN_OK) return fail_status();

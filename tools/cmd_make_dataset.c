@@ -53,11 +53,11 @@ static void make_progress(void *user, int done, int total) {
 /* make-dataset fashion-mnist --out DIR: Fashion-MNIST items as an image folder of PNGs. */
 static int make_fashion_mnist(const opts *o) {
     if (o->size || o->n_train >= 0 || o->n_val >= 0 || o->min_objects || o->max_objects || o->seed)
-        return die("%s", "make-dataset fashion-mnist takes --out, --split, --first, --count, "
+        return usage_error("%s", "make-dataset fashion-mnist takes --out, --split, --first, --count, "
                          "--data (the others are fashion-det's; see spinenet make-dataset --help)");
     const char *split = o->split ? o->split : "test";
     if (strcmp(split, "test") != 0 && strcmp(split, "train") != 0)
-        return die("--split must be test or train, got '%s'", split);
+        return usage_error("--split must be test or train, got '%s'", split);
     int written = 0;
     if (sn_fashion_mnist_export(o->data ? o->data : SN_FASHION_DET_DEFAULT_DIR,
                                 strcmp(split, "train") == 0, o->first, o->count, o->out,
@@ -72,14 +72,14 @@ static int make_fashion_mnist(const opts *o) {
  * args[0], the dataset's name, is one of k_datasets (main checks it). */
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
-    if (!o->out) return die("%s", "make-dataset needs --out DIR");
+    if (!o->out) return usage_error("%s", "make-dataset needs --out DIR");
     if (o->data && need_path(o->data, 1, "--data takes the folder of Fashion-MNIST's .gz files; "
                                          "apt-get install dataset-fashion-mnist puts them in "
                                          SN_FASHION_DET_DEFAULT_DIR))
         return 1;
     if (strcmp(args[0], "fashion-mnist") == 0) return make_fashion_mnist(o);
     if (o->split || o->first || o->count != 100)
-        return die("%s", "--split, --first and --count are fashion-mnist's (see spinenet "
+        return usage_error("%s", "--split, --first and --count are fashion-mnist's (see spinenet "
                          "make-dataset --help)");
     sn_fashion_det_options fo;
     sn_fashion_det_defaults(&fo);

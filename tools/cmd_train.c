@@ -1,6 +1,9 @@
 /* spinenet train: a classifier (Fashion-MNIST or an image folder) or a RetinaNet detector
  * (COCO-format data), with checkpoints, OUTDIR/train_log.csv and a progress line. */
+#define _XOPEN_SOURCE 700 /* realpath, for the absolute paths of run.json */
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,13 +12,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core.h"
 #include "trainer.h"
 
 typedef struct {
     cli_model_opts m;
     const char *task, *data, *ann, *eval_data, *eval_ann, *init, *out, *schedule;
     int batch, epochs, steps, warmup_steps, replicas, checkpoint_every, eval_every;
-    int no_flip, resume, skip_bad, threads;
+    int no_flip, resume, force, skip_bad, threads;
     double lr, warmup_lr, momentum, wd, clip, smoothing, drop, min_area, scale_min, scale_max;
 } opts;
 
@@ -84,7 +88,13 @@ static const cli_flag k_flags[] = {
          "steps between evaluations (and one at the end); 0: at each epoch's end; -1: never",
          NULL),
     FSWITCH("--resume", resume,
-            "continue from OUTDIR/last.safetensors (its step, optimizer and random state)", "off"),
+            "continue from OUTDIR/last.safetensors (its step, optimizer and random state) with the "
+            "settings of OUTDIR/run.json: only -o is needed; a flag that contradicts them is "
+            "refused, except --steps, --epochs, --threads, --checkpoint-every and --eval-every",
+            "off"),
+    FSWITCH("--force", force,
+            "start a new run in an OUTDIR that holds one: its checkpoints, training log and "
+            "settings are removed first", "off: such an OUTDIR is refused"),
     CLI_SKIP_BAD_FLAG,
     FINT("--threads", "T", threads, 0, 1024,
          "threads of the kernels (with --replicas: of the evaluation); 0: all cores", NULL),
@@ -92,11 +102,11 @@ static const cli_flag k_flags[] = {
           "depth", NULL),
 };
 
+/* The signal that asked the run to stop (SIGINT: Ctrl-C, SIGTERM: kill, a job scheduler), 0
+ * while none did: the run saves its checkpoint and exits 128 + that signal, as a shell reports
+ * a program the signal killed, so that `train && eval` does not go on. */
 static volatile sig_atomic_t g_stop;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
+static void on_stop_signal(int sig) { g_stop = sig; }
 
 typedef struct {
     int tty;
@@ -211,40 +221,273 @@ static void on_log(void *user, sn_log_level level, const char *msg) {
     fprintf(stderr, "spinenet: %s%s\n", level == SN_LOG_WARN ? "warning: " : "", msg);
 }
 
+/* The files of a run in OUTDIR: a new run without --resume would overwrite some and keep
+ * others (an old best.safetensors beside the new last.safetensors), so they go together. */
+static const char *const k_run_files[] = {"last.safetensors", "best.safetensors", "train_log.csv",
+                                          "run.json"};
+#define N_RUN_FILES (int)(sizeof k_run_files / sizeof k_run_files[0])
+
+/* The run files that exist in dir, as "a, b" into list (empty: none). */
+static void run_files_in(const char *dir, char *list, size_t n) {
+    list[0] = 0;
+    for (int i = 0; i < N_RUN_FILES; i++) {
+        char p[SN_PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%s", dir, k_run_files[i]);
+        if (access(p, F_OK) == 0)
+            snprintf(list + strlen(list), n - strlen(list), "%s%s", list[0] ? ", " : "",
+                     k_run_files[i]);
+    }
+}
+
+/* --force: the old run's files go before the new run writes any; 1 after the error. */
+static int remove_run_files(const char *dir) {
+    for (int i = 0; i < N_RUN_FILES; i++) {
+        char p[SN_PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%s", dir, k_run_files[i]);
+        if (unlink(p) != 0 && errno != ENOENT) {
+            fprintf(stderr, "spinenet: error: %s: cannot remove (--force): %s\n", p,
+                    strerror(errno));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- OUTDIR/run.json: the run's settings ------------------------------------------------ */
+
+/* {"format": 1, "flags": {"--task": "classify", "--lr": 0.1, "--no-flip": false, ...}}: every
+ * flag of the table but -o, --resume and --force, resolved (the task, head, flavour, size,
+ * batch and schedule a default stood for; paths made absolute, so that --resume works from
+ * another folder), as a command line would give it. */
+#define RUN_JSON_FORMAT 1
+
+/* What a resumed run may change: how long it goes on, how often it evaluates and saves, and
+ * the threads of this machine. */
+static const char *const k_may_change[] = {"--steps", "--epochs", "--threads", "--checkpoint-every",
+                                           "--eval-every"};
+
+/* A float of the model's config as the decimal a person would type (0.99, not the
+ * 0.99000000953674316 of its double), so that giving that value again is no contradiction. */
+static double float_value(float f) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)f);
+    return strtod(buf, NULL);
+}
+
+/* Equal settings: numbers to 12 digits (run.json writes 15), the rest exactly. */
+static int same_value(const json_t *a, const json_t *b) {
+    if (json_is_number(a) && json_is_number(b)) {
+        const double x = json_number_value(a), y = json_number_value(b);
+        return fabs(x - y) <= 1e-12 * fmax(fabs(x), fabs(y));
+    }
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+/* The flag's first spelling ("--lr"), the key in run.json. */
+static void flag_name(const cli_flag *f, char *buf, size_t n) {
+    size_t len = strcspn(f->names, ",");
+    if (len >= n) len = n - 1;
+    memcpy(buf, f->names, len);
+    buf[len] = 0;
+}
+
+static int not_recorded(const char *name) {
+    return strcmp(name, "-o") == 0 || strcmp(name, "--resume") == 0 || strcmp(name, "--force") == 0;
+}
+
+static int may_change(const char *name) {
+    for (size_t i = 0; i < sizeof k_may_change / sizeof k_may_change[0]; i++)
+        if (strcmp(name, k_may_change[i]) == 0) return 1;
+    return 0;
+}
+
+/* A path flag's value made absolute where it names a file or folder that exists (the
+ * fashion-mnist spec stays as it is); buf holds it. */
+static const char *abs_value(const char *name, const char *v, char *buf) {
+    static const char *const paths[] = {"--data", "--ann", "--eval-data", "--eval-ann", "--init",
+                                        "--block-spec"};
+    int is_path = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) is_path |= !strcmp(name, paths[i]);
+    if (!v || !is_path) return v;
+    if (strcmp(name, "--data") == 0 && fmnist_dir(v)) {
+        if (strncmp(v, "fashion-mnist:", 14) != 0) return v;
+        char dir[PATH_MAX];
+        if (!realpath(v + 14, dir)) return v;
+        snprintf(buf, PATH_MAX + 16, "fashion-mnist:%s", dir);
+        return buf;
+    }
+    return realpath(v, buf) ? buf : v;
+}
+
+/* The flag's value in o as run.json holds it; NULL when it cannot be (not UTF-8). */
+static json_t *flag_json(const cli_flag *f, const char *name, const opts *o) {
+    const char *field = (const char *)o + f->field;
+    char buf[PATH_MAX + 16];
+    switch (f->kind) {
+    case CLI_STR: {
+        const char *v = abs_value(name, *(const char *const *)field, buf);
+        return v ? json_string(v) : json_null();
+    }
+    case CLI_INT: return json_integer(*(const int *)field);
+    case CLI_NUM: return json_real(*(const double *)field);
+    case CLI_SEED: /* a string: JSON integers here stop at 2^63 */
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)*(const uint64_t *)field);
+        return json_string(buf);
+    case CLI_SWITCH: return json_boolean(*(const int *)field);
+    case CLI_HELP: break;
+    }
+    return NULL;
+}
+
+/* A value of run.json as the command line or the help would say it. */
+static void value_text(const json_t *v, int is_switch, char *buf, size_t n) {
+    if (json_is_string(v)) snprintf(buf, n, "%s", json_string_value(v));
+    else if (json_is_integer(v)) snprintf(buf, n, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v)) snprintf(buf, n, "%g", json_real_value(v));
+    else if (json_is_boolean(v)) snprintf(buf, n, "%s", json_is_true(v) ? "on" : "off");
+    else snprintf(buf, n, "%s", is_switch ? "off" : "none");
+}
+
+/* --resume: the flags not on the command line come from OUTDIR/run.json; one given there must
+ * say what the run says, unless it is one a run may change. *root keeps the strings alive
+ * (json_decref after the run). 0 when there is no run.json (a run of an older spinenet: the
+ * command line alone, as then), else the exit status after the error. */
+static int take_run_json(const char *dir, opts *o, json_t **root) {
+    char path[SN_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    *root = NULL;
+    if (access(path, F_OK) != 0) return 0;
+    json_error_t je;
+    json_t *r = json_load_file(path, 0, &je);
+    json_t *flags = r ? json_object_get(r, "flags") : NULL;
+    if (!json_is_object(flags)) {
+        fprintf(stderr, "spinenet: error: %s: %s (the settings of the run --resume continues)\n",
+                path, r ? "no \"flags\" object" : je.text);
+        json_decref(r);
+        return 1;
+    }
+    *root = r;
+    for (int i = 0; i < (int)(sizeof k_flags / sizeof k_flags[0]); i++) {
+        const cli_flag *f = &k_flags[i];
+        char name[32];
+        flag_name(f, name, sizeof name);
+        json_t *saved = json_object_get(flags, name);
+        if (not_recorded(name) || !saved) continue;
+        char *field = (char *)o + f->field;
+        const int sw = f->kind == CLI_SWITCH;
+        if (cli_flag_given(f->field)) {
+            if (may_change(name)) continue;
+            json_t *now = flag_json(f, name, o);
+            const int same = now && same_value(now, saved);
+            if (!same) {
+                char was[PATH_MAX + 16], is[PATH_MAX + 16];
+                value_text(saved, sw, was, sizeof was);
+                value_text(now, sw, is, sizeof is);
+                if (sw)
+                    fprintf(stderr, "spinenet: error: %s contradicts the run in %s (run.json: %s "
+                            "%s); --resume continues with the run's settings: leave %s out, or "
+                            "start a new run\n", name, dir, name, was, name);
+                else
+                    fprintf(stderr, "spinenet: error: %s %s contradicts the run in %s (run.json: "
+                            "%s %s); --resume continues with the run's settings: leave %s out, "
+                            "or start a new run\n", name, is, dir, name, was, name);
+            }
+            json_decref(now);
+            if (!same) return 2;
+            continue;
+        }
+        int ok = 1;
+        switch (f->kind) {
+        case CLI_STR:
+            if ((ok = json_is_string(saved) || json_is_null(saved)))
+                *(const char **)field = json_string_value(saved);
+            break;
+        case CLI_INT:
+            if ((ok = json_is_integer(saved))) *(int *)field = (int)json_integer_value(saved);
+            break;
+        case CLI_NUM:
+            if ((ok = json_is_number(saved))) *(double *)field = json_number_value(saved);
+            break;
+        case CLI_SEED: {
+            const char *s = json_string_value(saved);
+            char *end = NULL;
+            if ((ok = s && *s)) *(uint64_t *)field = strtoull(s, &end, 10);
+            ok = ok && !*end;
+            break;
+        }
+        case CLI_SWITCH:
+            if ((ok = json_is_boolean(saved))) *(int *)field = json_is_true(saved);
+            break;
+        case CLI_HELP: break;
+        }
+        if (!ok) {
+            fprintf(stderr, "spinenet: error: %s: the value of %s is not of its kind\n", path, name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Writes OUTDIR/run.json (saved whole, sn_save_open) from the resolved options; 1 after the
+ * error. */
+static int write_run_json(const char *dir, const opts *o) {
+    char path[SN_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    json_t *flags = json_object(), *root = json_object();
+    int bad = !flags || !root || json_object_set_new(root, "format", json_integer(RUN_JSON_FORMAT));
+    for (int i = 0; !bad && i < (int)(sizeof k_flags / sizeof k_flags[0]); i++) {
+        char name[32];
+        flag_name(&k_flags[i], name, sizeof name);
+        if (not_recorded(name)) continue;
+        json_t *v = flag_json(&k_flags[i], name, o);
+        bad = !v || json_object_set_new(flags, name, v);
+    }
+    if (!bad) bad = json_object_set(root, "flags", flags);
+    json_decref(flags);
+    sn_save_file out;
+    sn_status st = bad ? sn_error(SN_ERR_INVALID_ARG, "%s: a setting cannot be written as JSON "
+                                  "(a path that is not UTF-8?)", path)
+                       : sn_save_open(path, &out);
+    if (st == SN_OK)
+        st = sn_save_close(&out, json_dumpf(root, out.f, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                                                          JSON_REAL_PRECISION(15)) ||
+                                         fputc('\n', out.f) == EOF
+                                     ? sn_error(SN_ERR_IO, "%s: write error", path)
+                                     : SN_OK);
+    json_decref(root);
+    return st == SN_OK ? 0 : fail_status();
+}
+
 static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
-    if (strlen(src) >= n) return die("%s: path too long", flag);
+    if (strlen(src) >= n) return usage_error("%s: path too long", flag);
     snprintf(dst, n, "%s", src);
     return 0;
 }
 
-static int run(const void *options, const char *const *args, int n_args) {
-    const opts *o = options;
+static int train(const opts *o) {
     int det;
-    if (task_of(o->task, &det)) return 1;
+    if (task_of(o->task, &det)) return 2;
     /* COCO annotations mean detection, as eval infers it from --gt; a classifier would ignore
      * them without a word. */
     if (!o->task && (o->ann || o->eval_ann)) det = 1;
-    if (!det && (o->ann || o->eval_ann)) {
-        die("%s takes the COCO annotations of a detector, which --task classify does not train "
-            "(leave out --task, or give --task detect)", o->ann ? "--ann" : "--eval-ann");
-        return 2;
-    }
+    if (!det && (o->ann || o->eval_ann))
+        return usage_error("%s takes the COCO annotations of a detector, which --task classify "
+                           "does not train (leave out --task, or give --task detect)",
+                           o->ann ? "--ann" : "--eval-ann");
     if (!o->data)
-        return die("%s", det ? "train --task detect needs --data IMAGEDIR --ann ANNOTATIONS.json"
+        return usage_error("%s", det ? "train --task detect needs --data IMAGEDIR --ann ANNOTATIONS.json"
                              : "train needs --data fashion-mnist or --data DIR");
-    if (det && !o->ann) return die("%s", "train --task detect needs --ann ANNOTATIONS.json (COCO "
+    if (det && !o->ann) return usage_error("%s", "train --task detect needs --ann ANNOTATIONS.json (COCO "
                                          "instances format) for the --data images");
     if (det && o->eval_data && !o->eval_ann)
-        return die("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
+        return usage_error("%s", "--eval-data needs --eval-ann ANNOTATIONS.json for detection");
     /* Without it the library would look for the --eval-ann images among the --data ones, and
-     * score the model on its training images where the names match. A usage error: exit 2. */
-    if (o->eval_ann && !o->eval_data) {
-        die("%s", "--eval-ann needs --eval-data DIR (the folder of its images)");
-        return 2;
-    }
-    if (!o->out) return die("%s", "train needs -o OUTDIR (where checkpoints go)");
+     * score the model on its training images where the names match. */
+    if (o->eval_ann && !o->eval_data)
+        return usage_error("%s", "--eval-ann needs --eval-data DIR (the folder of its images)");
+    if (!o->out) return usage_error("%s", "train needs -o OUTDIR (where checkpoints go)");
     if (det && !(o->scale_max >= o->scale_min))
-        return die("%s", "--scale-max must be at least --scale-min");
+        return usage_error("%s", "--scale-max must be at least --scale-min");
     if (need_data(o->data, det, "--data") ||
         (o->eval_data && (det || !fmnist_dir(o->data)) &&
          need_data(o->eval_data, det, "--eval-data")) ||
@@ -256,13 +499,25 @@ static int run(const void *options, const char *const *args, int n_args) {
                               "from, e.g. the best.safetensors of an earlier run")) ||
         need_out(o->out, 1, "-o"))
         return 1;
+    if (o->resume && o->force)
+        return usage_error("%s", "--resume continues the run in -o OUTDIR and --force starts it "
+                           "over: give one of them");
+    char old_run[128];
+    run_files_in(o->out, old_run, sizeof old_run);
+    if (!o->resume && !o->force && old_run[0]) {
+        fprintf(stderr, "spinenet: error: %s already holds a run (%s): continue it with --resume, "
+                "start it over with --force (removes those files), or give another -o\n", o->out,
+                old_run);
+        return 2;
+    }
     sn_train_config tc;
     sn_train_config_defaults(&tc);
     cli_model_opts mo = o->m;
     if (!mo.head) mo.head = det ? "retinanet" : "classifier";
     if (!mo.flavour) mo.flavour = det ? "garden" : "tpu"; /* tpu serves inputs such as 64x64 */
     if (!mo.size && !det) mo.size = 64;
-    if (get_config(&mo, &tc.model)) return 1;
+    int rc = get_config(&mo, &tc.model);
+    if (rc) return rc;
     if (!o->m.classes) tc.model.num_classes = 0; /* take the dataset's */
     const char *fm = det ? NULL : fmnist_dir(o->data);
     tc.task = det ? SN_TASK_DETECT : SN_TASK_CLASSIFY;
@@ -286,7 +541,7 @@ static int run(const void *options, const char *const *args, int n_args) {
     tc.steps = o->steps;
     int cosine = !o->schedule || strcmp(o->schedule, "cosine") == 0;
     if (!cosine && strcmp(o->schedule, "constant") != 0)
-        return die("unknown --schedule '%s' (cosine or constant)", o->schedule);
+        return usage_error("unknown --schedule '%s' (cosine or constant)", o->schedule);
     sn_lr_schedule_init(&tc.lr, cosine ? SN_LR_COSINE : SN_LR_CONSTANT, o->lr);
     tc.lr.warmup_steps = o->warmup_steps;
     tc.lr.warmup_init_lr = o->warmup_lr;
@@ -302,7 +557,7 @@ static int run(const void *options, const char *const *args, int n_args) {
     if (tc.batch % tc.replicas != 0) {
         fprintf(stderr, "spinenet: error: --batch %d cannot be split into %d replicas: use a "
                 "multiple of %d\n", tc.batch, tc.replicas, tc.replicas);
-        return 1;
+        return 2;
     }
     tc.seed = o->m.seed;
     snprintf(tc.out_dir, sizeof tc.out_dir, "%s", o->out);
@@ -314,9 +569,38 @@ static int run(const void *options, const char *const *args, int n_args) {
     tc.progress = on_progress;
     tc.log = on_log;
     tc.user = &ps;
-    signal(SIGINT, on_sigint);
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
     sn_trainer *t = NULL;
     if (sn_trainer_create(&tc, &t) != SN_OK) return fail_status();
+    if (o->force && old_run[0]) {
+        if (remove_run_files(o->out)) {
+            sn_trainer_free(t);
+            return 1;
+        }
+        fprintf(stderr, "spinenet: --force: removed the earlier run's %s from %s\n", old_run,
+                o->out);
+    }
+    /* The settings as this run resolved them, for --resume and for whoever reads the run. */
+    opts resolved = *o;
+    resolved.task = det ? "detect" : "classify";
+    resolved.m.head = mo.head;
+    resolved.m.flavour = mo.flavour;
+    resolved.m.size = tc.image_size;
+    resolved.batch = tc.batch;
+    resolved.schedule = cosine ? "cosine" : "constant";
+    const sn_config *mc = sn_model_config(sn_trainer_model(t)); /* the variant's values */
+    resolved.m.act = sn_act_name(mc->activation);
+    resolved.m.classes = mc->num_classes;
+    if (mc->endpoints_filters > 0) resolved.m.endpoints = mc->endpoints_filters;
+    resolved.m.min_level = mc->min_level;
+    resolved.m.max_level = mc->max_level;
+    resolved.m.anchor_size = float_value(mc->anchor_size);
+    resolved.m.bn_momentum = float_value(mc->bn_momentum);
+    if (write_run_json(o->out, &resolved)) {
+        sn_trainer_free(t);
+        return 1;
+    }
     char csv_path[SN_PATH_MAX + 16];
     snprintf(csv_path, sizeof csv_path, "%s/train_log.csv", o->out);
     ps.csv_path = csv_path;
@@ -339,7 +623,16 @@ static int run(const void *options, const char *const *args, int n_args) {
     printf("%s after %lld steps in %.1f s; %s; checkpoints in %s\n", g_stop ? "stopped" : "done",
            (long long)sn_trainer_step(t), now_s() - t0, best, o->out);
     sn_trainer_free(t);
-    return 0;
+    return g_stop ? 128 + g_stop : 0;
+}
+
+static int run(const void *options, const char *const *args, int n_args) {
+    opts o = *(const opts *)options;
+    json_t *saved = NULL;
+    int rc = o.resume && o.out && !o.force ? take_run_json(o.out, &o, &saved) : 0;
+    if (!rc) rc = train(&o);
+    json_decref(saved);
+    return rc;
 }
 
 const cli_command cmd_train = {
@@ -354,10 +647,11 @@ const cli_command cmd_train = {
              "COCO-format data. "
              "Writes OUTDIR/last.safetensors (every --checkpoint-every steps and at the end), "
              "OUTDIR/best.safetensors (the checkpoint of the best evaluation: top-1, or COCO "
-             "AP for a detector) and OUTDIR/train_log.csv (one row per step: step, epoch, lr, "
+             "AP for a detector), OUTDIR/run.json (the run's settings, every flag resolved) and "
+             "OUTDIR/train_log.csv (one row per step: step, epoch, lr, "
              "loss, loss_cls, loss_box, train_top1, images_per_s and eval_top1, eval_top5 or "
-             "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C stops cleanly after writing "
-             "last.safetensors; --resume continues from it.",
+             "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C (or SIGTERM) stops cleanly after "
+             "writing last.safetensors, with exit status 130 (143); --resume continues from it.",
     .examples = "spinenet train --data fashion-mnist --model spinenet-mobile-49xs --act relu "
                 "--size 64 --batch 64 \\\n"
                 "    --epochs 7 --lr 0.2 --warmup-steps 200 --min-crop-area 1 --threads 2 "

@@ -60,7 +60,7 @@ static int run_command(const cli_command *c, int argc, char **argv) {
     } else if (cli_parse(c, argc, argv, o, args, &n_args)) {
         rc = 2;
     } else if (check_positionals(c, args, n_args)) {
-        rc = 1;
+        rc = 2;
     } else {
         rc = c->run(o, args, n_args);
     }

@@ -16,9 +16,16 @@ int die(const char *fmt, const char *arg) {
     return 1;
 }
 
+int usage_error(const char *fmt, const char *arg) { return die(fmt, arg) + 1; }
+
 int fail_status(void) {
     fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
     return 1;
+}
+
+int fail_flags(sn_status st) {
+    const int usage = st == SN_ERR_INVALID_ARG || st == SN_ERR_UNSUPPORTED || st == SN_ERR_NOT_FOUND;
+    return fail_status() + usage;
 }
 
 /* One line naming the input and what the flag takes when it does not exist. */
@@ -68,11 +75,13 @@ double now_s(void) {
 
 /* ---- The model ------------------------------------------------------------------------------ */
 
+/* An unknown model, flavour, head or activation is a bad command line: exit status 2. */
 int get_config(const cli_model_opts *o, sn_config *cfg) {
-    if (sn_config_init(cfg, o->model) != SN_OK) return fail_status();
-    if (o->flavour && sn_parse_flavour(o->flavour, &cfg->flavour) != SN_OK) return fail_status();
-    if (o->head && sn_parse_head(o->head, &cfg->head) != SN_OK) return fail_status();
-    if (o->act && sn_parse_act(o->act, &cfg->activation) != SN_OK) return fail_status();
+    if (sn_config_init(cfg, o->model) != SN_OK ||
+        (o->flavour && sn_parse_flavour(o->flavour, &cfg->flavour) != SN_OK) ||
+        (o->head && sn_parse_head(o->head, &cfg->head) != SN_OK) ||
+        (o->act && sn_parse_act(o->act, &cfg->activation) != SN_OK))
+        return fail_status() + 1;
     if (o->classes) cfg->num_classes = o->classes;
     if (o->endpoints) cfg->endpoints_filters = o->endpoints;
     if (o->min_level >= 0) cfg->min_level = o->min_level;
@@ -86,7 +95,7 @@ int get_config(const cli_model_opts *o, sn_config *cfg) {
                       "--block-spec takes a block-spec table, see docs/blockspec.md"))
             return 1;
         if (strlen(o->block_spec) >= sizeof cfg->block_spec_path)
-            return die("--block-spec path too long: %s", o->block_spec);
+            return usage_error("--block-spec path too long: %s", o->block_spec);
         snprintf(cfg->block_spec_path, sizeof cfg->block_spec_path, "%s", o->block_spec);
     }
     return 0;
@@ -109,8 +118,10 @@ int load_model_with_head(const char *weights, sn_head head, const char *not_it, 
 int get_model(const cli_model_opts *o, sn_model **m) {
     if (o->weights) return load_model(o->weights, m);
     sn_config cfg;
-    if (get_config(o, &cfg)) return 1;
-    if (sn_model_create(&cfg, o->seed, m) != SN_OK) return fail_status();
+    int rc = get_config(o, &cfg);
+    if (rc) return rc;
+    sn_status st = sn_model_create(&cfg, o->seed, m);
+    if (st != SN_OK) return fail_flags(st);
     return 0;
 }
 
@@ -148,7 +159,7 @@ int need_data(const char *spec, int det, const char *flag) {
 int task_of(const char *task, int *det) {
     *det = task && strcmp(task, "detect") == 0;
     if (task && !*det && strcmp(task, "classify") != 0)
-        return die("unknown --task '%s' (classify or detect)", task);
+        return usage_error("unknown --task '%s' (classify or detect)", task);
     return 0;
 }
 

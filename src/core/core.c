@@ -2,12 +2,14 @@
 #include "core.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #ifdef _OPENMP
@@ -242,4 +244,139 @@ sn_status sn_make_dirs(const char *path) {
             if (st != SN_OK) return st;
         }
     return make_dir(buf);
+}
+
+/* ---------------------------------------------------------------- saving files whole */
+
+static char *str_copy(const char *a, size_t na, const char *b) {
+    size_t nb = b ? strlen(b) : 0;
+    char *s = sn_alloc(na + nb + 1);
+    if (!s) return NULL;
+    memcpy(s, a, na);
+    if (nb) memcpy(s + na, b, nb);
+    s[na + nb] = 0;
+    return s;
+}
+
+/* path with its symbolic links followed one by one (a relative link is relative to the folder
+ * of the link), down to a name that is not a link, which may not exist yet: realpath() would
+ * refuse a link to a file still to be written. NULL on error (set). */
+static char *follow_links(const char *path, sn_status *st) {
+    char *p = str_copy(path, strlen(path), NULL);
+    for (int hops = 0; p; hops++) {
+        struct stat sb;
+        if (lstat(p, &sb) != 0 || !S_ISLNK(sb.st_mode)) return p;
+        char link[4096];
+        ssize_t n = hops < 40 ? readlink(p, link, sizeof link - 1) : -1;
+        if (n < 0) {
+            *st = sn_error(SN_ERR_IO, "%s: cannot follow the symbolic link %s: %s", path, p,
+                           hops < 40 ? strerror(errno) : strerror(ELOOP));
+            sn_free(p);
+            return NULL;
+        }
+        link[n] = 0;
+        const char *slash = strrchr(p, '/');
+        char *next = link[0] == '/' || !slash ? str_copy(link, (size_t)n, NULL)
+                                              : str_copy(p, (size_t)(slash - p + 1), link);
+        sn_free(p);
+        p = next;
+    }
+    *st = sn_error(SN_ERR_OOM, "%s: out of memory", path);
+    return NULL;
+}
+
+static void save_free(sn_save_file *s) {
+    sn_free(s->target);
+    sn_free(s->tmp);
+    s->target = s->tmp = NULL;
+    s->f = NULL;
+}
+
+sn_status sn_save_open(const char *path, sn_save_file *s) {
+    memset(s, 0, sizeof *s);
+    if (!path || !*path) return sn_error(SN_ERR_INVALID_ARG, "sn_save_open: no path");
+    s->name = path;
+    sn_status st = SN_OK;
+    if (!(s->target = follow_links(path, &st))) return st;
+    struct stat sb;
+    const int exists = stat(s->target, &sb) == 0;
+    if (exists && S_ISDIR(sb.st_mode)) {
+        save_free(s);
+        return sn_error(SN_ERR_IO, "%s: is a folder", path);
+    }
+    if (exists && !S_ISREG(sb.st_mode)) {
+        /* A device or a FIFO is where the bytes are meant to go; renaming over it would
+         * replace it (as root, /dev/null itself). */
+        s->f = fopen(s->target, "wb");
+        if (!s->f) {
+            st = sn_error(SN_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+            save_free(s);
+            return st;
+        }
+        return SN_OK;
+    }
+    char pid[32];
+    snprintf(pid, sizeof pid, ".tmp.%ld", (long)getpid());
+    if (!(s->tmp = str_copy(s->target, strlen(s->target), pid))) {
+        save_free(s);
+        return sn_error(SN_ERR_OOM, "%s: out of memory", path);
+    }
+    int fd = open(s->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == EEXIST) { /* a stale temporary file of an earlier process */
+        unlink(s->tmp);
+        fd = open(s->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    }
+    if (fd >= 0 && exists) (void)fchmod(fd, sb.st_mode & 07777);
+    if (fd < 0 || !(s->f = fdopen(fd, "wb"))) {
+        st = sn_error(SN_ERR_IO, "%s: cannot create the temporary file %s: %s", path, s->tmp,
+                      strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(s->tmp);
+        }
+        save_free(s);
+        return st;
+    }
+    return SN_OK;
+}
+
+sn_status sn_save_close(sn_save_file *s, sn_status st) {
+    if (!s->f) {
+        save_free(s);
+        return st == SN_OK ? sn_error(SN_ERR_INVALID_ARG, "sn_save_close: not open") : st;
+    }
+    const char *what = s->tmp ? s->tmp : s->target;
+    if (st == SN_OK && fflush(s->f) != 0)
+        st = sn_error(SN_ERR_IO, "%s: cannot write %s: %s", s->name, what, strerror(errno));
+    if (st == SN_OK && s->tmp && fsync(fileno(s->f)) != 0)
+        st = sn_error(SN_ERR_IO, "%s: cannot sync %s: %s", s->name, what, strerror(errno));
+    if (fclose(s->f) != 0 && st == SN_OK)
+        st = sn_error(SN_ERR_IO, "%s: cannot close %s: %s", s->name, what, strerror(errno));
+    s->f = NULL;
+    if (s->tmp && st == SN_OK && rename(s->tmp, s->target) != 0)
+        st = sn_error(SN_ERR_IO, "%s: cannot rename %s over it: %s", s->name, s->tmp,
+                      strerror(errno));
+    if (s->tmp && st != SN_OK) unlink(s->tmp);
+    if (s->tmp && st == SN_OK) {
+        /* Make the rename durable. Best effort: if this fails the rename may not survive a
+         * crash, but either the old or the new complete file is then there. */
+        char *slash = strrchr(s->target, '/');
+        if (slash) slash[slash == s->target ? 1 : 0] = 0;
+        int dfd = open(slash ? s->target : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    save_free(s);
+    return st;
+}
+
+sn_status sn_save_buffer(const char *path, const void *data, size_t size) {
+    sn_save_file s;
+    sn_status st = sn_save_open(path, &s);
+    if (st != SN_OK) return st;
+    if (size && fwrite(data, 1, size, s.f) != size)
+        st = sn_error(SN_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    return sn_save_close(&s, st);
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "spinenet.h"
 
@@ -60,6 +61,29 @@ sn_status sn_read_file(const char *path, char **data, size_t *size);
 /* mkdir -p: creates `path` and its missing parents; an existing directory is fine. Errors name
  * the path and the reason (SN_ERR_IO), e.g. a file of that name. */
 sn_status sn_make_dirs(const char *path);
+
+/* Saving a file whole or not at all. sn_save_open picks where the bytes go and opens s->f;
+ * the caller writes into s->f, then sn_save_close(s, status) publishes the file when status is
+ * SN_OK (and otherwise removes what was written), and returns the final status.
+ * - a regular file, or a new name: the bytes go to "<file>.tmp.<pid>" beside it, which is
+ *   synced and renamed over it, so a reader or a crash sees the old or the new file whole;
+ *   a file that is replaced keeps its permission bits.
+ * - a symbolic link (chains too, and one to a name that does not exist yet): its final target
+ *   is the file saved as above; the link stays a link.
+ * - anything else that is not a folder (a device such as /dev/null, a FIFO): written straight
+ *   into, never replaced by a regular file (a FIFO blocks until it has a reader, as with `>`).
+ * - a folder: SN_ERR_IO naming it.
+ * Errors name the path as the caller gave it, and the reason. */
+typedef struct {
+    FILE *f;          /* the caller writes here */
+    const char *name; /* the path as given, for messages */
+    char *target;     /* the file written: path with its symbolic links followed */
+    char *tmp;        /* the temporary file; NULL when writing straight into target */
+} sn_save_file;
+sn_status sn_save_open(const char *path, sn_save_file *s);
+sn_status sn_save_close(sn_save_file *s, sn_status status);
+/* The whole of a buffer saved as above. */
+sn_status sn_save_buffer(const char *path, const void *data, size_t size);
 
 /* Deterministic hash-based fill (the contract shared with tests/golden/gen_golden.py):
  * key = fnv1a64(name) ^ seed; for flat index i:

@@ -893,8 +893,10 @@ sn_status sn_coco_dets_save(const char *path, const sn_coco_det *dets, size_t co
         if (!finite_box(dets[i].bbox) || !isfinite(dets[i].score))
             return sn_error(SN_ERR_INVALID_ARG,
                             "%s: detection %zu has a non-finite box or score", path, i);
-    FILE *f = fopen(path, "w");
-    if (!f) return sn_error(SN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    sn_save_file out; /* saved whole: an earlier results file stays until this one is */
+    sn_status st = sn_save_open(path, &out);
+    if (st != SN_OK) return st;
+    FILE *f = out.f;
     int bad = fputs("[", f) < 0;
     for (size_t i = 0; i < count && !bad; i++) {
         const sn_coco_det *d = &dets[i];
@@ -905,7 +907,5 @@ sn_status sn_coco_dets_save(const char *path, const sn_coco_det *dets, size_t co
                       d->bbox[2], d->bbox[3], d->score) < 0;
     }
     if (!bad) bad = fputs("\n]\n", f) < 0;
-    if (fclose(f) != 0) bad = 1;
-    if (bad) return sn_error(SN_ERR_IO, "%s: write error", path);
-    return SN_OK;
+    return sn_save_close(&out, bad ? sn_error(SN_ERR_IO, "%s: write error", path) : SN_OK);
 }

@@ -37,8 +37,9 @@ sn_status sn_image_orient(const sn_image *img, int orientation, sn_image *out);
 
 /* Encode an image (channels 1 or 3) as PNG; *png is sn_alloc'ed. */
 sn_status sn_image_encode_png(const sn_image *img, uint8_t **png, size_t *size);
-/* The same written to a file: through path.tmp and a rename, so a failed write leaves no
- * partial file and an older file at path as it was. */
+/* The same written to a file, saved whole (sn_save_open: a temporary file renamed over path,
+ * a symbolic link kept, a device or FIFO written into), so a failed write leaves no partial
+ * file and an older file at path as it was. */
 sn_status sn_image_save_png(const sn_image *img, const char *path);
 /* The same as JPEG at quality 1..100 (for pictures of JPEG photos, which PNG stores several
  * times larger). */

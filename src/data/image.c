@@ -407,29 +407,12 @@ sn_status sn_image_encode_png(const sn_image *img, uint8_t **png, size_t *size) 
 sn_status sn_image_save_png(const sn_image *img, const char *path) {
     if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_image_save_png: NULL path");
     uint8_t *png = NULL;
-    size_t size = 0, n = strlen(path) + 5;
+    size_t size = 0;
     sn_status st = sn_image_encode_png(img, &png, &size);
     if (st != SN_OK) return st;
-    /* Written to path.tmp and renamed, so that a viewer never sees half a file and a failed
+    /* Saved whole (sn_save_buffer), so that a viewer never sees half a file and a failed
      * write leaves an older picture as it was. */
-    char *tmp = sn_alloc(n);
-    if (!tmp) {
-        sn_free(png);
-        return SN_ERR_OOM;
-    }
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = sn_error(SN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        const size_t wrote = fwrite(png, 1, size, f);
-        if (fclose(f) != 0 || wrote != size)
-            st = sn_error(SN_ERR_IO, "%s: write error", tmp);
-        else if (rename(tmp, path) != 0)
-            st = sn_error(SN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        if (st != SN_OK) remove(tmp);
-    }
-    sn_free(tmp);
+    st = sn_save_buffer(path, png, size);
     sn_free(png);
     return st;
 }

@@ -78,25 +78,6 @@ static int read_full(int fd, void *buf, size_t n) {
     return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n) {
-    const unsigned char *p = buf;
-    while (n > 0) {
-        size_t want = n < ST_IO_CHUNK ? n : ST_IO_CHUNK;
-        ssize_t put = write(fd, p, want);
-        if (put < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (put == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += put;
-        n -= (size_t)put;
-    }
-    return 0;
-}
-
 static const char *read_errstr(int err) {
     return err ? strerror(err) : "unexpected end of file (was the file changed while reading?)";
 }
@@ -578,63 +559,20 @@ sn_status sn_st_write(const char *path, const sn_st_file *f) {
     sn_status st = make_header(path, f, &hdr, &hdr_len);
     if (st != SN_OK) return st;
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = st_alloc(path, tlen, &st);
-    if (!tmp) {
+    /* Saved whole (sn_save_open: a temporary file, synced and renamed over path). */
+    sn_save_file out;
+    if ((st = sn_save_open(path, &out)) != SN_OK) {
         sn_free(hdr);
         return st;
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST) { /* a stale temporary file of an earlier process */
-        unlink(tmp);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    }
-    if (fd < 0) {
-        st = sn_error(SN_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp,
-                      strerror(errno));
-        sn_free(hdr);
-        sn_free(tmp);
-        return st;
-    }
-
-    if (write_full(fd, hdr, hdr_len) != 0)
-        st = sn_error(SN_ERR_IO, "%s: cannot write header to %s: %s", path, tmp,
-                      strerror(errno));
+    if (fwrite(hdr, 1, hdr_len, out.f) != hdr_len)
+        st = sn_error(SN_ERR_IO, "%s: cannot write the header: %s", path, strerror(errno));
     sn_free(hdr);
     for (int i = 0; st == SN_OK && i < f->n_tensors; i++) {
         const sn_st_tensor *t = &f->tensors[i];
-        if (t->count && write_full(fd, t->data, t->count * sizeof(float)) != 0)
-            st = sn_error(SN_ERR_IO, "%s: cannot write tensor '%s' to %s: %s", path, t->name,
-                          tmp, strerror(errno));
+        if (t->count && fwrite(t->data, sizeof(float), t->count, out.f) != t->count)
+            st = sn_error(SN_ERR_IO, "%s: cannot write tensor '%s': %s", path, t->name,
+                          strerror(errno));
     }
-    if (st == SN_OK && fsync(fd) != 0)
-        st = sn_error(SN_ERR_IO, "%s: cannot sync %s: %s", path, tmp, strerror(errno));
-    if (close(fd) != 0 && st == SN_OK)
-        st = sn_error(SN_ERR_IO, "%s: cannot close %s: %s", path, tmp, strerror(errno));
-    if (st == SN_OK && rename(tmp, path) != 0)
-        st = sn_error(SN_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (st != SN_OK) {
-        unlink(tmp);
-        sn_free(tmp);
-        return st;
-    }
-
-    /* Make the rename durable. Best effort: if this fails the rename may not survive a crash,
-     * but either the old or the new complete file is then at path, so atomicity holds.
-     * The directory is the part of tmp (which starts with path) before the last slash. */
-    char *slash = strrchr(tmp, '/');
-    const char *dir = ".";
-    if (slash) {
-        slash[slash == tmp ? 1 : 0] = 0;
-        dir = tmp;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    sn_free(tmp);
-    return SN_OK;
+    return sn_save_close(&out, st);
 }

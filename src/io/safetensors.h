@@ -44,7 +44,8 @@ typedef struct {
  * On failure *out is zeroed. */
 sn_status sn_st_read(const char *path, sn_st_file *out);
 
-/* Write atomically: to "<path>.tmp.<pid>", fsync, rename over path, fsync the directory. On
+/* Write atomically (sn_save_open: "<path>.tmp.<pid>", fsync, rename over path, fsync the
+ * directory; a symbolic link keeps linking, a device or FIFO is written into). On
  * failure the temporary file is removed and an existing file at path is left untouched.
  * Tensors are written in the given order, contiguously; the header is padded with spaces so
  * the data region starts at a multiple of 64 bytes. n_meta may be 0 (no "__metadata__").

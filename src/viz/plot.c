@@ -1,5 +1,7 @@
 /* Training-curve plots (plot.h): a small reader for train_log.csv and a three-panel line chart
  * drawn with the rectangles and 5x7 font of draw.h. */
+#define _XOPEN_SOURCE 700 /* realpath: the name of the folder "." stands for */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +328,30 @@ static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const pan
 
 /* ---- The figure ---------------------------------------------------------------------------- */
 
+/* The default title: the name of the run. Every run's log is train_log.csv, so that names the
+ * folder holding it (runs/fm/train_log.csv -> "fm"), as written in the path ("." and ".."
+ * looked up); a log copied under a name of its own (models/fashion-det-detector.train_log.csv)
+ * is named by it, and so is one at the root. buf: PATH_MAX bytes. */
+static const char *run_name(const char *csv_path, char *buf) {
+    const char *slash = strrchr(csv_path, '/');
+    const char *file = slash ? slash + 1 : csv_path;
+    size_t n = slash ? (size_t)(slash - csv_path) : 0;
+    if (strcmp(file, "train_log.csv") != 0 || n >= PATH_MAX) return file;
+    memcpy(buf, csv_path, n);
+    buf[n] = 0;
+    while (n > 0 && buf[n - 1] == '/') buf[--n] = 0;
+    const char *last = strrchr(buf, '/');
+    last = last ? last + 1 : buf;
+    if (!slash || !strcmp(last, "") || !strcmp(last, ".") || !strcmp(last, "..")) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", slash ? (n ? buf : "/") : ".");
+        if (!realpath(dir, buf)) return file;
+        last = strrchr(buf, '/');
+        last = last ? last + 1 : buf;
+    }
+    return *last ? last : file;
+}
+
 sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_image *out,
                          sn_plot_layout *layout) {
     if (out) memset(out, 0, sizeof *out);
@@ -377,8 +403,8 @@ sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_im
      * label at the bottom, three equal bands between. */
     const int s = W >= 640 && H >= 600 ? 2 : 1, ch = 7 * s;
     const int head = ch + 6 * s, foot = ch + 6 * s, band = (H - head - foot) / 3;
-    const char *slash = strrchr(csv_path, '/');
-    const char *title = opt && opt->title ? opt->title : slash ? slash + 1 : csv_path;
+    char name[PATH_MAX];
+    const char *title = opt && opt->title ? opt->title : run_name(csv_path, name);
     sn_draw_text(out, (W - sn_draw_text_width(title, s)) / 2, 3 * s, title, s, k_text);
     sn_plot_layout lay;
     for (int i = 0; i < 3; i++)

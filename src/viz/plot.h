@@ -18,10 +18,11 @@
 
 typedef struct {
     int width, height; /* pixels; 0: 960 x 900 */
-    const char *title; /* NULL: the CSV's file name */
+    const char *title; /* NULL: the run's name: the folder holding a train_log.csv, or the
+                          CSV's file name when it has another */
 } sn_plot_options;
 
-/* Draw the log at csv_path into png_path (RGB; written to png_path.tmp, then renamed).
+/* Draw the log at csv_path into png_path (RGB; saved whole by sn_image_save_png).
  * opt may be NULL. */
 sn_status sn_plot_train_log(const char *csv_path, const char *png_path, const sn_plot_options *opt);
 
