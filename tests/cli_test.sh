@@ -211,6 +211,34 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && [ "$(cd "$tmp/fmpng" && ls */*.png | tr '\n' ' ')" = "Coat/t10k-00006.png Shirt/t10k-00007.png Trouser/t10k-00005.png " ] \
     && "$sn" classify --weights "$tmp/run/last.safetensors" --top 1 "$tmp/fmpng/Coat/t10k-00006.png" >/dev/null \
     && ok || bad "make-dataset fashion-mnist: $(cat "$tmp/fm.out"; ls -R "$tmp/fmpng" 2>&1 | head)"
+  # Issue 17: eval --data FOLDER matches the folders (sorted, file-safe names) to the model's
+  # classes by name. The shipped classifier has Fashion-MNIST's order; scored by position, the
+  # sorted folders gave 35 %. A subset of the classes is scored on those; an unknown one is an
+  # error naming it.
+  cls=$(dirname "$0")/../models/fashion-mnist-classifier.safetensors
+  "$sn" make-dataset fashion-mnist --out "$tmp/fm200" --count 200 > /dev/null
+  top1() { python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["count"]==int(sys.argv[1]) and d["top1"]>=0.85, d; print(d["top1"])' "$@"; }
+  out=$("$sn" eval --weights "$cls" --data "$tmp/fm200" --threads 2 --json 2>&1)
+  echo "$out" | top1 200 > /dev/null && ok || bad "eval of make-dataset's folder by class name: ${out:0:300}"
+  rm -r "$tmp/fm200/Bag" "$tmp/fm200/Trouser"
+  n=$(ls "$tmp"/fm200/*/*.png | wc -l)
+  out=$("$sn" eval --weights "$cls" --data "$tmp/fm200" --threads 2 --json 2>&1)
+  echo "$out" | top1 "$n" > /dev/null && ok || bad "eval of a subset of the classes: ${out:0:300}"
+  # train --init from the classifier: the folder's classes take its order, so its head keeps
+  # its meaning (learning rate 0 and BN momentum near 1: the weights stay as they are).
+  "$sn" train --data "$tmp/fm200" --model spinenet-mobile-49xs --act relu --size 64 --batch 8 \
+    --steps 1 --lr 0 --bn-momentum 0.9999 --eval-every -1 --threads 2 --init "$cls" \
+    -o "$tmp/fminit" > "$tmp/fminit.out" 2>&1 \
+    && out=$("$sn" eval --weights "$tmp/fminit/last.safetensors" --data "$tmp/fm200" --threads 2 --json) \
+    && echo "$out" | top1 "$n" > /dev/null && ok || bad "train --init from a folder: $(tail -2 "$tmp/fminit.out") ${out:0:300}"
+  mkdir "$tmp/fm200/Socks" && cp "$tmp/fm200/Coat/"*.png "$tmp/fm200/Socks/"
+  expect_error "fm200: class 'Socks' is not one of the 10 classes of .*fashion-mnist-classifier" \
+    "$sn" eval --weights "$cls" --data "$tmp/fm200" --threads 2
+  # ... while train --init with new classes starts them from the file's backbone.
+  "$sn" train --data "$tmp/fm200" --model spinenet-mobile-49xs --act relu --size 64 --batch 8 \
+    --steps 1 --eval-every -1 --threads 2 --init "$cls" -o "$tmp/fminit2" > "$tmp/fminit2.out" 2>&1 \
+    && grep -q "class 'Socks' is not one of the 10 classes of .*(head.fc) is not copied" "$tmp/fminit2.out" \
+    && ok || bad "train --init with new classes: $(cat "$tmp/fminit2.out" | head -5)"
   expect_error "fashion-mnist takes --out" "$sn" make-dataset fashion-mnist --out "$tmp/y" --size 64
   expect_error "--split must be test or train" "$sn" make-dataset fashion-mnist --out "$tmp/y" --split val
   expect_error "needs -o OUTDIR" "$sn" train --data fashion-mnist

@@ -494,6 +494,68 @@ static void test_folder(void) {
     sn_image_free(&im);
 }
 
+/* A folder's classes take a model's indices by name (issue 17): folders sort "Ankle_boot" first,
+ * the model may have it last; file-safe folder names match their class; a subset is fine; a
+ * class the model does not know is an error naming it. */
+static void test_match_classes(void) {
+    char root[512], d[600], p[700];
+    tmp_path(root, sizeof root, "match");
+    mkdir(root, 0700);
+    const char *folders[3] = {"Ankle_boot", "Bag", "T-shirt_top"};
+    sn_image im;
+    sn_image_alloc(&im, 4, 4, 3);
+    for (int c = 0; c < 3; c++) {
+        snprintf(d, sizeof d, "%s/%s", root, folders[c]);
+        mkdir(d, 0700);
+        memset(im.pixels, 10 * c, 4 * 4 * 3);
+        snprintf(p, sizeof p, "%s/x.png", d);
+        sn_image_save_png(&im, p);
+    }
+    char safe[32];
+    sn_class_file_name("T-shirt/top", safe, sizeof safe);
+    CHECK(!strcmp(safe, "T-shirt_top"), "file-safe name %s", safe);
+    const char *model[5] = {"T-shirt/top", "Trouser", "Bag", "Coat", "Ankle boot"};
+    CHECK(sn_class_find(model, 5, "Ankle_boot") == 4 && sn_class_find(model, 5, "Bag") == 2 &&
+              sn_class_find(model, 5, "Sandal") == -1,
+          "sn_class_find");
+    sn_dataset *ds = NULL;
+    CHECK_OK(sn_folder_open(root, NULL, &ds, NULL));
+    if (ds) {
+        CHECK_OK(sn_dataset_match_classes(ds, model, 5, root, "m.safetensors"));
+        CHECK(ds->num_classes == 5 && !strcmp(ds->class_names[4], "Ankle boot"), "names");
+        const int want[3] = {4, 2, 0}; /* Ankle_boot, Bag, T-shirt_top in the model's order */
+        for (int i = 0; i < 3; i++) {
+            sn_image g;
+            int label = -1;
+            CHECK_OK(sn_dataset_get(ds, i, &g, &label));
+            CHECK(label == want[i] && g.pixels && g.pixels[0] == 10 * i, "sample %d: label %d", i,
+                  label);
+            sn_image_free(&g);
+        }
+        /* Matched again (to a reordering), the samples follow by name. */
+        const char *again[5] = {"Ankle boot", "Bag", "Coat", "T-shirt/top", "Trouser"};
+        CHECK_OK(sn_dataset_match_classes(ds, again, 5, root, "m2.safetensors"));
+        sn_image g;
+        int label = -1;
+        CHECK_OK(sn_dataset_get(ds, 2, &g, &label));
+        CHECK(label == 3, "matched twice: label %d", label);
+        sn_image_free(&g);
+        sn_dataset_free(ds);
+    }
+    ds = NULL;
+    CHECK_OK(sn_folder_open(root, NULL, &ds, NULL));
+    if (ds) {
+        const char *other[3] = {"Bag", "Ankle boot", "Coat"};
+        sn_status st = sn_dataset_match_classes(ds, other, 3, root, "m.safetensors");
+        CHECK(st == SN_ERR_INVALID_ARG && has(sn_last_error(), "'T-shirt_top'") &&
+                  has(sn_last_error(), "m.safetensors"),
+              "unknown class: %s", sn_last_error());
+        CHECK(ds->num_classes == 3 && !ds->label_map, "a failed match leaves the dataset as it was");
+        sn_dataset_free(ds);
+    }
+    sn_image_free(&im);
+}
+
 /* ---- Augmentation -------------------------------------------------------------------------- */
 
 static double ref_sample(const double *src, int sh, int sw, int c, double sy, double sx, int k) {
@@ -865,6 +927,7 @@ int main(void) {
     test_jpeg_synthetic();
     test_coco_jpegs();
     test_folder();
+    test_match_classes();
     test_resize();
     test_augment();
     test_loader();

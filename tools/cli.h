@@ -199,6 +199,10 @@ int load_model(const char *weights, sn_model **m);
 /* The model of a spinenet safetensors file that has the given head; else the error not_it
  * (a format for the file's name). */
 int load_model_with_head(const char *weights, sn_head head, const char *not_it, sn_model **m);
+/* Copies of a model's class names (NULL: it has none, or out of memory); free_class_names
+ * frees them. */
+char **model_class_names(const sn_model *m);
+void free_class_names(char **names, int k);
 /* The model of o->weights, or the one the model flags describe, seeded with o->seed. */
 int get_model(const cli_model_opts *o, sn_model **m);
 /* The input size: --size or the model's, and --height/--width where given (0: not given). */

@@ -159,6 +159,12 @@ static int run(const void *options, const char *const *args, int n_args) {
     int64_t *conf = NULL;
     double top1 = 0, top5 = 0;
     int k = c->num_classes;
+    /* Folders come sorted by name, the model's outputs in the order it was trained with: the
+     * classes are matched by name (the model's are in its metadata), not by position. */
+    char **names = NULL;
+    if (st == SN_OK && (names = model_class_names(m)) != NULL)
+        st = sn_dataset_match_classes(ds, (const char *const *)names, k, o->data, o->weights);
+    free_class_names(names, k);
     if (st == SN_OK) {
         conf = calloc((size_t)k * k, sizeof *conf);
         st = sn_trainer_evaluate(m, ds, o->size ? o->size : c->input_size, o->batch > 1 ? o->batch : 64,
@@ -199,7 +205,9 @@ const cli_command cmd_eval = {
              "[-o RESULTS.json]\n"
              "spinenet eval --gt ANN.json --dets RESULTS.json [--json]",
     .about = "A classifier's top-1, top-5 and confusion matrix on a dataset (Fashion-MNIST: "
-             "its 10 000 test images), or the twelve COCO AP/AR numbers of a detector run "
+             "its 10 000 test images; an image folder's classes are matched to the model's by "
+             "name, file-safe folder names such as T-shirt_top included, and may be a subset "
+             "of them), or the twelve COCO AP/AR numbers of a detector run "
              "over the images of --gt (--task detect, implied by --gt), or of a COCO results "
              "file (--gt with --dets). --json prints {\"top1\", \"top5\", \"count\", \"confusion\"} "
              "for a classifier and {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\", "

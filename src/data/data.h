@@ -56,12 +56,29 @@ struct sn_dataset {
     sn_status (*get)(sn_dataset *ds, int index, sn_image *img, int *label);
     void (*destroy)(sn_dataset *ds); /* frees impl; the rest is freed by sn_dataset_free */
     void *impl;
+    /* Set by sn_dataset_match_classes: get's label l becomes label_map[l] (l < map_n), so that
+     * a folder's classes take the model's indices. NULL: labels as get gives them. */
+    int *label_map;
+    int map_n;
 };
 
 sn_status sn_dataset_get(sn_dataset *ds, int index, sn_image *img, int *label);
 void sn_dataset_free(sn_dataset *ds);
 /* Helper for implementations: allocate a dataset with copies of the class names. */
 sn_status sn_dataset_new(int num_classes, const char *const *names, sn_dataset **out);
+
+/* A class name as a file name: '/' and ' ' become '_' ("T-shirt/top" -> "T-shirt_top"), as
+ * sn_fashion_mnist_export names its class folders. Truncated to cap - 1 bytes. */
+void sn_class_file_name(const char *name, char *out, size_t cap);
+/* The index among names[0..n) of a dataset class called `name`: the name itself, else the name
+ * whose file-safe form it is (a folder "Ankle_boot" is the class "Ankle boot"); -1: none. */
+int sn_class_find(const char *const *names, int n, const char *name);
+/* Gives the dataset the classes names[0..n) (a model's, in its output order): each of its own
+ * classes is matched by name (sn_class_find) and its samples take that index; the dataset may
+ * hold a subset of them. A class that is not among them is an error naming it, `where` (the
+ * data's path) and `whose` (e.g. the weight file). */
+sn_status sn_dataset_match_classes(sn_dataset *ds, const char *const *names, int n,
+                                   const char *where, const char *whose);
 
 /* ------------------------------------------------------------------------------------------ */
 /* IDX files (idx.c), gzip-compressed or plain (zlib reads both)                             */

@@ -21,6 +21,7 @@ struct sn_trainer {
     sn_model *m;
     sn_dataset *train_ds, *eval_ds;
     int own_train, own_eval;
+    int init_keep_head; /* --init: the file's classes are not the data's, head.fc is not copied */
     sn_loader *loader;
     sn_optim *opt;
     int np;
@@ -248,6 +249,71 @@ static sn_status check_classes(const sn_trainer *t, const sn_dataset *ds, const 
     return SN_OK;
 }
 
+/* The classes of the weights a classifier run starts from (--init FILE, or last.safetensors
+ * with resume) are in that file's output order; the image folder's, sorted by name, need not
+ * be. The training data takes the file's order by name (a folder "Ankle_boot" is its class
+ * "Ankle boot"), so that the copied head keeps meaning the same classes; when a class of the
+ * data is not among the file's, the run trains new classes from the file's backbone and the
+ * head is not copied. Then the evaluation folder takes the training classes by name. */
+static sn_status match_eval_classes(sn_trainer *t) {
+    if (!t->eval_ds || !t->own_eval) return SN_OK;
+    return sn_dataset_match_classes(t->eval_ds, (const char *const *)t->train_ds->class_names,
+                                    t->train_ds->num_classes,
+                                    t->cfg.eval_path[0] ? t->cfg.eval_path : "evaluation data",
+                                    "the training data");
+}
+
+static sn_status match_start_classes(sn_trainer *t) {
+    const sn_train_config *c = &t->cfg;
+    const char *path = c->resume ? t->last_path : c->init_path;
+    struct stat sb;
+    if (!c->resume && !c->init_path[0]) return match_eval_classes(t);
+    if (c->resume && stat(path, &sb) != 0) return match_eval_classes(t); /* the checkpoint
+                                                                             read says why */
+    sn_st_file f;
+    sn_status st = sn_st_read(path, &f);
+    if (st != SN_OK) return st;
+    const char *head = sn_st_meta(&f, "head");
+    const char *list = sn_st_meta(&f, "class_names");
+    int n = 0;
+    char *buf = NULL;
+    const char **names = NULL;
+    if (head && strcmp(head, "classifier") == 0 && list && list[0]) {
+        size_t len = strlen(list);
+        n = 1;
+        for (size_t i = 0; i < len; i++) n += list[i] == '\n';
+        buf = sn_alloc(len + 1);
+        names = sn_calloc((size_t)n, sizeof *names);
+        if (!buf || !names) st = SN_ERR_OOM;
+        else {
+            memcpy(buf, list, len + 1);
+            char *p = buf;
+            for (int i = 0; i < n; i++) {
+                names[i] = p;
+                p += strcspn(p, "\n");
+                if (*p) *p++ = 0;
+            }
+        }
+    }
+    sn_st_free(&f);
+    const char *unknown = NULL;
+    for (int k = 0; st == SN_OK && names && k < t->train_ds->num_classes && !unknown; k++)
+        if (sn_class_find(names, n, t->train_ds->class_names[k]) < 0)
+            unknown = t->train_ds->class_names[k];
+    if (st == SN_OK && names && !unknown && (c->model.num_classes <= 0 || c->model.num_classes == n)) {
+        st = sn_dataset_match_classes(t->train_ds, names, n, c->data_path, path);
+        if (st == SN_OK) t->cfg.model.num_classes = n;
+    } else if (st == SN_OK && names && unknown && !c->resume) {
+        t->init_keep_head = 1;
+        tlog(t, SN_LOG_WARN, "%s: class '%s' is not one of the %d classes of %s: its classifier "
+             "head (head.fc) is not copied, the new classes start from its backbone",
+             c->data_path, unknown, n, path);
+    }
+    sn_free(names);
+    sn_free(buf);
+    return st == SN_OK ? match_eval_classes(t) : st;
+}
+
 static int is_stat(const char *name) {
     return !sn_optim_is_trainable(name);
 }
@@ -263,7 +329,9 @@ static sn_status init_from_file(sn_trainer *t, const char *path) {
     for (int i = 0; i < np; i++) {
         sn_param p;
         sn_model_param_at(t->m, i, &p);
-        const sn_st_tensor *src = sn_st_find(&f, p.name);
+        const sn_st_tensor *src = t->init_keep_head && strncmp(p.name, "head.fc.", 8) == 0
+                                      ? NULL
+                                      : sn_st_find(&f, p.name);
         int same = src && src->ndim == p.ndim && src->count == p.count;
         for (int d = 0; same && d < p.ndim; d++) same = src->shape[d] == p.shape[d];
         if (same) {
@@ -340,6 +408,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         snprintf(t->best_path, sizeof t->best_path, "%s/best.safetensors", t->cfg.out_dir);
     }
     if ((st = open_data(t)) != SN_OK) goto fail;
+    if (!det && t->own_train && (st = match_start_classes(t)) != SN_OK) goto fail;
     if (t->cfg.model.num_classes <= 0) t->cfg.model.num_classes = t->train_ds->num_classes;
     if ((st = check_classes(t, t->train_ds, "training")) != SN_OK) goto fail;
     if (t->eval_ds && (st = check_classes(t, t->eval_ds, "evaluation")) != SN_OK) goto fail;
