@@ -90,8 +90,8 @@ declare -A flags=(
     --anchor-size --bn-momentum --size --batch --epochs --steps --lr --schedule --warmup-steps
     --warmup-lr --momentum --weight-decay --clip --label-smoothing --drop-rate --min-crop-area
     --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume
-    --skip-bad --threads --seed --help -h"
-  [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --batch
+    --skip-bad --strict --threads --seed --help -h"
+  [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --strict --batch
     --threads --json --help -h"
   [classify]="--weights --size --top --threads --help -h"
   [detect]="--weights -o --out --output --size --agnostic-nms --score --threads --help -h"
@@ -239,6 +239,13 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     --steps 1 --eval-every -1 --threads 2 --init "$cls" -o "$tmp/fminit2" > "$tmp/fminit2.out" 2>&1 \
     && grep -q "class 'Socks' is not one of the 10 classes of .*(head.fc) is not copied" "$tmp/fminit2.out" \
     && ok || bad "train --init with new classes: $(cat "$tmp/fminit2.out" | head -5)"
+  # An empty class folder is a class without an image: a warning naming it; --strict refuses it.
+  rm -r "$tmp/fm200/Socks" && mkdir "$tmp/fm200/Bag"
+  "$sn" eval --weights "$cls" --data "$tmp/fm200" --threads 2 > /dev/null 2> "$tmp/empty.err" \
+    && grep -q "^spinenet: warning: .*fm200/Bag: empty class folder" "$tmp/empty.err" \
+    && ok || bad "eval with an empty class folder: $(cat "$tmp/empty.err")"
+  expect_error "fm200/Bag: empty class folder" "$sn" eval --weights "$cls" --data "$tmp/fm200" --strict
+  expect_error "fm200/Bag: empty class folder" "$sn" train --data "$tmp/fm200" --strict -o "$tmp/x"
   expect_error "fashion-mnist takes --out" "$sn" make-dataset fashion-mnist --out "$tmp/y" --size 64
   expect_error "--split must be test or train" "$sn" make-dataset fashion-mnist --out "$tmp/y" --split val
   expect_error "needs -o OUTDIR" "$sn" train --data fashion-mnist

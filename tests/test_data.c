@@ -403,6 +403,17 @@ static void on_warn(void *user, const char *path, const char *reason) {
     snprintf(w->last_reason, sizeof w->last_reason, "%s", reason);
 }
 
+typedef struct {
+    int calls;
+    char dir[512];
+} empty_log;
+
+static void on_empty(void *user, const char *dir) {
+    empty_log *e = user;
+    e->calls++;
+    snprintf(e->dir, sizeof e->dir, "%s", dir);
+}
+
 static void test_folder(void) {
     char root[512], d[600], p[700];
     tmp_path(root, sizeof root, "folder");
@@ -432,7 +443,7 @@ static void test_folder(void) {
     write_bytes(p, junk, sizeof junk);
 
     warn_log wl = {0};
-    sn_folder_options opt = {1, SN_VERIFY_HEADER, on_warn, &wl};
+    sn_folder_options opt = {1, SN_VERIFY_HEADER, on_warn, &wl, 0, NULL};
     sn_folder_stats stats;
     sn_dataset *ds = NULL;
     CHECK_OK(sn_folder_open(root, &opt, &ds, &stats));
@@ -477,13 +488,13 @@ static void test_folder(void) {
         free(jpg);
         snprintf(p, sizeof p, "%s/dog/broken.png", root);
         remove(p);
-        sn_folder_options full = {1, SN_VERIFY_FULL, on_warn, &wl};
+        sn_folder_options full = {1, SN_VERIFY_FULL, on_warn, &wl, 0, NULL};
         wl.calls = 0;
         CHECK_OK(sn_folder_open(root, &full, &ds, &stats));
         CHECK(stats.skipped == 1 && has(wl.last_path, "z.jpg"), "full verify: %d %s",
               stats.skipped, wl.last_path);
         sn_dataset_free(ds);
-        sn_folder_options hdr = {0, SN_VERIFY_HEADER, NULL, NULL};
+        sn_folder_options hdr = {0, SN_VERIFY_HEADER, NULL, NULL, 0, NULL};
         CHECK_OK(sn_folder_open(root, &hdr, &ds, &stats)); /* header check passes it */
         CHECK(stats.kept == 7, "kept %d", stats.kept);
         sn_dataset_free(ds);
@@ -552,6 +563,34 @@ static void test_match_classes(void) {
               "unknown class: %s", sn_last_error());
         CHECK(ds->num_classes == 3 && !ds->label_map, "a failed match leaves the dataset as it was");
         sn_dataset_free(ds);
+    }
+    /* An empty class folder (issue 17): a class without a sample, warned about by name; strict
+     * refuses it. A class whose every image is skipped is empty too. */
+    {
+        char e[600];
+        snprintf(e, sizeof e, "%s/Coat", root);
+        mkdir(e, 0700);
+        empty_log el = {0};
+        sn_folder_options o = {0, SN_VERIFY_HEADER, NULL, &el, 0, on_empty};
+        sn_folder_stats st;
+        ds = NULL;
+        CHECK_OK(sn_folder_open(root, &o, &ds, &st));
+        CHECK(ds && ds->num_classes == 4 && st.empty == 1 && el.calls == 1 && has(el.dir, "/Coat"),
+              "empty class: %d %d %s", st.empty, el.calls, el.dir);
+        sn_dataset_free(ds);
+        o.strict = 1;
+        ds = NULL;
+        CHECK(sn_folder_open(root, &o, &ds, &st) == SN_ERR_NOT_FOUND && !ds &&
+                  has(sn_last_error(), "/Coat: empty class folder"),
+              "strict: %s", sn_last_error());
+        uint8_t junk[64];
+        fill_pattern(junk, sizeof junk, 9);
+        snprintf(p, sizeof p, "%s/bad.png", e);
+        write_bytes(p, junk, sizeof junk);
+        sn_folder_options sk = {1, SN_VERIFY_HEADER, NULL, NULL, 1, NULL};
+        CHECK(sn_folder_open(root, &sk, &ds, &st) == SN_ERR_NOT_FOUND &&
+                  has(sn_last_error(), "/Coat: empty class folder: no readable"),
+              "all skipped: %s", sn_last_error());
     }
     sn_image_free(&im);
 }

@@ -123,6 +123,12 @@ typedef struct {
             "leave out the unreadable images of a folder (with a warning) instead of failing",  \
             "off")
 
+/* train and eval (field strict). */
+#define CLI_STRICT_FLAG                                                                        \
+    FSWITCH("--strict", strict,                                                                \
+            "refuse an image folder with an empty class folder (a class without a sample) "     \
+            "instead of warning", "off")
+
 /* ---- Commands ------------------------------------------------------------------------------ */
 
 /* The arguments that are not flags, as main checks them before the command runs. */

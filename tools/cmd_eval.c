@@ -14,7 +14,7 @@
 
 typedef struct {
     const char *task, *data, *gt, *dets, *images, *weights, *out;
-    int size, skip_bad, batch, threads, json;
+    int size, skip_bad, strict, batch, threads, json;
 } opts;
 
 /* 1 for --batch means the default too (see its help). */
@@ -38,6 +38,7 @@ static const cli_flag k_flags[] = {
     FOUT("RESULTS.json", "write the detections (a COCO results file)", "none"),
     CLI_RUN_SIZE_FLAG,
     CLI_SKIP_BAD_FLAG,
+    CLI_STRICT_FLAG,
     FINT("--batch", "B", batch, 1, 65536, "images per forward pass",
          "64 for a classifier (1 also means 64), 1 for a detector"),
     CLI_THREADS_FLAG,
@@ -133,6 +134,12 @@ static int eval_detect(const opts *o) {
     return st == SN_OK ? 0 : 1;
 }
 
+static void warn_empty_class(void *user, const char *dir) {
+    (void)user;
+    fprintf(stderr, "spinenet: warning: %s: empty class folder: counted as a class without an "
+            "image (--strict refuses it)\n", dir);
+}
+
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
     int det;
@@ -153,6 +160,8 @@ static int run(const void *options, const char *const *args, int n_args) {
         sn_folder_options fo;
         memset(&fo, 0, sizeof fo);
         fo.skip_bad = o->skip_bad;
+        fo.strict = o->strict;
+        fo.empty = warn_empty_class;
         sn_folder_stats fs;
         st = sn_folder_open(o->data, &fo, &ds, &fs);
     }

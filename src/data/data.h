@@ -107,12 +107,18 @@ typedef struct {
     /* Called once per skipped file (may be NULL). */
     void (*warn)(void *user, const char *path, const char *reason);
     void *user;
+    /* A class folder with no image (none there, or every one skipped) still counts as a class,
+     * one the model is given an output for but never a sample of: 1 refuses it (an error naming
+     * the folder), 0 calls `empty` (may be NULL) with its path and goes on. */
+    int strict;
+    void (*empty)(void *user, const char *dir);
 } sn_folder_options;
 
 typedef struct {
     int files;   /* image files found */
     int kept;    /* samples in the dataset */
     int skipped; /* unreadable files left out */
+    int empty;   /* class folders without a usable image */
 } sn_folder_stats;
 
 /* Subfolders of `root` in byte order are the classes (hidden ones ignored); files inside

@@ -151,6 +151,11 @@ static void folder_warn(void *user, const char *path, const char *reason) {
     tlog((const sn_trainer *)user, SN_LOG_WARN, "skipping %s: %s", path, reason);
 }
 
+static void folder_empty(void *user, const char *dir) {
+    tlog((const sn_trainer *)user, SN_LOG_WARN,
+         "%s: empty class folder: counted as a class without a sample (--strict refuses it)", dir);
+}
+
 static void coco_warnings(const sn_trainer *t, const char *path, const sn_coco *c) {
     for (int k = 0; k < SN_COCO_WARN_KINDS; k++)
         if (c->warn_count[k])
@@ -227,6 +232,8 @@ static sn_status open_data(sn_trainer *t) {
     fo.verify = SN_VERIFY_HEADER;
     fo.warn = folder_warn;
     fo.user = t;
+    fo.strict = c->strict;
+    fo.empty = folder_empty;
     sn_folder_stats fs;
     if ((st = sn_folder_open(c->data_path, &fo, &t->train_ds, &fs)) != SN_OK) return st;
     t->own_train = 1;
