@@ -440,6 +440,22 @@ static void test_cache(void) {
     c = load_checked(json, 0, 1, "rewritten cache");
     CHECK(c && fresh && same_set(fresh, c), "cache rewritten after the change");
     sn_coco_free(c);
+    /* Issue 17: a same-size edit with the mtime put back (cp -p, a checkout, a tool that keeps
+     * times) is new data too: the cache is keyed on the content, not on size and mtime. */
+    struct stat before;
+    CHECK(stat(json, &before) == 0, "stat");
+    write_large(json, 0);
+    struct timespec keep[2] = {before.st_atim, before.st_mtim};
+    CHECK(utimensat(AT_FDCWD, json, keep, 0) == 0 && stat(json, &sb) == 0 &&
+              sb.st_size == before.st_size && sb.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+              sb.st_mtim.tv_nsec == before.st_mtim.tv_nsec,
+          "same size and mtime");
+    c = load_checked(json, 0, 0, "same size and mtime, new content");
+    CHECK(c && same_set(ref, c) && fresh && !same_set(fresh, c), "the new data, not the cache's");
+    sn_coco_free(c);
+    write_large(json, 1);
+    c = load_checked(json, 0, 0, "back to the first edit");
+    sn_coco_free(c);
 
     /* Damaged: a flipped byte inside the payload, then a truncated file, then junk. */
     damage(cache, 64 + 50000);

@@ -74,8 +74,10 @@ enum { SN_COCO_NO_CACHE = 1 }; /* flags: neither read nor write the cache */
  * Errors: malformed JSON (line and column), a missing or mistyped field (named, with the
  * entry's id), duplicate image or category ids, an annotation of an unknown image id. A file
  * of SN_COCO_CACHE_MIN_BYTES or more is parsed once: the result is stored in <path>.sncache
- * (format version, the JSON's size and mtime) and used by later loads while it matches; a
- * stale or damaged cache is re-made, one that cannot be written is skipped. */
+ * (format version, the JSON's size and a hash of its bytes) and used by later loads while it
+ * matches; a stale or damaged cache is re-made, one that cannot be written is skipped. A load
+ * served by the cache still reads and hashes the JSON: on a 160 MB file 0.35-0.65 s against 10-20 s of
+ * parsing. */
 sn_status sn_coco_load(const char *path, int flags, sn_coco **out);
 void sn_coco_free(sn_coco *c);
 
