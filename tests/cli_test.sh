@@ -290,6 +290,32 @@ PY
     && grep -q "initialised \([0-9]*\) of \1 tensors from $tmp/det/last.safetensors" "$tmp/det3.out" \
     && python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; assert json.loads(b[8:8+n])["__metadata__"]["anchor_size"]=="2.5"' "$tmp/new/det_init/last.safetensors" \
     && ok || bad "train --init --anchor-size: $(tail -3 "$tmp/det3.out")"
+  # Issue 17: every image's header is checked against the annotations before step 1 (not when
+  # the loader reaches it): a broken image and one of another size are errors naming the file
+  # before training; --skip-bad leaves them out with a warning each.
+  cp -r "$fd/train" "$tmp/fdbad"
+  head -c 12 "$fd/train/000003.png" > "$tmp/fdbad/000003.png"
+  "$sn" train --task detect --model spinenet-mobile-49xs --data "$tmp/fdbad" \
+    --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 1 \
+    --eval-every -1 --threads 2 -o "$tmp/detbad" > "$tmp/detbad.out" 2> "$tmp/detbad.err"
+  rc=$?
+  [ $rc -ne 0 ] && [ "$(wc -l < "$tmp/detbad.err")" -eq 1 ] && [ ! -s "$tmp/detbad.out" ] \
+    && grep -q "^spinenet: error: .*fdbad/000003.png: " "$tmp/detbad.err" && ! grep -q "loader" "$tmp/detbad.err" \
+    && ok || bad "train --task detect with a broken image: rc $rc, $(cat "$tmp/detbad.err")"
+  cp "$fd/val/000001.png" "$tmp/fdbad/000005.png" # a val image: same size, so swap in a smaller one
+  python3 -c 'import struct,sys,zlib
+w,h=64,32; raw=b"".join(b"\0"+b"\x80"*w*3 for _ in range(h))
+c=lambda t,d: struct.pack(">I",len(d))+t+d+struct.pack(">I",zlib.crc32(t+d))
+open(sys.argv[1],"wb").write(b"\x89PNG\r\n\x1a\n"+c(b"IHDR",struct.pack(">IIBBBBB",w,h,8,2,0,0,0))+c(b"IDAT",zlib.compress(raw))+c(b"IEND",b""))' "$tmp/fdbad/000005.png"
+  expect_error "fdbad/000003.png" "$sn" train --task detect --data "$tmp/fdbad" \
+    --ann "$fd/annotations/instances_train.json" --size 128 --steps 1 -o "$tmp/detbad"
+  "$sn" train --task detect --model spinenet-mobile-49xs --data "$tmp/fdbad" \
+    --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 2 --skip-bad \
+    --eval-every -1 --threads 2 -o "$tmp/detbad" > "$tmp/detbad.out" 2> "$tmp/detbad.err" \
+    && grep -q "warning: .*000003.png" "$tmp/detbad.err" \
+    && grep -q "warning: .*000005.png: the image is 64x32 but the annotation file says 128x128" "$tmp/detbad.err" \
+    && grep -q "2 of 8 images left out (--skip-bad)" "$tmp/detbad.err" && grep -q "done after 2 steps" "$tmp/detbad.out" \
+    && ok || bad "train --task detect --skip-bad: $(cat "$tmp/detbad.err" "$tmp/detbad.out" | tail -5)"
   expect_error "--batch 3 cannot be split into 2 replicas" "$sn" train --task detect \
     --data "$fd/train" --ann "$fd/annotations/instances_train.json" --size 128 --batch 3 \
     --replicas 2 -o "$tmp/x"

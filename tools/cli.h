@@ -120,7 +120,8 @@ typedef struct {
 /* train and eval (field skip_bad). */
 #define CLI_SKIP_BAD_FLAG                                                                      \
     FSWITCH("--skip-bad", skip_bad,                                                            \
-            "leave out the unreadable images of a folder (with a warning) instead of failing",  \
+            "leave out unreadable images (with a warning) instead of failing: a folder's, and " \
+            "detection images whose header fails or disagrees with --ann's size",               \
             "off")
 
 /* train and eval (field strict). */

@@ -1,6 +1,7 @@
 /* COCO instances JSON reader (validation, clipping, class columns), its binary parse cache, and
  * the detection results format. See coco.h. */
 #include "coco.h"
+#include "data.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -803,6 +804,36 @@ sn_status sn_coco_check_images(const sn_coco *c, const char *image_dir, int *mis
     if (miss)
         return sn_error(SN_ERR_NOT_FOUND, "%s: %d of %d image files missing (first: %s)",
                         image_dir, miss, c->num_images, first);
+    return SN_OK;
+}
+
+sn_status sn_coco_probe_images(const sn_coco *c, const char *image_dir, int skip_bad,
+                               unsigned char *bad, int *n_bad,
+                               void (*on_bad)(void *user, const char *path, const char *reason),
+                               void (*progress)(void *user, int done, int total), void *user) {
+    if (!c || !image_dir) return sn_error(SN_ERR_INVALID_ARG, "sn_coco_probe_images: NULL argument");
+    if (n_bad) *n_bad = 0;
+    char p[2 * SN_PATH_MAX];
+    for (int i = 0; i < c->num_images; i++) {
+        const sn_coco_image *im = &c->images[i];
+        if (bad) bad[i] = 0;
+        int w = 0, h = 0;
+        sn_status st;
+        int n = snprintf(p, sizeof p, "%s/%s", image_dir, im->file_name);
+        if (n < 0 || (size_t)n >= sizeof p)
+            st = sn_error(SN_ERR_INVALID_ARG, "%s/%s: path too long", image_dir, im->file_name);
+        else if ((st = sn_image_probe(p, &w, &h)) == SN_OK && (w != im->width || h != im->height))
+            st = sn_error(SN_ERR_FORMAT, "%s: the image is %dx%d but the annotation file says "
+                          "%dx%d", p, w, h, im->width, im->height);
+        if (st != SN_OK) {
+            if (!skip_bad || st == SN_ERR_OOM) return st;
+            if (bad) bad[i] = 1;
+            if (n_bad) (*n_bad)++;
+            if (on_bad) on_bad(user, p, sn_last_error());
+        }
+        if (progress && ((i + 1) % 1000 == 0 || i + 1 == c->num_images))
+            progress(user, i + 1, c->num_images);
+    }
     return SN_OK;
 }
 

@@ -99,6 +99,18 @@ const char *sn_coco_column_name(const sn_coco *c, int column);
  * (may be NULL) receives the count. */
 sn_status sn_coco_check_images(const sn_coco *c, const char *image_dir, int *missing);
 
+/* Reads the header of every image file under image_dir (sn_image_probe: it exists, is a JPEG or
+ * PNG whose header decodes) and checks its size against the annotation file's width and height,
+ * so that bad data is found before training starts, not when the loader reaches it. skip_bad 0:
+ * the first failure is the error, naming the file and the problem. skip_bad 1: each failing
+ * image gets bad[i] = 1 (bad may be NULL) and an on_bad call, *n_bad (may be NULL) counts them,
+ * and SN_OK is returned (out of memory is still an error). progress (may be NULL) is called
+ * every 1000 images and at the end. */
+sn_status sn_coco_probe_images(const sn_coco *c, const char *image_dir, int skip_bad,
+                               unsigned char *bad, int *n_bad,
+                               void (*on_bad)(void *user, const char *path, const char *reason),
+                               void (*progress)(void *user, int done, int total), void *user);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Detections in the COCO results format: [{"image_id", "category_id", "bbox", "score"}, ...] */
 

@@ -21,6 +21,7 @@ struct sn_trainer {
     sn_model *m;
     sn_dataset *train_ds, *eval_ds;
     int own_train, own_eval;
+    int32_t *det_keep;  /* detection: the images that passed the check (NULL: all) */
     int init_keep_head; /* --init: the file's classes are not the data's, head.fc is not copied */
     sn_loader *loader;
     sn_optim *opt;
@@ -156,6 +157,11 @@ static void folder_empty(void *user, const char *dir) {
          "%s: empty class folder: counted as a class without a sample (--strict refuses it)", dir);
 }
 
+static void probe_progress(void *user, int done, int total) {
+    if (done % 10000 == 0 || done == total)
+        tlog((const sn_trainer *)user, SN_LOG_INFO, "checking image headers: %d/%d", done, total);
+}
+
 static void coco_warnings(const sn_trainer *t, const char *path, const sn_coco *c) {
     for (int k = 0; k < SN_COCO_WARN_KINDS; k++)
         if (c->warn_count[k])
@@ -173,7 +179,25 @@ static sn_status open_det_data(sn_trainer *t) {
     sn_status st = sn_coco_load(c->ann_path, 0, &t->coco_train);
     if (st != SN_OK) return st;
     coco_warnings(t, c->ann_path, t->coco_train);
-    if ((st = sn_coco_check_images(t->coco_train, c->data_path, NULL)) != SN_OK) return st;
+    /* Every image's header against the annotations now, not hours into the run. */
+    const int n_img = t->coco_train->num_images;
+    unsigned char *bad = sn_calloc((size_t)(n_img ? n_img : 1), 1);
+    if (!bad) return SN_ERR_OOM;
+    int n_bad = 0;
+    st = sn_coco_probe_images(t->coco_train, c->data_path, c->skip_bad, bad, &n_bad, folder_warn,
+                              n_img >= 2000 ? probe_progress : NULL, t);
+    if (st == SN_OK && n_bad == n_img)
+        st = sn_error(SN_ERR_NOT_FOUND, "%s: none of the %d images of %s is usable", c->data_path,
+                      n_img, c->ann_path);
+    if (st == SN_OK && n_bad) {
+        tlog(t, SN_LOG_WARN, "%s: %d of %d images left out (--skip-bad)", c->data_path, n_bad,
+             n_img);
+        if (!(t->det_keep = sn_alloc(sizeof(int32_t) * (size_t)(n_img - n_bad)))) st = SN_ERR_OOM;
+        for (int i = 0, k = 0; st == SN_OK && i < n_img; i++)
+            if (!bad[i]) t->det_keep[k++] = i;
+    }
+    sn_free(bad);
+    if (st != SN_OK) return st;
     int boxes = 0;
     for (int i = 0; i < t->coco_train->num_images; i++) boxes += t->coco_train->images[i].num_anns;
     tlog(t, SN_LOG_INFO, "%s: %d images, %d boxes, %d categories (%d class columns)", c->ann_path,
@@ -183,7 +207,10 @@ static sn_status open_det_data(sn_trainer *t) {
         if ((st = sn_coco_load(c->eval_ann_path, 0, &t->coco_eval)) != SN_OK) return st;
         coco_warnings(t, c->eval_ann_path, t->coco_eval);
         const char *dir = c->eval_path[0] ? c->eval_path : c->data_path;
-        if ((st = sn_coco_check_images(t->coco_eval, dir, NULL)) != SN_OK) return st;
+        if ((st = sn_coco_probe_images(t->coco_eval, dir, 0, NULL, NULL, NULL,
+                                       t->coco_eval->num_images >= 2000 ? probe_progress : NULL,
+                                       t)) != SN_OK)
+            return st;
         if (t->coco_eval->num_classes != t->coco_train->num_classes)
             return sn_error(SN_ERR_INVALID_ARG, "%s has %d class columns but %s has %d: the "
                             "categories must be the same", c->eval_ann_path,
@@ -192,6 +219,10 @@ static sn_status open_det_data(sn_trainer *t) {
     if ((st = sn_det_source_init(&t->det_src, t->coco_train, c->data_path, c->image_size,
                                  &c->det_aug)) != SN_OK)
         return st;
+    if (t->det_keep) {
+        t->det_src.keep = t->det_keep;
+        t->det_src.num_keep = n_img - n_bad;
+    }
     /* Column names as the model's class names: "background" and unused COCO ids named so. */
     const int k = t->coco_train->num_classes;
     const char **names = sn_calloc((size_t)k, sizeof *names);
@@ -204,7 +235,7 @@ static sn_status open_det_data(sn_trainer *t) {
     sn_free(names);
     if (st != SN_OK) return st;
     t->own_train = 1;
-    t->train_ds->count = t->coco_train->num_images;
+    t->train_ds->count = t->det_keep ? n_img - n_bad : n_img;
     return SN_OK;
 }
 
@@ -523,6 +554,7 @@ void sn_trainer_free(sn_trainer *t) {
     sn_det_head_free(&t->head);
     sn_coco_free(t->coco_train);
     sn_coco_free(t->coco_eval);
+    sn_free(t->det_keep);
     sn_free(t);
 }
 
