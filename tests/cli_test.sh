@@ -316,6 +316,16 @@ open(sys.argv[1],"wb").write(b"\x89PNG\r\n\x1a\n"+c(b"IHDR",struct.pack(">IIBBBB
     && grep -q "warning: .*000005.png: the image is 64x32 but the annotation file says 128x128" "$tmp/detbad.err" \
     && grep -q "2 of 8 images left out (--skip-bad)" "$tmp/detbad.err" && grep -q "done after 2 steps" "$tmp/detbad.out" \
     && ok || bad "train --task detect --skip-bad: $(cat "$tmp/detbad.err" "$tmp/detbad.out" | tail -5)"
+  # An image cut short after its header passes the check; decoding it at load time fails, and
+  # with --skip-bad it is skipped and counted, not fatal (4 steps of 2: the whole epoch).
+  cp "$fd/train/000005.png" "$tmp/fdbad/000005.png"
+  head -c 60 "$fd/train/000003.png" > "$tmp/fdbad/000003.png"
+  "$sn" train --task detect --model spinenet-mobile-49xs --data "$tmp/fdbad" \
+    --ann "$fd/annotations/instances_train.json" --size 128 --batch 2 --steps 4 --skip-bad \
+    --eval-every -1 --threads 2 -o "$tmp/detbad2" > "$tmp/detbad.out" 2> "$tmp/detbad.err" \
+    && grep -q "warning: step [1-4]: skipping .*000003.png: .*(--skip-bad; 1 image left out at load time so far)" "$tmp/detbad.err" \
+    && grep -q "done after 4 steps" "$tmp/detbad.out" \
+    && ok || bad "train --skip-bad with an image that fails to decode: $(cat "$tmp/detbad.err" "$tmp/detbad.out" | tail -5)"
   expect_error "--batch 3 cannot be split into 2 replicas" "$sn" train --task detect \
     --data "$fd/train" --ann "$fd/annotations/instances_train.json" --size 128 --batch 3 \
     --replicas 2 -o "$tmp/x"

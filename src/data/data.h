@@ -193,6 +193,11 @@ typedef struct {
                          void *extra, int32_t *label);
     void *prepare_user;
     size_t extra_bytes;
+    /* 1: a sample that fails (an image that does not decode, e.g. truncated past its header)
+     * is left out and counted in sn_batch.skipped, and the next sample of the epoch's order
+     * that works takes its place (a failed sample is not tried again); 0: the failure is
+     * sn_loader_next's error. Out of memory is always an error. */
+    int skip_bad;
 } sn_loader_config;
 
 /* Where the loader stands: the next batch handed out is the one that starts at `position` in
@@ -212,6 +217,8 @@ typedef struct {
     int64_t epoch;
     int64_t position;      /* first sample's position in the epoch's order */
     int last_in_epoch;
+    int skipped;           /* skip_bad: samples that failed while this batch was made */
+    const char *skip_reason; /* the first one's error ("" when none) */
 } sn_batch;
 
 typedef struct sn_loader sn_loader;

@@ -22,7 +22,8 @@ struct sn_trainer {
     sn_dataset *train_ds, *eval_ds;
     int own_train, own_eval;
     int32_t *det_keep;  /* detection: the images that passed the check (NULL: all) */
-    int init_keep_head; /* --init: the file's classes are not the data's, head.fc is not copied */
+    int init_keep_head;
+    int load_skipped;   /* --skip-bad: samples that failed to load during the run */ /* --init: the file's classes are not the data's, head.fc is not copied */
     sn_loader *loader;
     sn_optim *opt;
     int np;
@@ -494,6 +495,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     lc.batch_size = t->cfg.batch;
     lc.image_size = in_size;
     lc.train = 1;
+    lc.skip_bad = t->cfg.skip_bad;
     lc.seed = t->cfg.seed;
     lc.aug = t->cfg.aug;
     if (det) {
@@ -662,6 +664,12 @@ sn_status sn_trainer_run(sn_trainer *t) {
         sn_batch b;
         if ((st = sn_loader_next(t->loader, &b)) != SN_OK)
             return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
+        if (b.skipped) {
+            t->load_skipped += b.skipped;
+            tlog(t, SN_LOG_WARN, "step %" PRId64 ": skipping %s (--skip-bad; %d image%s left out "
+                 "at load time so far)", t->step + 1, b.skip_reason, t->load_skipped,
+                 t->load_skipped == 1 ? "" : "s");
+        }
         for (int i = 0; i < t->np; i++)
             if (t->grads[i]) memset(t->grads[i], 0, t->op[i].count * sizeof(float));
         double loss = NAN, lcls = 0.0, lbox = 0.0;
