@@ -246,6 +246,12 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && ok || bad "eval with an empty class folder: $(cat "$tmp/empty.err")"
   expect_error "fm200/Bag: empty class folder" "$sn" eval --weights "$cls" --data "$tmp/fm200" --strict
   expect_error "fm200/Bag: empty class folder" "$sn" train --data "$tmp/fm200" --strict -o "$tmp/x"
+  # eval reads the headers up front: a broken file is named, or left out with --skip-bad.
+  rmdir "$tmp/fm200/Bag" && printf 'not a png' > "$tmp/fm200/Coat/zz.png"
+  expect_error "fm200/Coat/zz.png: not a JPEG or PNG" "$sn" eval --weights "$cls" --data "$tmp/fm200"
+  "$sn" eval --weights "$cls" --data "$tmp/fm200" --skip-bad --threads 2 > /dev/null 2> "$tmp/skip.err" \
+    && grep -q "^spinenet: warning: skipping .*fm200/Coat/zz.png: not a JPEG or PNG" "$tmp/skip.err" \
+    && ok || bad "eval --skip-bad: $(cat "$tmp/skip.err")"
   expect_error "fashion-mnist takes --out" "$sn" make-dataset fashion-mnist --out "$tmp/y" --size 64
   expect_error "--split must be test or train" "$sn" make-dataset fashion-mnist --out "$tmp/y" --split val
   expect_error "needs -o OUTDIR" "$sn" train --data fashion-mnist

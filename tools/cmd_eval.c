@@ -134,6 +134,12 @@ static int eval_detect(const opts *o) {
     return st == SN_OK ? 0 : 1;
 }
 
+static void warn_skipped(void *user, const char *path, const char *reason) {
+    (void)user;
+    (void)path; /* the reason names it */
+    fprintf(stderr, "spinenet: warning: skipping %s\n", reason);
+}
+
 static void warn_empty_class(void *user, const char *dir) {
     (void)user;
     fprintf(stderr, "spinenet: warning: %s: empty class folder: counted as a class without an "
@@ -160,6 +166,10 @@ static int run(const void *options, const char *const *args, int n_args) {
         sn_folder_options fo;
         memset(&fo, 0, sizeof fo);
         fo.skip_bad = o->skip_bad;
+        /* Headers up front, as train reads them: a broken file is named before the run, and
+         * --skip-bad has something to leave out (with no check it failed at load time). */
+        fo.verify = SN_VERIFY_HEADER;
+        fo.warn = warn_skipped;
         fo.strict = o->strict;
         fo.empty = warn_empty_class;
         sn_folder_stats fs;
