@@ -12,6 +12,7 @@
 
 #include "coco.h"
 #include "core.h"
+#include "data.h"
 #include "test.h"
 
 static char g_tmp[512];
@@ -440,6 +441,22 @@ static void test_cache(void) {
     c = load_checked(json, 0, 1, "rewritten cache");
     CHECK(c && fresh && same_set(fresh, c), "cache rewritten after the change");
     sn_coco_free(c);
+    /* Issue 17: a same-size edit with the mtime put back (cp -p, a checkout, a tool that keeps
+     * times) is new data too: the cache is keyed on the content, not on size and mtime. */
+    struct stat before;
+    CHECK(stat(json, &before) == 0, "stat");
+    write_large(json, 0);
+    struct timespec keep[2] = {before.st_atim, before.st_mtim};
+    CHECK(utimensat(AT_FDCWD, json, keep, 0) == 0 && stat(json, &sb) == 0 &&
+              sb.st_size == before.st_size && sb.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+              sb.st_mtim.tv_nsec == before.st_mtim.tv_nsec,
+          "same size and mtime");
+    c = load_checked(json, 0, 0, "same size and mtime, new content");
+    CHECK(c && same_set(ref, c) && fresh && !same_set(fresh, c), "the new data, not the cache's");
+    sn_coco_free(c);
+    write_large(json, 1);
+    c = load_checked(json, 0, 0, "back to the first edit");
+    sn_coco_free(c);
 
     /* Damaged: a flipped byte inside the payload, then a truncated file, then junk. */
     damage(cache, 64 + 50000);
@@ -552,6 +569,79 @@ static void test_alloc_failures(void) {
     sn_coco_free(gt);
 }
 
+typedef struct {
+    int bad, progress;
+    char last[1200];
+} probe_log;
+
+static void probe_bad(void *user, const char *path, const char *reason) {
+    probe_log *l = user;
+    l->bad++;
+    snprintf(l->last, sizeof l->last, "%s", reason);
+    (void)path;
+}
+
+static void probe_progress(void *user, int done, int total) {
+    probe_log *l = user;
+    l->progress = done == total ? total : -1;
+}
+
+/* Issue 17: every image's header is read before training and checked against the annotation
+ * file; --skip-bad marks what fails instead of stopping at it. */
+static void test_probe_images(void) {
+    char dir[600], path[800];
+    snprintf(dir, sizeof dir, "%s", tmp("probe"));
+    mkdir(dir, 0700);
+    sn_image im;
+    CHECK_OK(sn_image_alloc(&im, 8, 6, 3));
+    memset(im.pixels, 90, 8 * 6 * 3);
+    snprintf(path, sizeof path, "%s/a.png", dir);
+    CHECK_OK(sn_image_save_png(&im, path));
+    snprintf(path, sizeof path, "%s/b.png", dir);
+    CHECK_OK(sn_image_save_png(&im, path));
+    snprintf(path, sizeof path, "%s/c.png", dir);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs("\x89PNG junk", f);
+        fclose(f);
+    }
+    sn_image_free(&im);
+    const char *js = "{\"images\": [{\"id\": 1, \"file_name\": \"a.png\", \"width\": 8, \"height\": 6},"
+                     " {\"id\": 2, \"file_name\": \"b.png\", \"width\": 8, \"height\": 7},"
+                     " {\"id\": 3, \"file_name\": \"c.png\", \"width\": 8, \"height\": 6},"
+                     " {\"id\": 4, \"file_name\": \"d.png\", \"width\": 8, \"height\": 6}],"
+                     " \"categories\": [{\"id\": 1, \"name\": \"x\"}]}";
+    snprintf(path, sizeof path, "%s/ann.json", dir);
+    f = fopen(path, "wb");
+    if (f) {
+        fputs(js, f);
+        fclose(f);
+    }
+    sn_coco *c = NULL;
+    CHECK_OK(sn_coco_load(path, SN_COCO_NO_CACHE, &c));
+    if (c) {
+        sn_status st = sn_coco_probe_images(c, dir, 0, NULL, NULL, NULL, NULL, NULL);
+        CHECK(st == SN_ERR_FORMAT && strstr(sn_last_error(), "b.png: the image is 8x6 but the "
+                                                              "annotation file says 8x7"),
+              "size mismatch: %s", sn_last_error());
+        unsigned char bad[4];
+        int n_bad = -1;
+        probe_log l = {0, 0, ""};
+        CHECK_OK(sn_coco_probe_images(c, dir, 1, bad, &n_bad, probe_bad, probe_progress, &l));
+        CHECK(n_bad == 3 && l.bad == 3 && !bad[0] && bad[1] && bad[2] && bad[3] &&
+                  strstr(l.last, "d.png") && l.progress == 4,
+              "skip_bad: %d %d %d%d%d%d %s %d", n_bad, l.bad, bad[0], bad[1], bad[2], bad[3],
+              l.last, l.progress);
+        sn_coco_free(c);
+    }
+    const char *files[] = {"a.png", "b.png", "c.png", "ann.json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
     if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_coco") != 0) return 1;
     const char *src = getenv("SN_SOURCE_DIR");
@@ -562,6 +652,7 @@ int main(void) {
     test_warnings();
     test_results_round_trip();
     test_cache();
+    test_probe_images();
     test_alloc_failures();
     const char *left[] = {"custom.json", "subset.json", "zero.json", "res.json", "nan.json",
                           "empty.json", "small.json"};

@@ -403,6 +403,17 @@ static void on_warn(void *user, const char *path, const char *reason) {
     snprintf(w->last_reason, sizeof w->last_reason, "%s", reason);
 }
 
+typedef struct {
+    int calls;
+    char dir[512];
+} empty_log;
+
+static void on_empty(void *user, const char *dir) {
+    empty_log *e = user;
+    e->calls++;
+    snprintf(e->dir, sizeof e->dir, "%s", dir);
+}
+
 static void test_folder(void) {
     char root[512], d[600], p[700];
     tmp_path(root, sizeof root, "folder");
@@ -432,7 +443,7 @@ static void test_folder(void) {
     write_bytes(p, junk, sizeof junk);
 
     warn_log wl = {0};
-    sn_folder_options opt = {1, SN_VERIFY_HEADER, on_warn, &wl};
+    sn_folder_options opt = {1, SN_VERIFY_HEADER, on_warn, &wl, 0, NULL};
     sn_folder_stats stats;
     sn_dataset *ds = NULL;
     CHECK_OK(sn_folder_open(root, &opt, &ds, &stats));
@@ -477,13 +488,13 @@ static void test_folder(void) {
         free(jpg);
         snprintf(p, sizeof p, "%s/dog/broken.png", root);
         remove(p);
-        sn_folder_options full = {1, SN_VERIFY_FULL, on_warn, &wl};
+        sn_folder_options full = {1, SN_VERIFY_FULL, on_warn, &wl, 0, NULL};
         wl.calls = 0;
         CHECK_OK(sn_folder_open(root, &full, &ds, &stats));
         CHECK(stats.skipped == 1 && has(wl.last_path, "z.jpg"), "full verify: %d %s",
               stats.skipped, wl.last_path);
         sn_dataset_free(ds);
-        sn_folder_options hdr = {0, SN_VERIFY_HEADER, NULL, NULL};
+        sn_folder_options hdr = {0, SN_VERIFY_HEADER, NULL, NULL, 0, NULL};
         CHECK_OK(sn_folder_open(root, &hdr, &ds, &stats)); /* header check passes it */
         CHECK(stats.kept == 7, "kept %d", stats.kept);
         sn_dataset_free(ds);
@@ -491,6 +502,96 @@ static void test_folder(void) {
     snprintf(p, sizeof p, "%s/missing", root);
     CHECK(sn_folder_open(p, NULL, &ds, NULL) == SN_ERR_IO && has(sn_last_error(), p), "%s",
           sn_last_error());
+    sn_image_free(&im);
+}
+
+/* A folder's classes take a model's indices by name (issue 17): folders sort "Ankle_boot" first,
+ * the model may have it last; file-safe folder names match their class; a subset is fine; a
+ * class the model does not know is an error naming it. */
+static void test_match_classes(void) {
+    char root[512], d[600], p[700];
+    tmp_path(root, sizeof root, "match");
+    mkdir(root, 0700);
+    const char *folders[3] = {"Ankle_boot", "Bag", "T-shirt_top"};
+    sn_image im;
+    sn_image_alloc(&im, 4, 4, 3);
+    for (int c = 0; c < 3; c++) {
+        snprintf(d, sizeof d, "%s/%s", root, folders[c]);
+        mkdir(d, 0700);
+        memset(im.pixels, 10 * c, 4 * 4 * 3);
+        snprintf(p, sizeof p, "%s/x.png", d);
+        sn_image_save_png(&im, p);
+    }
+    char safe[32];
+    sn_class_file_name("T-shirt/top", safe, sizeof safe);
+    CHECK(!strcmp(safe, "T-shirt_top"), "file-safe name %s", safe);
+    const char *model[5] = {"T-shirt/top", "Trouser", "Bag", "Coat", "Ankle boot"};
+    CHECK(sn_class_find(model, 5, "Ankle_boot") == 4 && sn_class_find(model, 5, "Bag") == 2 &&
+              sn_class_find(model, 5, "Sandal") == -1,
+          "sn_class_find");
+    sn_dataset *ds = NULL;
+    CHECK_OK(sn_folder_open(root, NULL, &ds, NULL));
+    if (ds) {
+        CHECK_OK(sn_dataset_match_classes(ds, model, 5, root, "m.safetensors"));
+        CHECK(ds->num_classes == 5 && !strcmp(ds->class_names[4], "Ankle boot"), "names");
+        const int want[3] = {4, 2, 0}; /* Ankle_boot, Bag, T-shirt_top in the model's order */
+        for (int i = 0; i < 3; i++) {
+            sn_image g;
+            int label = -1;
+            CHECK_OK(sn_dataset_get(ds, i, &g, &label));
+            CHECK(label == want[i] && g.pixels && g.pixels[0] == 10 * i, "sample %d: label %d", i,
+                  label);
+            sn_image_free(&g);
+        }
+        /* Matched again (to a reordering), the samples follow by name. */
+        const char *again[5] = {"Ankle boot", "Bag", "Coat", "T-shirt/top", "Trouser"};
+        CHECK_OK(sn_dataset_match_classes(ds, again, 5, root, "m2.safetensors"));
+        sn_image g;
+        int label = -1;
+        CHECK_OK(sn_dataset_get(ds, 2, &g, &label));
+        CHECK(label == 3, "matched twice: label %d", label);
+        sn_image_free(&g);
+        sn_dataset_free(ds);
+    }
+    ds = NULL;
+    CHECK_OK(sn_folder_open(root, NULL, &ds, NULL));
+    if (ds) {
+        const char *other[3] = {"Bag", "Ankle boot", "Coat"};
+        sn_status st = sn_dataset_match_classes(ds, other, 3, root, "m.safetensors");
+        CHECK(st == SN_ERR_INVALID_ARG && has(sn_last_error(), "'T-shirt_top'") &&
+                  has(sn_last_error(), "m.safetensors"),
+              "unknown class: %s", sn_last_error());
+        CHECK(ds->num_classes == 3 && !ds->label_map, "a failed match leaves the dataset as it was");
+        sn_dataset_free(ds);
+    }
+    /* An empty class folder (issue 17): a class without a sample, warned about by name; strict
+     * refuses it. A class whose every image is skipped is empty too. */
+    {
+        char e[600];
+        snprintf(e, sizeof e, "%s/Coat", root);
+        mkdir(e, 0700);
+        empty_log el = {0};
+        sn_folder_options o = {0, SN_VERIFY_HEADER, NULL, &el, 0, on_empty};
+        sn_folder_stats st;
+        ds = NULL;
+        CHECK_OK(sn_folder_open(root, &o, &ds, &st));
+        CHECK(ds && ds->num_classes == 4 && st.empty == 1 && el.calls == 1 && has(el.dir, "/Coat"),
+              "empty class: %d %d %s", st.empty, el.calls, el.dir);
+        sn_dataset_free(ds);
+        o.strict = 1;
+        ds = NULL;
+        CHECK(sn_folder_open(root, &o, &ds, &st) == SN_ERR_NOT_FOUND && !ds &&
+                  has(sn_last_error(), "/Coat: empty class folder"),
+              "strict: %s", sn_last_error());
+        uint8_t junk[64];
+        fill_pattern(junk, sizeof junk, 9);
+        snprintf(p, sizeof p, "%s/bad.png", e);
+        write_bytes(p, junk, sizeof junk);
+        sn_folder_options sk = {1, SN_VERIFY_HEADER, NULL, NULL, 1, NULL};
+        CHECK(sn_folder_open(root, &sk, &ds, &st) == SN_ERR_NOT_FOUND &&
+                  has(sn_last_error(), "/Coat: empty class folder: no readable"),
+              "all skipped: %s", sn_last_error());
+    }
     sn_image_free(&im);
 }
 
@@ -815,6 +916,30 @@ static void test_loader(void) {
     sn_loader_free(l);
     impl.fail_at = -1;
 
+    /* skip_bad (issue 17): a sample that fails at load time is left out and counted once (with
+     * its message), the next of the order takes its place, and later epochs do not retry it. */
+    impl.fail_at = 15;
+    cfg.skip_bad = 1;
+    CHECK_OK(sn_loader_create(ds, &cfg, &l));
+    {
+        int skipped = 0, seen15 = 0, reason_ok = 1;
+        const int64_t nb = 2 * sn_loader_batches_per_epoch(l);
+        for (int64_t i = 0; i < nb; i++) {
+            if (sn_loader_next(l, &b) != SN_OK) {
+                CHECK(0, "skip_bad: %s", sn_last_error());
+                break;
+            }
+            skipped += b.skipped;
+            if (b.skipped) reason_ok &= has(b.skip_reason, "synthetic failure at 15");
+            for (int k = 0; k < b.n; k++) seen15 |= b.indices[k] == 15;
+        }
+        CHECK(skipped == 1 && !seen15 && reason_ok, "skip_bad: skipped %d, seen %d", skipped,
+              seen15);
+    }
+    sn_loader_free(l);
+    cfg.skip_bad = 0;
+    impl.fail_at = -1;
+
     /* Shutdown while the worker waits on a full buffer and while it is mid-batch; and many
      * create/free cycles (ASan/TSan catch leaks and races). */
     for (int i = 0; i < 50; i++) {
@@ -906,6 +1031,7 @@ int main(void) {
     test_jpeg_encode();
     test_coco_jpegs();
     test_folder();
+    test_match_classes();
     test_resize();
     test_augment();
     test_loader();

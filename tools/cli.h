@@ -120,8 +120,15 @@ typedef struct {
 /* train and eval (field skip_bad). */
 #define CLI_SKIP_BAD_FLAG                                                                      \
     FSWITCH("--skip-bad", skip_bad,                                                            \
-            "leave out the unreadable images of a folder (with a warning) instead of failing",  \
+            "leave out unreadable images (with a warning) instead of failing: a folder's, and " \
+            "detection images whose header fails or disagrees with --ann's size",               \
             "off")
+
+/* train and eval (field strict). */
+#define CLI_STRICT_FLAG                                                                        \
+    FSWITCH("--strict", strict,                                                                \
+            "refuse an image folder with an empty class folder (a class without a sample) "     \
+            "instead of warning", "off")
 
 /* ---- Commands ------------------------------------------------------------------------------ */
 
@@ -210,6 +217,10 @@ int load_model(const char *weights, sn_model **m);
 /* The model of a spinenet safetensors file that has the given head; else the error not_it
  * (a format for the file's name). */
 int load_model_with_head(const char *weights, sn_head head, const char *not_it, sn_model **m);
+/* Copies of a model's class names (NULL: it has none, or out of memory); free_class_names
+ * frees them. */
+char **model_class_names(const sn_model *m);
+void free_class_names(char **names, int k);
 /* The model of o->weights, or the one the model flags describe, seeded with o->seed; else the
  * exit status after the error. */
 int get_model(const cli_model_opts *o, sn_model **m);

@@ -14,7 +14,7 @@
 
 typedef struct {
     const char *task, *data, *gt, *dets, *images, *weights, *out;
-    int size, skip_bad, batch, threads, json;
+    int size, skip_bad, strict, batch, threads, json;
 } opts;
 
 /* 1 for --batch means the default too (see its help). */
@@ -38,6 +38,7 @@ static const cli_flag k_flags[] = {
     FOUT("RESULTS.json", "write the detections (a COCO results file)", "none"),
     CLI_RUN_SIZE_FLAG,
     CLI_SKIP_BAD_FLAG,
+    CLI_STRICT_FLAG,
     FINT("--batch", "B", batch, 1, 65536, "images per forward pass",
          "64 for a classifier (1 also means 64), 1 for a detector"),
     CLI_THREADS_FLAG,
@@ -133,6 +134,18 @@ static int eval_detect(const opts *o) {
     return st == SN_OK ? 0 : 1;
 }
 
+static void warn_skipped(void *user, const char *path, const char *reason) {
+    (void)user;
+    (void)path; /* the reason names it */
+    fprintf(stderr, "spinenet: warning: skipping %s\n", reason);
+}
+
+static void warn_empty_class(void *user, const char *dir) {
+    (void)user;
+    fprintf(stderr, "spinenet: warning: %s: empty class folder: counted as a class without an "
+            "image (--strict refuses it)\n", dir);
+}
+
 static int run(const void *options, const char *const *args, int n_args) {
     const opts *o = options;
     int det;
@@ -153,12 +166,24 @@ static int run(const void *options, const char *const *args, int n_args) {
         sn_folder_options fo;
         memset(&fo, 0, sizeof fo);
         fo.skip_bad = o->skip_bad;
+        /* Headers up front, as train reads them: a broken file is named before the run, and
+         * --skip-bad has something to leave out (with no check it failed at load time). */
+        fo.verify = SN_VERIFY_HEADER;
+        fo.warn = warn_skipped;
+        fo.strict = o->strict;
+        fo.empty = warn_empty_class;
         sn_folder_stats fs;
         st = sn_folder_open(o->data, &fo, &ds, &fs);
     }
     int64_t *conf = NULL;
     double top1 = 0, top5 = 0;
     int k = c->num_classes;
+    /* Folders come sorted by name, the model's outputs in the order it was trained with: the
+     * classes are matched by name (the model's are in its metadata), not by position. */
+    char **names = NULL;
+    if (st == SN_OK && (names = model_class_names(m)) != NULL)
+        st = sn_dataset_match_classes(ds, (const char *const *)names, k, o->data, o->weights);
+    free_class_names(names, k);
     if (st == SN_OK) {
         conf = calloc((size_t)k * k, sizeof *conf);
         st = sn_trainer_evaluate(m, ds, o->size ? o->size : c->input_size, o->batch > 1 ? o->batch : 64,
@@ -199,7 +224,9 @@ const cli_command cmd_eval = {
              "[-o RESULTS.json]\n"
              "spinenet eval --gt ANN.json --dets RESULTS.json [--json]",
     .about = "A classifier's top-1, top-5 and confusion matrix on a dataset (Fashion-MNIST: "
-             "its 10 000 test images), or the twelve COCO AP/AR numbers of a detector run "
+             "its 10 000 test images; an image folder's classes are matched to the model's by "
+             "name, file-safe folder names such as T-shirt_top included, and may be a subset "
+             "of them), or the twelve COCO AP/AR numbers of a detector run "
              "over the images of --gt (--task detect, implied by --gt), or of a COCO results "
              "file (--gt with --dets). --json prints {\"top1\", \"top5\", \"count\", \"confusion\"} "
              "for a classifier and {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\", "

@@ -19,7 +19,7 @@ typedef struct {
     cli_model_opts m;
     const char *task, *data, *ann, *eval_data, *eval_ann, *init, *out, *schedule;
     int batch, epochs, steps, warmup_steps, replicas, checkpoint_every, eval_every;
-    int no_flip, resume, force, skip_bad, threads;
+    int no_flip, resume, force, skip_bad, strict, threads;
     double lr, warmup_lr, momentum, wd, clip, smoothing, drop, min_area, scale_min, scale_max;
 } opts;
 
@@ -96,6 +96,7 @@ static const cli_flag k_flags[] = {
             "start a new run in an OUTDIR that holds one: its checkpoints, training log and "
             "settings are removed first", "off: such an OUTDIR is refused"),
     CLI_SKIP_BAD_FLAG,
+    CLI_STRICT_FLAG,
     FINT("--threads", "T", threads, 0, 1024,
          "threads of the kernels (with --replicas: of the evaluation); 0: all cores", NULL),
     FSEED(m.seed, "seed of the initialisation, the data order, the augmentation and stochastic "
@@ -534,6 +535,7 @@ static int train(const opts *o) {
         tc.det_aug.scale_max = (float)o->scale_max;
     }
     tc.skip_bad = o->skip_bad;
+    tc.strict = o->strict;
     if (o->no_flip) tc.aug.hflip = tc.det_aug.hflip = 0;
     tc.image_size = mo.size ? mo.size : tc.model.input_size;
     tc.batch = o->batch > 1 ? o->batch : det ? 8 : 32;

@@ -115,6 +115,26 @@ int load_model_with_head(const char *weights, sn_head head, const char *not_it, 
     return die(not_it, weights);
 }
 
+char **model_class_names(const sn_model *m) {
+    const int k = sn_model_config(m)->num_classes;
+    if (k <= 0 || !sn_model_class_name(m, 0)) return NULL;
+    char **names = calloc((size_t)k, sizeof *names);
+    for (int i = 0; names && i < k; i++) {
+        /* sn_model_class_name's buffer is reused by the next call: copy each name */
+        const char *nm = sn_model_class_name(m, i);
+        if (!(names[i] = strdup(nm ? nm : ""))) {
+            free_class_names(names, i);
+            return NULL;
+        }
+    }
+    return names;
+}
+
+void free_class_names(char **names, int k) {
+    for (int i = 0; names && i < k; i++) free(names[i]);
+    free(names);
+}
+
 int get_model(const cli_model_opts *o, sn_model **m) {
     if (o->weights) return load_model(o->weights, m);
     sn_config cfg;

@@ -74,8 +74,10 @@ enum { SN_COCO_NO_CACHE = 1 }; /* flags: neither read nor write the cache */
  * Errors: malformed JSON (line and column), a missing or mistyped field (named, with the
  * entry's id), duplicate image or category ids, an annotation of an unknown image id. A file
  * of SN_COCO_CACHE_MIN_BYTES or more is parsed once: the result is stored in <path>.sncache
- * (format version, the JSON's size and mtime) and used by later loads while it matches; a
- * stale or damaged cache is re-made, one that cannot be written is skipped. */
+ * (format version, the JSON's size and a hash of its bytes) and used by later loads while it
+ * matches; a stale or damaged cache is re-made, one that cannot be written is skipped. A load
+ * served by the cache still reads and hashes the JSON: on a 160 MB file 0.35-0.65 s against 10-20 s of
+ * parsing. */
 sn_status sn_coco_load(const char *path, int flags, sn_coco **out);
 void sn_coco_free(sn_coco *c);
 
@@ -96,6 +98,18 @@ const char *sn_coco_column_name(const sn_coco *c, int column);
  * SN_ERR_NOT_FOUND with a message naming the first missing path and the count. `missing`
  * (may be NULL) receives the count. */
 sn_status sn_coco_check_images(const sn_coco *c, const char *image_dir, int *missing);
+
+/* Reads the header of every image file under image_dir (sn_image_probe: it exists, is a JPEG or
+ * PNG whose header decodes) and checks its size against the annotation file's width and height,
+ * so that bad data is found before training starts, not when the loader reaches it. skip_bad 0:
+ * the first failure is the error, naming the file and the problem. skip_bad 1: each failing
+ * image gets bad[i] = 1 (bad may be NULL) and an on_bad call, *n_bad (may be NULL) counts them,
+ * and SN_OK is returned (out of memory is still an error). progress (may be NULL) is called
+ * every 1000 images and at the end. */
+sn_status sn_coco_probe_images(const sn_coco *c, const char *image_dir, int skip_bad,
+                               unsigned char *bad, int *n_bad,
+                               void (*on_bad)(void *user, const char *path, const char *reason),
+                               void (*progress)(void *user, int done, int total), void *user);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Detections in the COCO results format: [{"image_id", "category_id", "bbox", "score"}, ...] */

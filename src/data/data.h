@@ -59,12 +59,29 @@ struct sn_dataset {
     sn_status (*get)(sn_dataset *ds, int index, sn_image *img, int *label);
     void (*destroy)(sn_dataset *ds); /* frees impl; the rest is freed by sn_dataset_free */
     void *impl;
+    /* Set by sn_dataset_match_classes: get's label l becomes label_map[l] (l < map_n), so that
+     * a folder's classes take the model's indices. NULL: labels as get gives them. */
+    int *label_map;
+    int map_n;
 };
 
 sn_status sn_dataset_get(sn_dataset *ds, int index, sn_image *img, int *label);
 void sn_dataset_free(sn_dataset *ds);
 /* Helper for implementations: allocate a dataset with copies of the class names. */
 sn_status sn_dataset_new(int num_classes, const char *const *names, sn_dataset **out);
+
+/* A class name as a file name: '/' and ' ' become '_' ("T-shirt/top" -> "T-shirt_top"), as
+ * sn_fashion_mnist_export names its class folders. Truncated to cap - 1 bytes. */
+void sn_class_file_name(const char *name, char *out, size_t cap);
+/* The index among names[0..n) of a dataset class called `name`: the name itself, else the name
+ * whose file-safe form it is (a folder "Ankle_boot" is the class "Ankle boot"); -1: none. */
+int sn_class_find(const char *const *names, int n, const char *name);
+/* Gives the dataset the classes names[0..n) (a model's, in its output order): each of its own
+ * classes is matched by name (sn_class_find) and its samples take that index; the dataset may
+ * hold a subset of them. A class that is not among them is an error naming it, `where` (the
+ * data's path) and `whose` (e.g. the weight file). */
+sn_status sn_dataset_match_classes(sn_dataset *ds, const char *const *names, int n,
+                                   const char *where, const char *whose);
 
 /* ------------------------------------------------------------------------------------------ */
 /* IDX files (idx.c), gzip-compressed or plain (zlib reads both)                             */
@@ -93,12 +110,18 @@ typedef struct {
     /* Called once per skipped file (may be NULL). */
     void (*warn)(void *user, const char *path, const char *reason);
     void *user;
+    /* A class folder with no image (none there, or every one skipped) still counts as a class,
+     * one the model is given an output for but never a sample of: 1 refuses it (an error naming
+     * the folder), 0 calls `empty` (may be NULL) with its path and goes on. */
+    int strict;
+    void (*empty)(void *user, const char *dir);
 } sn_folder_options;
 
 typedef struct {
     int files;   /* image files found */
     int kept;    /* samples in the dataset */
     int skipped; /* unreadable files left out */
+    int empty;   /* class folders without a usable image */
 } sn_folder_stats;
 
 /* Subfolders of `root` in byte order are the classes (hidden ones ignored); files inside
@@ -174,6 +197,11 @@ typedef struct {
                          void *extra, int32_t *label);
     void *prepare_user;
     size_t extra_bytes;
+    /* 1: a sample that fails (an image that does not decode, e.g. truncated past its header)
+     * is left out and counted in sn_batch.skipped, and the next sample of the epoch's order
+     * that works takes its place (a failed sample is not tried again); 0: the failure is
+     * sn_loader_next's error. Out of memory is always an error. */
+    int skip_bad;
 } sn_loader_config;
 
 /* Where the loader stands: the next batch handed out is the one that starts at `position` in
@@ -193,6 +221,8 @@ typedef struct {
     int64_t epoch;
     int64_t position;      /* first sample's position in the epoch's order */
     int last_in_epoch;
+    int skipped;           /* skip_bad: samples that failed while this batch was made */
+    const char *skip_reason; /* the first one's error ("" when none) */
 } sn_batch;
 
 typedef struct sn_loader sn_loader;

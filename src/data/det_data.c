@@ -149,8 +149,9 @@ sn_status sn_det_prepare(void *user, int32_t index, int train, uint64_t seed, fl
                          void *extra, int32_t *label) {
     const sn_det_source *src = user;
     const sn_coco *c = src->coco;
-    if (index < 0 || index >= c->num_images || !extra)
+    if (index < 0 || index >= (src->keep ? src->num_keep : c->num_images) || !extra)
         return sn_error(SN_ERR_INVALID_ARG, "detection sample %d out of range", (int)index);
+    if (src->keep) index = src->keep[index];
     const sn_coco_image *ci = &c->images[index];
     char path[2 * SN_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", src->image_dir, ci->file_name);

@@ -67,6 +67,10 @@ typedef struct {
     int size;                   /* S; the loader's image_size is the canvas sn_det_canvas_size(S) */
     sn_det_aug aug;
     int max_boxes;              /* boxes room per sample: the most any image has */
+    /* The images the loader's samples are (sample i is coco->images[keep[i]]), to leave out
+     * those that fail sn_coco_probe_images; NULL: every image, in order. Borrowed. */
+    const int32_t *keep;
+    int num_keep;
 } sn_det_source;
 
 /* What the loader hands out per sample besides the canvas (sn_batch.extra, sn_det_sample_bytes

@@ -879,9 +879,7 @@ sn_status sn_fashion_mnist_export(const char *fmnist_dir, int train, int first, 
     const int end = first + count < src.count ? first + count : src.count;
     for (int i = first; i < end; i++) {
         char cls[32], path[4400];
-        snprintf(cls, sizeof cls, "%s", sn_fashion_det_class_names[src.labels[i]]);
-        for (char *c = cls; *c; c++)
-            if (*c == '/' || *c == ' ') *c = '_';
+        sn_class_file_name(sn_fashion_det_class_names[src.labels[i]], cls, sizeof cls);
         if ((size_t)snprintf(path, sizeof path, "%s/%s", out_dir, cls) >= sizeof path) {
             st = sn_error(SN_ERR_INVALID_ARG, "%s: path too long", out_dir);
             goto done;

@@ -116,9 +116,9 @@ sn_status sn_folder_open(const char *root, const sn_folder_options *opts, sn_dat
                          sn_folder_stats *stats) {
     if (!root || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_folder_open: bad arguments");
     *out = NULL;
-    sn_folder_options def = {0, SN_VERIFY_HEADER, NULL, NULL};
+    sn_folder_options def = {0, SN_VERIFY_HEADER, NULL, NULL, 0, NULL};
     if (!opts) opts = &def;
-    sn_folder_stats s = {0, 0, 0};
+    sn_folder_stats s = {0, 0, 0, 0};
     strlist classes = {0}, files = {0}, paths = {0};
     int *labels = NULL;
     int cap = 0;
@@ -133,6 +133,7 @@ sn_status sn_folder_open(const char *root, const sn_folder_options *opts, sn_dat
         if ((st = join(dir, sizeof dir, root, classes.v[c])) != SN_OK) break;
         strlist_free(&files);
         if ((st = list_dir(dir, 0, &files)) != SN_OK) break;
+        const int kept_before = paths.n;
         for (int i = 0; st == SN_OK && i < files.n; i++) {
             if ((st = join(path, sizeof path, dir, files.v[i])) != SN_OK) break;
             s.files++;
@@ -161,6 +162,15 @@ sn_status sn_folder_open(const char *root, const sn_folder_options *opts, sn_dat
             }
             if ((st = strlist_push(&paths, path)) != SN_OK) break;
             labels[paths.n - 1] = c;
+        }
+        if (st == SN_OK && paths.n == kept_before) {
+            s.empty++;
+            if (opts->strict)
+                st = sn_error(SN_ERR_NOT_FOUND, "%s: empty class folder: no %s.jpg/.jpeg/.png "
+                              "image (it would be a class without a sample)", dir,
+                              files.n ? "readable " : "");
+            else if (opts->empty)
+                opts->empty(opts->user, dir);
         }
     }
     if (st == SN_OK && paths.n == 0)

@@ -20,6 +20,8 @@ typedef struct {
     int full; /* prepared and not yet released by the caller (under the mutex) */
     sn_status status;
     char err[1024];
+    int skipped;        /* skip_bad: samples that failed while this batch was made */
+    char skip_msg[1024];
 } slot;
 
 struct sn_loader {
@@ -34,6 +36,7 @@ struct sn_loader {
     int write;
     int32_t *order;
     int64_t order_epoch; /* epoch that `order` holds (-1: none) */
+    unsigned char *bad;  /* skip_bad: per dataset index, 1 once it failed (worker side) */
     slot slots[NSLOTS];
     pthread_t thread;
     int running; /* a thread was started and not yet joined */
@@ -107,6 +110,8 @@ static void fill_slot(sn_loader *l, slot *s) {
     size_t per = (size_t)S * S * 3;
     s->status = SN_OK;
     s->err[0] = 0;
+    s->skipped = 0;
+    s->skip_msg[0] = 0;
     s->epoch = l->w_epoch;
     s->position = l->w_position;
     if (l->order_epoch != l->w_epoch) {
@@ -119,11 +124,20 @@ static void fill_slot(sn_loader *l, slot *s) {
             s->status = SN_ERR_STATE;
             break;
         }
+        const int64_t count = l->ds->count;
         int32_t idx = l->order[l->w_position + i];
         sn_image img;
         int label = 0;
         sn_status st = SN_OK;
-        if (l->cfg.prepare) {
+        /* skip_bad: a known-bad sample, or one that fails now, gives its place to the next of
+         * the epoch's order (deterministic, so a resumed run makes the same batches). */
+        for (int64_t k = 1; l->bad && l->bad[idx] && k < count; k++)
+            idx = l->order[(l->w_position + i + k) % count];
+    retry:
+        if (l->bad && l->bad[idx]) {
+            st = sn_error(SN_ERR_NOT_FOUND, "every one of the %d samples failed (--skip-bad)",
+                          (int)count);
+        } else if (l->cfg.prepare) {
             int32_t lab = 0;
             void *extra = s->extra ? s->extra + l->cfg.extra_bytes * (size_t)i : NULL;
             st = l->cfg.prepare(l->cfg.prepare_user, idx, l->cfg.train,
@@ -141,6 +155,13 @@ static void fill_slot(sn_loader *l, slot *s) {
             }
             st = sn_crop_resize_normalize(&img, crop, S, S, s->images + per * (size_t)i);
             sn_image_free(&img);
+        }
+        if (st != SN_OK && l->bad && !l->bad[idx] && st != SN_ERR_OOM) {
+            l->bad[idx] = 1;
+            if (s->skipped++ == 0) snprintf(s->skip_msg, sizeof s->skip_msg, "%s", sn_last_error());
+            for (int64_t k = 1; l->bad[idx] && k < count; k++)
+                idx = l->order[(l->w_position + i + k) % count];
+            goto retry;
         }
         if (st != SN_OK) {
             s->status = st;
@@ -219,6 +240,7 @@ void sn_loader_free(sn_loader *l) {
         sn_free(l->slots[i].extra);
     }
     sn_free(l->order);
+    sn_free(l->bad);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     sn_free(l);
@@ -247,7 +269,8 @@ sn_status sn_loader_create(sn_dataset *ds, const sn_loader_config *cfg, sn_loade
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     size_t per = (size_t)cfg->image_size * cfg->image_size * 3;
-    int ok = (l->order = sn_alloc(sizeof(int32_t) * (size_t)ds->count)) != NULL;
+    int ok = (l->order = sn_alloc(sizeof(int32_t) * (size_t)ds->count)) != NULL &&
+             (!cfg->skip_bad || (l->bad = sn_calloc((size_t)ds->count, 1)) != NULL);
     for (int i = 0; ok && i < NSLOTS; i++) {
         slot *s = &l->slots[i];
         ok = (s->images = sn_alloc(sizeof(float) * per * (size_t)cfg->batch_size)) &&
@@ -298,6 +321,8 @@ sn_status sn_loader_next(sn_loader *l, sn_batch *out) {
     out->epoch = s->epoch;
     out->position = s->position;
     out->last_in_epoch = s->last;
+    out->skipped = s->skipped;
+    out->skip_reason = s->skip_msg;
     if (s->last) {
         l->epoch = s->epoch + 1;
         l->position = 0;

@@ -21,6 +21,9 @@ struct sn_trainer {
     sn_model *m;
     sn_dataset *train_ds, *eval_ds;
     int own_train, own_eval;
+    int32_t *det_keep;  /* detection: the images that passed the check (NULL: all) */
+    int init_keep_head;
+    int load_skipped;   /* --skip-bad: samples that failed to load during the run */ /* --init: the file's classes are not the data's, head.fc is not copied */
     sn_loader *loader;
     sn_optim *opt;
     int np;
@@ -150,6 +153,16 @@ static void folder_warn(void *user, const char *path, const char *reason) {
     tlog((const sn_trainer *)user, SN_LOG_WARN, "skipping %s: %s", path, reason);
 }
 
+static void folder_empty(void *user, const char *dir) {
+    tlog((const sn_trainer *)user, SN_LOG_WARN,
+         "%s: empty class folder: counted as a class without a sample (--strict refuses it)", dir);
+}
+
+static void probe_progress(void *user, int done, int total) {
+    if (done % 10000 == 0 || done == total)
+        tlog((const sn_trainer *)user, SN_LOG_INFO, "checking image headers: %d/%d", done, total);
+}
+
 static void coco_warnings(const sn_trainer *t, const char *path, const sn_coco *c) {
     for (int k = 0; k < SN_COCO_WARN_KINDS; k++)
         if (c->warn_count[k])
@@ -167,7 +180,25 @@ static sn_status open_det_data(sn_trainer *t) {
     sn_status st = sn_coco_load(c->ann_path, 0, &t->coco_train);
     if (st != SN_OK) return st;
     coco_warnings(t, c->ann_path, t->coco_train);
-    if ((st = sn_coco_check_images(t->coco_train, c->data_path, NULL)) != SN_OK) return st;
+    /* Every image's header against the annotations now, not hours into the run. */
+    const int n_img = t->coco_train->num_images;
+    unsigned char *bad = sn_calloc((size_t)(n_img ? n_img : 1), 1);
+    if (!bad) return SN_ERR_OOM;
+    int n_bad = 0;
+    st = sn_coco_probe_images(t->coco_train, c->data_path, c->skip_bad, bad, &n_bad, folder_warn,
+                              n_img >= 2000 ? probe_progress : NULL, t);
+    if (st == SN_OK && n_bad == n_img)
+        st = sn_error(SN_ERR_NOT_FOUND, "%s: none of the %d images of %s is usable", c->data_path,
+                      n_img, c->ann_path);
+    if (st == SN_OK && n_bad) {
+        tlog(t, SN_LOG_WARN, "%s: %d of %d images left out (--skip-bad)", c->data_path, n_bad,
+             n_img);
+        if (!(t->det_keep = sn_alloc(sizeof(int32_t) * (size_t)(n_img - n_bad)))) st = SN_ERR_OOM;
+        for (int i = 0, k = 0; st == SN_OK && i < n_img; i++)
+            if (!bad[i]) t->det_keep[k++] = i;
+    }
+    sn_free(bad);
+    if (st != SN_OK) return st;
     int boxes = 0;
     for (int i = 0; i < t->coco_train->num_images; i++) boxes += t->coco_train->images[i].num_anns;
     tlog(t, SN_LOG_INFO, "%s: %d images, %d boxes, %d categories (%d class columns)", c->ann_path,
@@ -177,7 +208,10 @@ static sn_status open_det_data(sn_trainer *t) {
         if ((st = sn_coco_load(c->eval_ann_path, 0, &t->coco_eval)) != SN_OK) return st;
         coco_warnings(t, c->eval_ann_path, t->coco_eval);
         const char *dir = c->eval_path[0] ? c->eval_path : c->data_path;
-        if ((st = sn_coco_check_images(t->coco_eval, dir, NULL)) != SN_OK) return st;
+        if ((st = sn_coco_probe_images(t->coco_eval, dir, 0, NULL, NULL, NULL,
+                                       t->coco_eval->num_images >= 2000 ? probe_progress : NULL,
+                                       t)) != SN_OK)
+            return st;
         if (t->coco_eval->num_classes != t->coco_train->num_classes)
             return sn_error(SN_ERR_INVALID_ARG, "%s has %d class columns but %s has %d: the "
                             "categories must be the same", c->eval_ann_path,
@@ -186,6 +220,10 @@ static sn_status open_det_data(sn_trainer *t) {
     if ((st = sn_det_source_init(&t->det_src, t->coco_train, c->data_path, c->image_size,
                                  &c->det_aug)) != SN_OK)
         return st;
+    if (t->det_keep) {
+        t->det_src.keep = t->det_keep;
+        t->det_src.num_keep = n_img - n_bad;
+    }
     /* Column names as the model's class names: "background" and unused COCO ids named so. */
     const int k = t->coco_train->num_classes;
     const char **names = sn_calloc((size_t)k, sizeof *names);
@@ -198,7 +236,7 @@ static sn_status open_det_data(sn_trainer *t) {
     sn_free(names);
     if (st != SN_OK) return st;
     t->own_train = 1;
-    t->train_ds->count = t->coco_train->num_images;
+    t->train_ds->count = t->det_keep ? n_img - n_bad : n_img;
     return SN_OK;
 }
 
@@ -226,6 +264,8 @@ static sn_status open_data(sn_trainer *t) {
     fo.verify = SN_VERIFY_HEADER;
     fo.warn = folder_warn;
     fo.user = t;
+    fo.strict = c->strict;
+    fo.empty = folder_empty;
     sn_folder_stats fs;
     if ((st = sn_folder_open(c->data_path, &fo, &t->train_ds, &fs)) != SN_OK) return st;
     t->own_train = 1;
@@ -248,6 +288,71 @@ static sn_status check_classes(const sn_trainer *t, const sn_dataset *ds, const 
     return SN_OK;
 }
 
+/* The classes of the weights a classifier run starts from (--init FILE, or last.safetensors
+ * with resume) are in that file's output order; the image folder's, sorted by name, need not
+ * be. The training data takes the file's order by name (a folder "Ankle_boot" is its class
+ * "Ankle boot"), so that the copied head keeps meaning the same classes; when a class of the
+ * data is not among the file's, the run trains new classes from the file's backbone and the
+ * head is not copied. Then the evaluation folder takes the training classes by name. */
+static sn_status match_eval_classes(sn_trainer *t) {
+    if (!t->eval_ds || !t->own_eval) return SN_OK;
+    return sn_dataset_match_classes(t->eval_ds, (const char *const *)t->train_ds->class_names,
+                                    t->train_ds->num_classes,
+                                    t->cfg.eval_path[0] ? t->cfg.eval_path : "evaluation data",
+                                    "the training data");
+}
+
+static sn_status match_start_classes(sn_trainer *t) {
+    const sn_train_config *c = &t->cfg;
+    const char *path = c->resume ? t->last_path : c->init_path;
+    struct stat sb;
+    if (!c->resume && !c->init_path[0]) return match_eval_classes(t);
+    if (c->resume && stat(path, &sb) != 0) return match_eval_classes(t); /* the checkpoint
+                                                                             read says why */
+    sn_st_file f;
+    sn_status st = sn_st_read(path, &f);
+    if (st != SN_OK) return st;
+    const char *head = sn_st_meta(&f, "head");
+    const char *list = sn_st_meta(&f, "class_names");
+    int n = 0;
+    char *buf = NULL;
+    const char **names = NULL;
+    if (head && strcmp(head, "classifier") == 0 && list && list[0]) {
+        size_t len = strlen(list);
+        n = 1;
+        for (size_t i = 0; i < len; i++) n += list[i] == '\n';
+        buf = sn_alloc(len + 1);
+        names = sn_calloc((size_t)n, sizeof *names);
+        if (!buf || !names) st = SN_ERR_OOM;
+        else {
+            memcpy(buf, list, len + 1);
+            char *p = buf;
+            for (int i = 0; i < n; i++) {
+                names[i] = p;
+                p += strcspn(p, "\n");
+                if (*p) *p++ = 0;
+            }
+        }
+    }
+    sn_st_free(&f);
+    const char *unknown = NULL;
+    for (int k = 0; st == SN_OK && names && k < t->train_ds->num_classes && !unknown; k++)
+        if (sn_class_find(names, n, t->train_ds->class_names[k]) < 0)
+            unknown = t->train_ds->class_names[k];
+    if (st == SN_OK && names && !unknown && (c->model.num_classes <= 0 || c->model.num_classes == n)) {
+        st = sn_dataset_match_classes(t->train_ds, names, n, c->data_path, path);
+        if (st == SN_OK) t->cfg.model.num_classes = n;
+    } else if (st == SN_OK && names && unknown && !c->resume) {
+        t->init_keep_head = 1;
+        tlog(t, SN_LOG_WARN, "%s: class '%s' is not one of the %d classes of %s: its classifier "
+             "head (head.fc) is not copied, the new classes start from its backbone",
+             c->data_path, unknown, n, path);
+    }
+    sn_free(names);
+    sn_free(buf);
+    return st == SN_OK ? match_eval_classes(t) : st;
+}
+
 static int is_stat(const char *name) {
     return !sn_optim_is_trainable(name);
 }
@@ -263,7 +368,9 @@ static sn_status init_from_file(sn_trainer *t, const char *path) {
     for (int i = 0; i < np; i++) {
         sn_param p;
         sn_model_param_at(t->m, i, &p);
-        const sn_st_tensor *src = sn_st_find(&f, p.name);
+        const sn_st_tensor *src = t->init_keep_head && strncmp(p.name, "head.fc.", 8) == 0
+                                      ? NULL
+                                      : sn_st_find(&f, p.name);
         int same = src && src->ndim == p.ndim && src->count == p.count;
         for (int d = 0; same && d < p.ndim; d++) same = src->shape[d] == p.shape[d];
         if (same) {
@@ -340,6 +447,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         snprintf(t->best_path, sizeof t->best_path, "%s/best.safetensors", t->cfg.out_dir);
     }
     if ((st = open_data(t)) != SN_OK) goto fail;
+    if (!det && t->own_train && (st = match_start_classes(t)) != SN_OK) goto fail;
     if (t->cfg.model.num_classes <= 0) t->cfg.model.num_classes = t->train_ds->num_classes;
     if ((st = check_classes(t, t->train_ds, "training")) != SN_OK) goto fail;
     if (t->eval_ds && (st = check_classes(t, t->eval_ds, "evaluation")) != SN_OK) goto fail;
@@ -387,6 +495,7 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     lc.batch_size = t->cfg.batch;
     lc.image_size = in_size;
     lc.train = 1;
+    lc.skip_bad = t->cfg.skip_bad;
     lc.seed = t->cfg.seed;
     lc.aug = t->cfg.aug;
     if (det) {
@@ -447,6 +556,7 @@ void sn_trainer_free(sn_trainer *t) {
     sn_det_head_free(&t->head);
     sn_coco_free(t->coco_train);
     sn_coco_free(t->coco_eval);
+    sn_free(t->det_keep);
     sn_free(t);
 }
 
@@ -554,6 +664,12 @@ sn_status sn_trainer_run(sn_trainer *t) {
         sn_batch b;
         if ((st = sn_loader_next(t->loader, &b)) != SN_OK)
             return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
+        if (b.skipped) {
+            t->load_skipped += b.skipped;
+            tlog(t, SN_LOG_WARN, "step %" PRId64 ": skipping %s (--skip-bad; %d image%s left out "
+                 "at load time so far)", t->step + 1, b.skip_reason, t->load_skipped,
+                 t->load_skipped == 1 ? "" : "s");
+        }
         for (int i = 0; i < t->np; i++)
             if (t->grads[i]) memset(t->grads[i], 0, t->op[i].count * sizeof(float));
         double loss = NAN, lcls = 0.0, lbox = 0.0;

@@ -75,6 +75,7 @@ typedef struct {
     char eval_path[SN_PATH_MAX];/* folder: the evaluation image folder ("" = no evaluation);
                                    fashion-mnist: ignored (the t10k split is used) */
     int skip_bad;               /* folder: leave out unreadable images (warned via log) */
+    int strict;                 /* folder: refuse an empty class folder (else warned via log) */
     /* Instead of paths, datasets owned by the caller (used when non-NULL; must outlive the
      * trainer). eval_set may be NULL (no evaluation). */
     sn_dataset *train_set, *eval_set;
