@@ -95,8 +95,9 @@ const cli_command cmd_classify = {
     .name = "classify",
     .summary = "top-k classes of images with a classifier: --weights W IMAGE...",
     .usage = "spinenet classify --weights FILE [--top K] [--size S] IMAGE...",
-    .about = "The top-k classes of each image (JPEG or PNG; the eval crop resized to S x S "
-             "and normalised as in spec 7.6) with their probabilities. An unreadable image "
+    .about = "The top-k classes of each image (JPEG or PNG; the whole image resized to S x S "
+             "and normalised with the ImageNet mean and standard deviation, as in training's "
+             "evaluation) with their probabilities. An unreadable image "
              "is reported and the others still run (the exit status is then 1).",
     .examples = "spinenet classify --weights runs/fm/best.safetensors shirt.png\n"
                 "spinenet classify --weights runs/fm/best.safetensors --top 2 a.jpg b.png",

@@ -1009,11 +1009,14 @@ sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph 
     if (n < 1 || h < 1 || w < 1 || n > 65536 || h > 16384 || w > 16384)
         return sn_error(SN_ERR_SHAPE, "input %dx%dx%dx3 out of range", n, h, w);
     int need = 1 << c->max_level;
-    if (c->flavour == SN_FLAVOUR_GARDEN && (h % need || w % need))
+    if (c->flavour == SN_FLAVOUR_GARDEN && (h % need || w % need)) {
+        /* The size nearest to the one asked for, so that the message says what works. */
+        const int off = h % need ? h : w, lo = off / need * need, hi = lo + need;
         return sn_error(SN_ERR_UNSUPPORTED,
                         "input %dx%d: the garden flavour needs height and width divisible by %d "
-                        "(use --flavour tpu, or pad the image)",
-                        h, w, need);
+                        "(e.g. %d instead of %d; a tpu-flavour model takes any size >= %d)",
+                        h, w, need, hi - off < off - lo || lo == 0 ? hi : lo, off, need / 2);
+    }
     if (h < need / 2 || w < need / 2)
         return sn_error(SN_ERR_UNSUPPORTED, "input %dx%d is too small (at least %d)", h, w, need / 2);
     bctx b = {m, g, create, n, h, w, c->flavour, c->activation, c->bn_eps, SN_BLOCK_STEM, 0.0f, SN_OK};
