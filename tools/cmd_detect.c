@@ -359,8 +359,14 @@ static sn_status detect_one(run_ctx *x, const input *in) {
     sn_image_free(&img);
     json_t *root = json_pack("{s:s, s:i, s:i, s:o}", "image", path, "width", xf.orig_w, "height",
                              xf.orig_h, "detections", list);
-    if (st == SN_OK && (!root || json_dump_file(root, js, JSON_INDENT(1)) != 0))
-        st = sn_error(SN_ERR_IO, "%s: cannot write", js);
+    /* Saved whole, like the picture: a stopped run leaves no half-written list. */
+    sn_save_file out;
+    if (st == SN_OK && !root)
+        st = sn_error(SN_ERR_OOM, "%s: out of memory", js);
+    else if (st == SN_OK && (st = sn_save_open(js, &out)) == SN_OK)
+        st = sn_save_close(&out, json_dumpf(root, out.f, JSON_INDENT(1)) != 0
+                                     ? sn_error(SN_ERR_IO, "%s: write error", js)
+                                     : SN_OK);
     json_decref(root);
     if (st == SN_OK && o->no_draw)
         printf("  wrote %s%s\n", js, existed ? " (replacing the file there)" : "");

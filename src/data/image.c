@@ -478,28 +478,10 @@ sn_status sn_image_encode_jpeg(const sn_image *img, int quality, uint8_t **jpg, 
 sn_status sn_image_save_jpeg(const sn_image *img, int quality, const char *path) {
     if (!path) return sn_error(SN_ERR_INVALID_ARG, "sn_image_save_jpeg: NULL path");
     uint8_t *jpg = NULL;
-    size_t size = 0, n = strlen(path) + 5;
+    size_t size = 0;
     sn_status st = sn_image_encode_jpeg(img, quality, &jpg, &size);
-    if (st != SN_OK) return st;
-    /* Through path.tmp and a rename, as sn_image_save_png. */
-    char *tmp = sn_alloc(n);
-    if (!tmp) {
-        sn_free(jpg);
-        return SN_ERR_OOM;
-    }
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = sn_error(SN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        const size_t wrote = fwrite(jpg, 1, size, f);
-        if (fclose(f) != 0 || wrote != size)
-            st = sn_error(SN_ERR_IO, "%s: write error", tmp);
-        else if (rename(tmp, path) != 0)
-            st = sn_error(SN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        if (st != SN_OK) remove(tmp);
-    }
-    sn_free(tmp);
+    /* Saved whole, as sn_image_save_png (links, devices and folders handled alike). */
+    if (st == SN_OK) st = sn_save_buffer(path, jpg, size);
     sn_free(jpg);
     return st;
 }
