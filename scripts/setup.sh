@@ -10,6 +10,7 @@ pkg-config --exists jansson 2>/dev/null || need+=(libjansson-dev)
 pkg-config --exists libjpeg 2>/dev/null || need+=(libjpeg62-turbo-dev)
 pkg-config --exists spng 2>/dev/null || need+=(libspng-dev)
 pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
+pkg-config --exists snappy 2>/dev/null || need+=(libsnappy-dev)
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -19,7 +19,8 @@
     X(cmd_classify)                                                                            \
     X(cmd_detect)                                                                              \
     X(cmd_make_dataset)                                                                        \
-    X(cmd_plot)
+    X(cmd_plot)                                                                               \
+    X(cmd_inspect_checkpoint)
 
 #define DECLARE(c) extern const cli_command c;
 COMMANDS(DECLARE)
