@@ -212,7 +212,7 @@ static inline int tw_cmp_name(const void *a, const void *b) {
 static inline int tw_save(const char *path, const tw_buf *b) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
-    size_t w = fwrite(b->p, 1, b->n, f);
+    size_t w = b->n ? fwrite(b->p, 1, b->n, f) : 0;
     return (fclose(f) == 0 && w == b->n) ? 0 : -1;
 }
 
