@@ -110,10 +110,14 @@ declare -A flags=(
   [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
     --data --split --first --count --threads --seed --help -h"
   [plot]="-o --out --output --title --width --height --help -h"
+  [inspect-checkpoint]="--filter --verify --json --help -h"
+  [convert]="--from -o --out --output --check --model --flavour --head --act --classes
+    --endpoints-filters --min-level --max-level --p2 --block-spec --num-classes --bn-eps --size
+    --ema --ignore --help -h"
 )
 overview=$("$sn" --help) && ok || bad "spinenet --help: exit $?"
 [ "$("$sn" help)" = "$overview" ] && ok || bad "spinenet help differs from spinenet --help"
-for cmd in info init bench train eval classify detect make-dataset plot; do
+for cmd in info init bench train eval classify detect make-dataset plot inspect-checkpoint convert; do
   echo "$overview" | grep -Eq "^  $cmd " && ok || bad "spinenet --help does not list $cmd"
   help=$("$sn" "$cmd" --help 2>"$tmp/help.err")
   rc=$?
@@ -247,6 +251,45 @@ mkdir -p "$tmp/run-b7" && cp "$tmp/log.csv" "$tmp/run-b7/train_log.csv"
   && ok || bad "plot's default title is not the run folder's name"
 expect_status 2 "$tmp/c.jpg: plot writes PNG only; give -o a name ending in .png" "$sn" plot "$tmp/log.csv" -o "$tmp/c.jpg"
 [ ! -e "$tmp/c.jpg" ] && ok || bad "plot -o c.jpg wrote a file"
+
+# inspect-checkpoint and convert on real TensorFlow checkpoints (tests/data/tf, see the
+# README there): the TF2 Keras one with its data shard, the TF1 SpineNet-49S index alone.
+tf=$(dirname "$0")/data/tf
+out=$("$sn" inspect-checkpoint "$tf/keras-cnn-tf2/variables" --verify) \
+  && echo "$out" | grep -q "^64 tensor(s), 393960 elements; 1 data shard" \
+  && echo "$out" | grep -q "^verified: 63 numeric tensor(s) read, every CRC32C matches" \
+  && echo "$out" | grep -Eq "^layer_with_weights-7/kernel/.ATTRIBUTES/VARIABLE_VALUE +float32 +\[128,10\]$" \
+  && ok || bad "inspect-checkpoint --verify: $(echo "$out" | tail -2)"
+"$sn" inspect-checkpoint "$tf/spinenet-49s-tf1-retinanet/model.ckpt.index" --json \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); t={x["name"]: x for x in d["tensors"]}; assert len(t)==1321 and d["num_shards"]==1 and t["retinanet/box_net/box-0/kernel"]["shape"]==[3,3,256,128] and t["global_step"]["dtype"]=="int64", len(t)' \
+  && ok || bad "inspect-checkpoint --json on the SpineNet-49S index"
+out=$("$sn" inspect-checkpoint "$tf/spinenet-49s-tf1-retinanet" --filter class-predict) \
+  && echo "$out" | grep -q "^4 tensor(s) matching" && ok || bad "inspect-checkpoint --filter: $out"
+expect_status 1 "model.ckpt.data-00000-of-00001: cannot open the data shard" \
+  "$sn" inspect-checkpoint "$tf/spinenet-49s-tf1-retinanet/model.ckpt" --verify
+expect_status 1 "nope.index: cannot open" "$sn" inspect-checkpoint "$tmp/nope"
+head -c 3000 "$tf/spinenet-49s-tf1-retinanet/model.ckpt.index" > "$tmp/cut.index"
+expect_status 1 "cut.index: bad magic" "$sn" inspect-checkpoint "$tmp/cut"
+expect_status 2 "inspect-checkpoint needs the checkpoint" "$sn" inspect-checkpoint
+# convert --check maps every tensor of the real SpineNet-49S index (names and shapes).
+out=$("$sn" convert --from tf "$tf/spinenet-49s-tf1-retinanet/model.ckpt" --model spinenet-49s --check) \
+  && echo "$out" | grep -q "^mapped: 830 of 830 model tensors" \
+  && echo "$out" | grep -q "^skipped by rule: 490 optimizer slot(s), 1 optimizer/step state" \
+  && echo "$out" | grep -q "read off the checkpoint's shapes: endpoints-filters 256" \
+  && echo "$out" | grep -q "^model: spinenet-49s, flavour tpu .*head retinanet .*91 classes" \
+  && echo "$out" | grep -q "^ok: the checkpoint fits the model" \
+  && ok || bad "convert --check on the SpineNet-49S index: $out"
+# A wrong width is reported tensor by tensor (exit 1), with nothing written.
+out=$("$sn" convert --from tf "$tf/spinenet-49s-tf1-retinanet/model.ckpt" --model spinenet-49s \
+  --endpoints-filters 128 -o "$tmp/c49s.safetensors" 2>"$tmp/conv.err")
+rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -Eq "^  shape +endpoints.3.weight \[1, 1, 332, 128\] <- spinenet/conv2d_8/kernel \[1, 1, 332, 256\]" \
+  && grep -q "problem(s) mapping the checkpoint" "$tmp/conv.err" && [ ! -e "$tmp/c49s.safetensors" ] \
+  && ok || bad "convert with the wrong endpoints: rc $rc, $(echo "$out" | tail -3) $(cat "$tmp/conv.err")"
+expect_status 2 "convert needs --model" "$sn" convert --from tf "$tf/spinenet-49s-tf1-retinanet" --check
+expect_status 2 "convert needs -o OUT.safetensors" "$sn" convert --from tf "$tf/spinenet-49s-tf1-retinanet" --model spinenet-49s
+expect_status 2 "--from onnx: the only source format is tf" "$sn" convert --from onnx x --model spinenet-49s --check
+expect_status 1 "nope.index: cannot open" "$sn" convert --from tf "$tmp/nope" --model spinenet-49s --check
 
 # train: a few steps on Fashion-MNIST write last.safetensors; --resume continues to more steps;
 # the checkpoint loads for classify.

@@ -329,11 +329,14 @@ static const struct {
 
 void cli_overview(FILE *f) {
     fprintf(f, "usage: spinenet COMMAND [flags]\n\ncommands:\n");
+    int w = (int)strlen("help COMMAND") + 2; /* the name column: the longest name and 2 spaces */
+    for (int c = 0; c < cli_n_commands; c++)
+        if ((int)strlen(cli_commands[c]->name) + 2 > w) w = (int)strlen(cli_commands[c]->name) + 2;
     for (int c = 0; c < cli_n_commands; c++) {
-        fprintf(f, "  %-14s", cli_commands[c]->name);
-        print_wrapped(f, cli_commands[c]->summary, 16, 16);
+        fprintf(f, "  %-*s", w, cli_commands[c]->name);
+        print_wrapped(f, cli_commands[c]->summary, w + 2, w + 2);
     }
-    fprintf(f, "  %-14s%s\n  %-14s%s\n", "version", "print the version and the kernels' build",
+    fprintf(f, "  %-*s%s\n  %-*s%s\n", w, "version", "print the version and the kernels' build", w,
             "help COMMAND", "the same as spinenet COMMAND --help");
     fprintf(f, "\ncommon flags (each command's --help lists all of its flags and their "
                "defaults):\n");

@@ -20,7 +20,8 @@
     X(cmd_detect)                                                                              \
     X(cmd_make_dataset)                                                                        \
     X(cmd_plot)                                                                               \
-    X(cmd_inspect_checkpoint)
+    X(cmd_inspect_checkpoint)                                                                 \
+    X(cmd_convert)
 
 #define DECLARE(c) extern const cli_command c;
 COMMANDS(DECLARE)

@@ -149,6 +149,11 @@ sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out) {
     return model_new(cfg, NULL, 1, out);
 }
 
+sn_status sn_model_create_shapes(const sn_config *cfg, sn_model **out) {
+    if (!cfg || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_model_create: NULL argument");
+    return model_new(cfg, NULL, 0, out);
+}
+
 sn_status sn_model_set_threads(sn_model *m, int nthreads) {
     if (!m) return sn_error(SN_ERR_INVALID_ARG, "sn_model_set_threads: NULL model");
     m->nthreads = sn_resolve_threads(nthreads);

@@ -55,6 +55,9 @@ sn_status sn_block_specs_parse(const char *text, const char *origin, sn_block_sp
 sn_status sn_build_graph(sn_model *m, int n, int h, int w, int create, sn_graph *g);
 /* A model whose weights are allocated but not initialised (for callers that fill them). */
 sn_status sn_model_create_uninit(const sn_config *cfg, sn_model **out);
+/* A model whose parameter table has names and shapes only (every data pointer NULL): what a
+ * caller that maps names needs (spinenet convert --check); never run or save it. */
+sn_status sn_model_create_shapes(const sn_config *cfg, sn_model **out);
 /* Fill every parameter with its initialiser (docs/architecture.md, "Initialisation"), seeded. */
 void sn_params_init(sn_paramtab *pt, uint64_t seed);
 
