@@ -18,6 +18,7 @@
     X(cmd_eval)                                                                                \
     X(cmd_classify)                                                                            \
     X(cmd_detect)                                                                              \
+    X(cmd_export)                                                                              \
     X(cmd_make_dataset)                                                                        \
     X(cmd_plot)
 
