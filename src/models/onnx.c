@@ -131,6 +131,7 @@ typedef struct {
     const sn_graph *g;
     const sn_paramtab *pt;
     char (*val)[NAME_LEN]; /* each node's output value */
+    int *bn_uses;      /* per parameter: the convolutions with a batch-norm that use it as kernel */
     char **inits;      /* initializers written, by name */
     int n_inits, cap_inits;
     int nodes;
@@ -304,47 +305,63 @@ static void strip(const char *name, const char *suffix, char *out, size_t len) {
 
 /* A convolution: kernel HWIO -> OIHW, batch-norm folded, then its activation. Initializers keep
  * the weight file's names; a folded kernel and bias are "<conv>.weight.folded_<bn>" and
- * "<conv>.bias.folded_<bn>" (bn: "bn", or "bn_l3" for a head level's). */
+ * "<conv>.bias.folded_<bn>" (bn: "bn", ...). A kernel that several convolutions share, each with
+ * its own batch-norm (the RetinaNet head's, one per level), is written once, unfolded: each use
+ * is Conv, then Mul by "<conv>.<bn>.scale" and Add of "<conv>.<bn>.shift" ([c][1][1]: the same
+ * fold as a per-channel affine, so the file does not hold a copy of the kernel per level). */
 static void emit_conv(ectx *e, int i) {
     const sn_node *nd = &e->g->nodes[i];
     const sn_conv_desc *d = &nd->conv;
     const sn_tensor_param *w = &e->pt->t[nd->p_weight];
     const int cin_g = d->cin / d->groups, cout = d->cout, kh = d->kh, kw = d->kw;
-    char prefix[NAME_LEN], wname[2 * NAME_LEN + 32], bname[2 * NAME_LEN + 32] = "";
+    const int bn = nd->p_gamma >= 0, shared = bn && e->bn_uses[nd->p_weight] > 1;
+    char prefix[NAME_LEN], bnp[NAME_LEN], wname[2 * NAME_LEN + 32], bname[2 * NAME_LEN + 32] = "";
+    char scname[2 * NAME_LEN + 32] = "", shname[2 * NAME_LEN + 32] = "";
     strip(w->name, ".weight", prefix, sizeof prefix);
     const float *wsrc = w->data, *bsrc = nd->p_bias >= 0 ? e->pt->t[nd->p_bias].data : NULL;
-    float *fw = NULL, *fb = NULL, *oihw = NULL;
-    if (nd->p_gamma >= 0) {
-        char bn[NAME_LEN];
-        strip(e->pt->t[nd->p_gamma].name, ".gamma", bn, sizeof bn);
-        const char *dot = strrchr(bn, '.');
-        snprintf(wname, sizeof wname, "%s.weight.folded_%s", prefix, dot ? dot + 1 : bn);
-        snprintf(bname, sizeof bname, "%s.bias.folded_%s", prefix, dot ? dot + 1 : bn);
-        if (!seen(e, wname)) {
-            fw = sn_alloc(w->count * sizeof *fw);
-            fb = sn_alloc((size_t)cout * sizeof *fb);
-            if (!fw || !fb || sn_node_fold_bn(nd, e->pt, fw, fb) != SN_OK) {
-                e->b.oom = 1;
-                goto done;
-            }
+    float *fw = NULL, *fb = NULL, *scale = NULL, *oihw = NULL;
+    if (bn) {
+        strip(e->pt->t[nd->p_gamma].name, ".gamma", bnp, sizeof bnp);
+        fb = sn_alloc((size_t)cout * sizeof *fb);
+        if (!fb) goto oom;
+    }
+    if (bn && !shared) {
+        const char *dot = strrchr(bnp, '.');
+        snprintf(wname, sizeof wname, "%s.weight.folded_%s", prefix, dot ? dot + 1 : bnp);
+        snprintf(bname, sizeof bname, "%s.bias.folded_%s", prefix, dot ? dot + 1 : bnp);
+        if (seen(e, wname)) {
+            wsrc = bsrc = NULL; /* written for an earlier node */
+        } else {
+            if (!(fw = sn_alloc(w->count * sizeof *fw)) ||
+                sn_node_fold_bn(nd, e->pt, fw, fb, NULL) != SN_OK)
+                goto oom;
             wsrc = fw;
             bsrc = fb;
             seen(e, bname);
-        } else {
-            wsrc = NULL; /* written for an earlier node */
         }
     } else {
         snprintf(wname, sizeof wname, "%s", w->name);
-        if (nd->p_bias >= 0) snprintf(bname, sizeof bname, "%s", e->pt->t[nd->p_bias].name);
         if (seen(e, wname)) wsrc = NULL;
-        if (bname[0] && seen(e, bname)) bsrc = NULL;
+        if (nd->p_bias >= 0 && !shared) { /* a shared one's bias is in its shift */
+            snprintf(bname, sizeof bname, "%s", e->pt->t[nd->p_bias].name);
+            if (seen(e, bname)) bsrc = NULL;
+        }
+    }
+    if (shared) {
+        snprintf(scname, sizeof scname, "%s.scale", bnp);
+        snprintf(shname, sizeof shname, "%s.shift", bnp);
+        if (!seen(e, scname)) {
+            if (!(scale = sn_alloc((size_t)cout * sizeof *scale)) ||
+                sn_node_fold_bn(nd, e->pt, NULL, fb, scale) != SN_OK)
+                goto oom;
+            const int64_t dims[3] = {cout, 1, 1};
+            emit_f32(e, scname, 3, dims, scale, 1);
+            seen(e, shname);
+            emit_f32(e, shname, 3, dims, fb, 1);
+        }
     }
     if (wsrc) {
-        oihw = sn_alloc(w->count * sizeof *oihw);
-        if (!oihw) {
-            e->b.oom = 1;
-            goto done;
-        }
+        if (!(oihw = sn_alloc(w->count * sizeof *oihw))) goto oom;
         for (int y = 0; y < kh; y++)
             for (int x = 0; x < kw; x++)
                 for (int ci = 0; ci < cin_g; ci++)
@@ -365,14 +382,27 @@ static void emit_conv(ectx *e, int i) {
                             a_ints("pads", pads, 4), a_ints("dilations", dil, 2),
                             a_int("group", d->groups)};
         const char *ins[3] = {e->val[nd->in[0]], wname, bname};
-        char pre[NAME_LEN + 16];
+        char pre[NAME_LEN + 16], cv[NAME_LEN + 16], sc[NAME_LEN + 16];
         const char *y = pre_act(e, i, nd->act, pre, sizeof pre);
-        emit_node(e, "Conv", ins, bname[0] ? 3 : 2, y, at, 5);
+        if (shared) {
+            snprintf(cv, sizeof cv, "%s/conv_nobn", e->val[i]);
+            snprintf(sc, sizeof sc, "%s/bn_scale", e->val[i]);
+            emit_node(e, "Conv", ins, 2, cv, at, 5);
+            const char *m_in[2] = {cv, scname}, *a_in[2] = {sc, shname};
+            emit_node(e, "Mul", m_in, 2, sc, NULL, 0);
+            emit_node(e, "Add", a_in, 2, y, NULL, 0);
+        } else {
+            emit_node(e, "Conv", ins, bname[0] ? 3 : 2, y, at, 5);
+        }
         if (nd->act != SN_ACT_NONE) emit_act(e, nd->act, y, e->val[i]);
     }
+    goto done;
+oom:
+    e->b.oom = 1;
 done:
     sn_free(fw);
     sn_free(fb);
+    sn_free(scale);
     sn_free(oihw);
 }
 
@@ -445,7 +475,7 @@ static void emit_op(ectx *e, int i) {
         emit_node(e, "Mul", ins, 2, e->val[i], NULL, 0);
         break;
     case SN_OP_SCALE:
-        snprintf(sc, sizeof sc, "%s/scale", e->val[i]);
+        snprintf(sc, sizeof sc, "%s/bn_scale", e->val[i]);
         ins[1] = scalar(e, sc, nd->scale);
         emit_node(e, "Mul", ins, 2, e->val[i], NULL, 0);
         break;
@@ -534,6 +564,12 @@ sn_status sn_model_export_onnx(sn_model *m, int batch, int height, int width, co
         goto out;
     }
     value_names(&e);
+    if (!(e.bn_uses = sn_calloc((size_t)m->params.n, sizeof *e.bn_uses))) {
+        st = SN_ERR_OOM;
+        goto out;
+    }
+    for (int i = 0; i < g.n; i++)
+        if (g.nodes[i].op == SN_OP_CONV && g.nodes[i].p_gamma >= 0) e.bn_uses[g.nodes[i].p_weight]++;
     /* A dense layer's output is [n][c] in the file: only the model's logits may be one. */
     for (int i = 0; i < g.n; i++)
         for (int k = 0; k < g.nodes[i].n_in; k++)
@@ -620,6 +656,7 @@ out:
     for (int k = 0; k < e.n_inits; k++) sn_free(e.inits[k]);
     sn_free(e.inits);
     sn_free(e.val);
+    sn_free(e.bn_uses);
     sn_free(e.b.p);
     sn_free(head.p);
     sn_graph_free(&g);

@@ -17,9 +17,8 @@
 typedef struct {
     int nodes;       /* ONNX nodes in the graph */
     int outputs;     /* graph outputs (the model's, sn_model_output_at's order) */
-    int64_t params;  /* float values of the weight and bias initializers (batch-norm folded; a
-                        head convolution shared across levels but with a batch-norm per level is
-                        stored once per level) */
+    int64_t params;  /* float values of the weight and bias initializers (batch-norm folded;
+                        the per-level scale and shift of the RetinaNet head's shared kernels) */
     size_t bytes;    /* the file's size */
 } sn_onnx_info;
 
