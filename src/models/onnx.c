@@ -475,7 +475,7 @@ static void emit_op(ectx *e, int i) {
         emit_node(e, "Mul", ins, 2, e->val[i], NULL, 0);
         break;
     case SN_OP_SCALE:
-        snprintf(sc, sizeof sc, "%s/bn_scale", e->val[i]);
+        snprintf(sc, sizeof sc, "%s/factor", e->val[i]);
         ins[1] = scalar(e, sc, nd->scale);
         emit_node(e, "Mul", ins, 2, e->val[i], NULL, 0);
         break;
