@@ -12,6 +12,10 @@ pkg-config --exists spng 2>/dev/null || need+=(libspng-dev)
 pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 pkg-config --exists snappy 2>/dev/null || need+=(libsnappy-dev)
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
+# The ONNX export's test (tests/onnx_test.sh): the onnx checker, and node + npm for onnxruntime-node.
+/usr/bin/python3 -c 'import onnx' 2>/dev/null || need+=(python3-onnx)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -107,6 +107,7 @@ declare -A flags=(
   [classify]="--weights --size --top --threads --help -h"
   [detect]="--weights -o --out --output --results --ann --size --nms-iou --max-detections --classes
     --agnostic-nms --score --no-draw --threads --help -h"
+  [export]="--onnx --weights --size --height --width --batch --help -h"
   [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
     --data --split --first --count --threads --seed --help -h"
   [plot]="-o --out --output --title --width --height --help -h"
@@ -117,7 +118,7 @@ declare -A flags=(
 )
 overview=$("$sn" --help) && ok || bad "spinenet --help: exit $?"
 [ "$("$sn" help)" = "$overview" ] && ok || bad "spinenet help differs from spinenet --help"
-for cmd in info init bench train eval classify detect make-dataset plot inspect-checkpoint convert; do
+for cmd in info init bench train eval classify detect export make-dataset plot inspect-checkpoint convert; do
   echo "$overview" | grep -Eq "^  $cmd " && ok || bad "spinenet --help does not list $cmd"
   help=$("$sn" "$cmd" --help 2>"$tmp/help.err")
   rc=$?

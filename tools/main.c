@@ -19,9 +19,10 @@
     X(cmd_classify)                                                                            \
     X(cmd_detect)                                                                              \
     X(cmd_make_dataset)                                                                        \
-    X(cmd_plot)                                                                               \
-    X(cmd_inspect_checkpoint)                                                                 \
-    X(cmd_convert)
+    X(cmd_plot)                                                                                \
+    X(cmd_inspect_checkpoint)                                                                  \
+    X(cmd_convert)                                                                             \
+    X(cmd_export)
 
 #define DECLARE(c) extern const cli_command c;
 COMMANDS(DECLARE)

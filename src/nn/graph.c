@@ -169,12 +169,10 @@ static sn_status plan_arena(sn_graph *g) {
 
 /* Folded weights: w'[..][co] = w[..][co] * s[co], b'[co] = beta + (bias - mean) * s[co],
  * s = gamma / sqrt(var + eps). Computed in double so folding adds no rounding of its own. */
-static sn_status fold_node(sn_node *nd, const sn_paramtab *pt) {
+sn_status sn_node_fold_bn(const sn_node *nd, const sn_paramtab *pt, float *fw, float *fb,
+                          float *scale) {
     const sn_tensor_param *w = &pt->t[nd->p_weight];
     int cout = nd->conv.cout;
-    nd->fw = sn_alloc(w->count * sizeof(float));
-    nd->fb = sn_alloc((size_t)cout * sizeof(float));
-    if (!nd->fw || !nd->fb) return SN_ERR_OOM;
     const float *gamma = pt->t[nd->p_gamma].data, *beta = pt->t[nd->p_beta].data;
     const float *mean = pt->t[nd->p_mean].data, *var = pt->t[nd->p_var].data;
     const float *bias = nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL;
@@ -182,14 +180,22 @@ static sn_status fold_node(sn_node *nd, const sn_paramtab *pt) {
     if (!s) return SN_ERR_OOM;
     for (int co = 0; co < cout; co++) {
         s[co] = (double)gamma[co] / sqrt((double)var[co] + (double)nd->bn_eps);
-        nd->fb[co] = (float)((double)beta[co] + ((bias ? (double)bias[co] : 0.0) - mean[co]) * s[co]);
+        fb[co] = (float)((double)beta[co] + ((bias ? (double)bias[co] : 0.0) - mean[co]) * s[co]);
+        if (scale) scale[co] = (float)s[co];
     }
-    size_t rows = w->count / (size_t)cout;
+    size_t rows = fw ? w->count / (size_t)cout : 0;
     for (size_t r = 0; r < rows; r++)
         for (int co = 0; co < cout; co++)
-            nd->fw[r * cout + co] = (float)((double)w->data[r * cout + co] * s[co]);
+            fw[r * cout + co] = (float)((double)w->data[r * cout + co] * s[co]);
     sn_free(s);
     return SN_OK;
+}
+
+static sn_status fold_node(sn_node *nd, const sn_paramtab *pt) {
+    nd->fw = sn_alloc(pt->t[nd->p_weight].count * sizeof(float));
+    nd->fb = sn_alloc((size_t)nd->conv.cout * sizeof(float));
+    if (!nd->fw || !nd->fb) return SN_ERR_OOM;
+    return sn_node_fold_bn(nd, pt, nd->fw, nd->fb, NULL);
 }
 
 /* Inference: a convolution without activation whose only reader is a 2-input ADD, the ADD's

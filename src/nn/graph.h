@@ -181,6 +181,12 @@ sn_node sn_node_init(sn_op op);
  * into conv weights when fold != 0. */
 sn_status sn_graph_plan(sn_graph *g, const sn_paramtab *pt, int fold);
 sn_status sn_graph_run(sn_graph *g, const sn_paramtab *pt, const float *input);
+/* The batch-norm of convolution node nd folded into its weights (HWIO, as the parameter) and
+ * bias: fw (the weight's count; NULL: not computed) = w * s, fb (conv.cout) = beta +
+ * (bias - mean) * s, and scale (conv.cout, or NULL) = s = gamma / sqrt(var + eps). The fold
+ * sn_graph_plan does; the ONNX export (src/models/onnx.c) writes the same numbers. */
+sn_status sn_node_fold_bn(const sn_node *nd, const sn_paramtab *pt, float *fw, float *fb,
+                          float *scale);
 /* The forward of node i where its op runs the same way in inference (sn_graph_run) and in the
  * training forward: max-pool, upsample, resize, GAP, dense, channel gate, scale. Reads its
  * inputs' values, writes its output (a dense layer's sum before the activation to off_z where
