@@ -17,8 +17,9 @@ declare -A may=(
   [post]="core"
   [eval]="data core"
   [models]="nn kernels io core"
-  [train]="models nn kernels io data eval post core"
-  [api]="train models nn kernels io data eval post core"
+  [dist]="core"
+  [train]="models nn kernels io data eval post dist core"
+  [api]="train models nn kernels io data eval post dist core"
 )
 
 # Which folder owns each header name (headers in a folder's subfolders belong to it).

@@ -169,6 +169,24 @@ typedef struct {
     unsigned char *scratch; /* two node-sized work buffers for the backward, at byte 0 and at
                              * byte scratch_bytes */
     size_t scratch_bytes;   /* of each, a multiple of SN_TENSOR_ALIGN */
+    /* Cross-replica (synchronized) batch-norm, for data-parallel training over processes
+     * (src/dist, src/train): when bn_reduce is set, the training forward of every batch-norm
+     * hands its per-channel sums over the local batch to bn_reduce before using them, and
+     * normalises with what comes back (the sums over every process's batch); the backward does
+     * the same with its two per-channel sums. buf holds n doubles, summed in place:
+     *   forward:  n = 1 + 2c: [rows, sum x (c), sum x^2 (c)]  (rows = n*h*w of this graph)
+     *   backward: n = 2c:     [sum g (c), sum g * xhat (c)]   (g = dL/d(BN output before act))
+     * Every process must call it in the same order (the graph's node order). A non-OK return
+     * stops the pass with that status. NULL: each graph normalises with its own batch. */
+    sn_status (*bn_reduce)(void *ctx, double *buf, size_t n);
+    void *bn_reduce_ctx;
+    /* Called by the backward right after node i's backward has added its parameter gradients
+     * (nodes come in reverse order); a parameter's gradient is complete once every node that
+     * reads it has been called (the RetinaNet head's shared convolutions are read by one node
+     * per level), so a caller can start sending it while the backward goes on. NULL: not
+     * called. A non-OK return stops the backward. */
+    sn_status (*grads_ready)(void *ctx, int node);
+    void *grads_ready_ctx;
 } sn_graph;
 
 void sn_graph_free(sn_graph *g);
