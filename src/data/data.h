@@ -202,6 +202,16 @@ typedef struct {
      * that works takes its place (a failed sample is not tried again); 0: the failure is
      * sn_loader_next's error. Out of memory is always an error. */
     int skip_bad;
+    /* Data parallelism over processes: shard_count > 1 makes this loader one of shard_count
+     * (the job's ranks), number shard_rank. It walks the same batches of batch_size (the global
+     * batch) in the same order and with the same augmentation seeds as one loader, but prepares
+     * only its contiguous slice [shard_rank * b, (shard_rank + 1) * b) of each, b = batch_size /
+     * shard_count (which must divide it): sn_batch.n is b, sn_batch.position the global batch's.
+     * The state (epoch, position) is the global one, so a checkpoint's state resumes any shard
+     * and one process alike. Training only (train = 1), and not with skip_bad (a sample one
+     * shard leaves out would be another shard's to replace: the shards' batches would no longer
+     * be slices of one batch). 0 or 1: the whole batch. */
+    int shard_rank, shard_count;
 } sn_loader_config;
 
 /* Where the loader stands: the next batch handed out is the one that starts at `position` in
@@ -217,7 +227,7 @@ typedef struct {
     const int32_t *labels; /* [n] */
     const int32_t *indices;/* [n] dataset indices of the samples */
     const void *extra;     /* [n][extra_bytes] from the prepare hook, or NULL */
-    int n;
+    int n;                 /* samples here (a shard's slice: batch_size / shard_count) */
     int64_t epoch;
     int64_t position;      /* first sample's position in the epoch's order */
     int last_in_epoch;

@@ -14,7 +14,8 @@ typedef struct {
     float *images;
     int32_t *labels, *indices;
     unsigned char *extra; /* [batch][extra_bytes] when a prepare hook is set */
-    int n;
+    int n;       /* samples in the slot (a shard's slice of the batch) */
+    int n_batch; /* samples of the whole batch (the cursor moves by it) */
     int64_t epoch, position;
     int last;
     int full; /* prepared and not yet released by the caller (under the mutex) */
@@ -28,6 +29,8 @@ struct sn_loader {
     sn_dataset *ds;
     sn_loader_config cfg;
     int64_t per_epoch;
+    int shard_lo, shard_n; /* this shard's slice of each batch: [lo, lo + n); n 0: all */
+    int slot_cap;          /* samples a slot holds */
     /* Caller side: where the next batch handed out starts. */
     int64_t epoch, position;
     int read, held; /* next slot to hand out; slot the caller holds (-1: none) */
@@ -118,21 +121,25 @@ static void fill_slot(sn_loader *l, slot *s) {
         sn_epoch_order(l->cfg.seed, l->w_epoch, l->cfg.train, l->ds->count, l->order);
         l->order_epoch = l->w_epoch;
     }
-    s->n = batch_len(l, l->w_position, &s->last);
+    s->n_batch = batch_len(l, l->w_position, &s->last);
+    /* A shard prepares its slice of the batch; the order and seeds are the whole batch's. */
+    const int lo = l->shard_n ? l->shard_lo : 0;
+    s->n = l->shard_n ? l->shard_n : s->n_batch;
     for (int i = 0; i < s->n && s->status == SN_OK; i++) {
         if (atomic_load(&l->stop)) {
             s->status = SN_ERR_STATE;
             break;
         }
         const int64_t count = l->ds->count;
-        int32_t idx = l->order[l->w_position + i];
+        const int64_t gi = lo + i; /* place in the whole batch */
+        int32_t idx = l->order[l->w_position + gi];
         sn_image img;
         int label = 0;
         sn_status st = SN_OK;
         /* skip_bad: a known-bad sample, or one that fails now, gives its place to the next of
          * the epoch's order (deterministic, so a resumed run makes the same batches). */
         for (int64_t k = 1; l->bad && l->bad[idx] && k < count; k++)
-            idx = l->order[(l->w_position + i + k) % count];
+            idx = l->order[(l->w_position + gi + k) % count];
     retry:
         if (l->bad && l->bad[idx]) {
             st = sn_error(SN_ERR_NOT_FOUND, "every one of the %d samples failed (--skip-bad)",
@@ -160,7 +167,7 @@ static void fill_slot(sn_loader *l, slot *s) {
             l->bad[idx] = 1;
             if (s->skipped++ == 0) snprintf(s->skip_msg, sizeof s->skip_msg, "%s", sn_last_error());
             for (int64_t k = 1; l->bad[idx] && k < count; k++)
-                idx = l->order[(l->w_position + i + k) % count];
+                idx = l->order[(l->w_position + gi + k) % count];
             goto retry;
         }
         if (st != SN_OK) {
@@ -177,7 +184,7 @@ static void fill_slot(sn_loader *l, slot *s) {
         l->w_epoch++;
         l->w_position = 0;
     } else {
-        l->w_position += s->n;
+        l->w_position += s->n_batch;
     }
 }
 
@@ -258,11 +265,35 @@ sn_status sn_loader_create(sn_dataset *ds, const sn_loader_config *cfg, sn_loade
         return sn_error(SN_ERR_INVALID_ARG,
                         "loader: %d samples cannot fill one training batch of %d", ds->count,
                         cfg->batch_size);
+    const int shards = cfg->shard_count > 1 ? cfg->shard_count : 1;
+    if (shards > 1) {
+        if (!cfg->train)
+            return sn_error(SN_ERR_INVALID_ARG, "loader: shards (%d) are for training batches only",
+                            shards);
+        if (cfg->batch_size % shards != 0)
+            return sn_error(SN_ERR_INVALID_ARG, "loader: the batch of %d cannot be split into %d "
+                            "equal shards (the processes): use a multiple of %d", cfg->batch_size,
+                            shards, shards);
+        if (cfg->shard_rank < 0 || cfg->shard_rank >= shards)
+            return sn_error(SN_ERR_INVALID_ARG, "loader: shard %d of %d", cfg->shard_rank, shards);
+        if (cfg->skip_bad)
+            return sn_error(SN_ERR_UNSUPPORTED,
+                            "--skip-bad cannot be used with %d processes: an image one process "
+                            "leaves out would change only its own part of the batch, so the "
+                            "processes would no longer train on one batch; check the data on one "
+                            "process (or remove the unreadable files) and run without --skip-bad",
+                            shards);
+    }
     sn_loader *l = sn_calloc(1, sizeof *l);
     if (!l) return SN_ERR_OOM;
     l->ds = ds;
     l->cfg = *cfg;
     l->order_epoch = -1;
+    if (shards > 1) {
+        l->shard_n = cfg->batch_size / shards;
+        l->shard_lo = cfg->shard_rank * l->shard_n;
+    }
+    l->slot_cap = shards > 1 ? l->shard_n : cfg->batch_size;
     l->per_epoch = cfg->train ? ds->count / cfg->batch_size
                               : (ds->count + cfg->batch_size - 1) / cfg->batch_size;
     /* mutex and cv first, so that sn_loader_free can always destroy them */
@@ -273,11 +304,11 @@ sn_status sn_loader_create(sn_dataset *ds, const sn_loader_config *cfg, sn_loade
              (!cfg->skip_bad || (l->bad = sn_calloc((size_t)ds->count, 1)) != NULL);
     for (int i = 0; ok && i < NSLOTS; i++) {
         slot *s = &l->slots[i];
-        ok = (s->images = sn_alloc(sizeof(float) * per * (size_t)cfg->batch_size)) &&
-             (s->labels = sn_alloc(sizeof(int32_t) * (size_t)cfg->batch_size)) &&
-             (s->indices = sn_alloc(sizeof(int32_t) * (size_t)cfg->batch_size)) &&
+        ok = (s->images = sn_alloc(sizeof(float) * per * (size_t)l->slot_cap)) &&
+             (s->labels = sn_alloc(sizeof(int32_t) * (size_t)l->slot_cap)) &&
+             (s->indices = sn_alloc(sizeof(int32_t) * (size_t)l->slot_cap)) &&
              (!cfg->prepare || !cfg->extra_bytes ||
-              (s->extra = sn_calloc((size_t)cfg->batch_size, cfg->extra_bytes)));
+              (s->extra = sn_calloc((size_t)l->slot_cap, cfg->extra_bytes)));
     }
     if (!ok) {
         sn_loader_free(l);
@@ -327,7 +358,7 @@ sn_status sn_loader_next(sn_loader *l, sn_batch *out) {
         l->epoch = s->epoch + 1;
         l->position = 0;
     } else {
-        l->position = s->position + s->n;
+        l->position = s->position + s->n_batch;
     }
     return SN_OK;
 }
