@@ -12,6 +12,7 @@ typedef struct {
     const int32_t *labels;
     float smoothing;
     uint64_t seed;
+    const sn_loss_sync *sync;
     double loss[SN_MAX_REPLICAS];
 } xent_job;
 
@@ -34,6 +35,11 @@ static sn_status xent_part(sn_model *m, int r, float *const *grads, void *user) 
     const int32_t *labels = j->labels + (size_t)r * per;
     double l = sn_softmax_xent_f32(ln->n, ln->c, sn_graph_f32(g, out), labels, j->smoothing,
                                    dlogits);
+    if (j->sync && j->sync->before_backward &&
+        (st = j->sync->before_backward(j->sync->ctx, isfinite(l))) != SN_OK) {
+        sn_free(dlogits);
+        return st;
+    }
     if (!isfinite(l)) {
         sn_free(dlogits);
         return sn_error(SN_ERR_INVALID_ARG, "loss is %g (labels outside 0..%d, or a non-finite input)",
@@ -52,6 +58,12 @@ static sn_status xent_part(sn_model *m, int r, float *const *grads, void *user) 
 
 sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *labels,
                              float smoothing, uint64_t seed, double *loss, float *const *grads) {
+    return sn_model_loss_grad_sync(m, input, labels, smoothing, seed, NULL, loss, grads);
+}
+
+sn_status sn_model_loss_grad_sync(sn_model *m, const float *input, const int32_t *labels,
+                                  float smoothing, uint64_t seed, const sn_loss_sync *sync,
+                                  double *loss, float *const *grads) {
     if (!m || !input || !labels || !loss)
         return sn_error(SN_ERR_INVALID_ARG, "sn_model_loss_grad: NULL argument");
     if (!m->planned || !m->graph.training)
@@ -59,7 +71,10 @@ sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *lab
     if (m->cfg.head != SN_HEAD_CLASSIFIER)
         return sn_error(SN_ERR_UNSUPPORTED, "sn_model_loss_grad: the classification loss needs "
                         "the classifier head");
-    xent_job j = {input, labels, smoothing, seed, {0}};
+    if (sync && sn_model_train_parts(m) > 1)
+        return sn_error(SN_ERR_INVALID_ARG, "training over processes needs a model that is not "
+                        "split into replicas");
+    xent_job j = {input, labels, smoothing, seed, sync, {0}};
     sn_status st = sn_model_run_parts(m, grads, xent_part, &j);
     if (st != SN_OK) return st;
     double l = 0.0;

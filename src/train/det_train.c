@@ -115,7 +115,8 @@ typedef struct {
     sn_det_head *h;
     const float *images;
     uint64_t seed;
-    int64_t total_pos; /* positive anchors of the whole batch */
+    const sn_loss_sync *sync;
+    int64_t total_pos; /* positive anchors of the whole batch (every process's) */
     sn_retinanet_loss_value lv[SN_MAX_REPLICAS];
 } det_job;
 
@@ -151,7 +152,7 @@ static sn_status det_part(sn_model *m, int r, float *const *grads, void *user) {
                            h->box_targets + (size_t)r * per * count * 4, NULL, g->nthreads,
                            grads ? dc : NULL, grads ? db : NULL, lv);
     if (st != SN_OK) return st;
-    if (sn_model_train_parts(m) > 1) {
+    if (sn_model_train_parts(m) > 1 || (j->sync && j->sync->global_positives >= 0)) {
         const double s = (double)(lv->num_positives + 1) / (double)(j->total_pos + 1);
         lv->total *= s;
         lv->cls *= s;
@@ -165,6 +166,9 @@ static sn_status det_part(sn_model *m, int r, float *const *grads, void *user) {
                 for (size_t e = 0; e < px * 4; e++) db[l][e] *= fs;
             }
     }
+    if (j->sync && j->sync->before_backward &&
+        (st = j->sync->before_backward(j->sync->ctx, isfinite(lv->total))) != SN_OK)
+        return st;
     if (!grads || !isfinite(lv->total)) return SN_OK;
     int nodes[2 * SN_DET_MAX_LEVELS];
     const float *douts[2 * SN_DET_MAX_LEVELS];
@@ -179,6 +183,12 @@ static sn_status det_part(sn_model *m, int r, float *const *grads, void *user) {
 
 sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int n, uint64_t seed,
                            sn_retinanet_loss_value *loss, float *const *grads) {
+    return sn_det_loss_grad_sync(m, h, images, n, seed, NULL, loss, grads);
+}
+
+sn_status sn_det_loss_grad_sync(sn_model *m, sn_det_head *h, const float *images, int n,
+                                uint64_t seed, const sn_loss_sync *sync,
+                                sn_retinanet_loss_value *loss, float *const *grads) {
     if (!m || !h || !images || !loss)
         return sn_error(SN_ERR_INVALID_ARG, "sn_det_loss_grad: NULL argument");
     if (!m->planned || !m->graph.training || sn_model_train_batch(m) != n || n > h->max_batch)
@@ -189,8 +199,14 @@ sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int
     j.h = h;
     j.images = images;
     j.seed = seed;
+    j.sync = sync;
     const int parts = sn_model_train_parts(m);
-    if (parts > 1) {
+    if (sync && parts > 1)
+        return sn_error(SN_ERR_INVALID_ARG, "training over processes needs a model that is not "
+                        "split into replicas");
+    if (sync && sync->global_positives >= 0) {
+        j.total_pos = sync->global_positives;
+    } else if (parts > 1) {
         /* The whole batch's positives, for the common normaliser. */
         const size_t all = (size_t)n * (size_t)h->layout.count;
         for (size_t a = 0; a < all; a++) j.total_pos += h->cls_targets[a] > 0;

@@ -13,6 +13,7 @@
 #include "coco.h"
 #include "coco_eval.h"
 #include "det_data.h"
+#include "model_train.h"
 #include "post.h"
 #include "retinanet_loss.h"
 #include "spinenet.h"
@@ -47,6 +48,12 @@ sn_status sn_det_head_targets(sn_det_head *h, const sn_det_source *src, const vo
  * (SN_OK) without a backward: the caller stops. */
 sn_status sn_det_loss_grad(sn_model *m, sn_det_head *h, const float *images, int n, uint64_t seed,
                            sn_retinanet_loss_value *loss, float *const *grads);
+/* The same as one of the processes of a data-parallel job (sync: model_train.h's sn_loss_sync,
+ * may be NULL): the loss is normalised by the job's positives + 1, and the processes agree on
+ * its finiteness before the backward. */
+sn_status sn_det_loss_grad_sync(sn_model *m, sn_det_head *h, const float *images, int n,
+                                uint64_t seed, const sn_loss_sync *sync,
+                                sn_retinanet_loss_value *loss, float *const *grads);
 
 /* Detections of image `image` of the model's last inference run (planned at the canvas size),
  * boxes in canvas pixels, clipped to the part of the canvas the image covers (xf's content, as

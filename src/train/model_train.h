@@ -43,4 +43,24 @@ const float *sn_model_train_logits(sn_model *m, int i);
 sn_status sn_model_loss_grad(sn_model *m, const float *input, const int32_t *labels,
                              float smoothing, uint64_t seed, double *loss, float *const *grads);
 
+/* Data parallelism over processes (the trainer under MPI, dist.h): what a loss agrees on with
+ * the other processes of the job during a step. The model must not be split into parts. */
+typedef struct {
+    /* Called once per step after this process's loss is known and before its backward, by
+     * every process at the same point: finite says whether the local loss is finite. A non-OK
+     * return (the same on every process: it agrees) skips the backward and becomes the loss
+     * function's status. NULL: not called. */
+    sn_status (*before_backward)(void *ctx, int finite);
+    void *ctx;
+    /* Detection: the positive anchors of the job's whole batch (every process's), whose + 1
+     * normalises the loss so that the processes' losses and gradients add up to one process's
+     * over that batch; < 0: this process's own. */
+    int64_t global_positives;
+} sn_loss_sync;
+
+/* sn_model_loss_grad with the agreement hook (sync may be NULL). */
+sn_status sn_model_loss_grad_sync(sn_model *m, const float *input, const int32_t *labels,
+                                  float smoothing, uint64_t seed, const sn_loss_sync *sync,
+                                  double *loss, float *const *grads);
+
 #endif
