@@ -11,6 +11,8 @@
 
 #include "core.h"
 #include "det_train.h"
+#include "dist.h"
+#include "grad_sync.h"
 #include "model.h"
 #include "model_train.h"
 #include "safetensors.h"
@@ -38,6 +40,13 @@ struct sn_trainer {
     sn_det_source det_src;
     sn_det_head head;
     sn_det_params det_params;
+    /* Data parallelism over processes (dist.h) */
+    int rank, ranks;   /* this process, and how many train (1: alone) */
+    int local_batch;   /* images of each batch this process trains on: batch / ranks */
+    sn_grad_sync *gs;  /* ranks > 1: the gradients' sums */
+    sn_loss_sync lsync;
+    double wait_eval_s; /* ranks > 1: seconds this process waited for process 0's evaluations
+                         * and checkpoints */
 };
 
 void sn_train_config_defaults(sn_train_config *c) {
@@ -57,6 +66,7 @@ void sn_train_config_defaults(sn_train_config *c) {
     c->seed = 1;
     c->checkpoint_every = 500;
     c->eval_every = 0;
+    c->sync_bn = 1;
     sn_det_aug_defaults(&c->det_aug);
 }
 
@@ -415,9 +425,82 @@ static sn_status init_from_file(sn_trainer *t, const char *path) {
     return SN_OK;
 }
 
+/* ---------------------------------------------------------------- processes (dist.h) */
+
+/* Agreement of the job's processes on a failure: every process calls it at the same point with
+ * its own status. SN_OK when none failed; the failed process's own status (its message) when it
+ * failed; else an error saying which process failed (the lowest) and `what` it was doing. Alone,
+ * st itself. */
+static sn_status agree(const sn_trainer *t, sn_status st, const char *what) {
+    if (t->ranks <= 1) return st;
+    int32_t who = st != SN_OK ? t->ranks - t->rank : 0; /* the max: the lowest failed rank */
+    char msg[1024] = "";
+    if (st != SN_OK) snprintf(msg, sizeof msg, "%s", sn_last_error());
+    sn_status cs = sn_dist_max_i32(&who, 1);
+    if (cs != SN_OK) return cs;
+    if (who == 0) return SN_OK;
+    if (st != SN_OK) return sn_error(st, "%s", msg);
+    return sn_error(SN_ERR_STATE, "%s failed on rank %d (its message says why); every rank stops",
+                    what, t->ranks - who);
+}
+
+/* Sync batch-norm: the per-channel sums of every process's slice. */
+static sn_status bn_reduce_sum(void *ctx, double *buf, size_t n) {
+    (void)ctx;
+    return sn_dist_sum_f64(buf, n);
+}
+
+/* Before the backward: whether any process's loss is not finite (then every one stops). */
+static sn_status loss_agree(void *ctx, int finite) {
+    const sn_trainer *t = ctx;
+    int32_t who = finite ? 0 : t->ranks - t->rank;
+    sn_status st = sn_dist_max_i32(&who, 1);
+    if (st != SN_OK) return st;
+    if (who)
+        return sn_error(SN_ERR_INVALID_ARG, "the loss is not finite on rank %d", t->ranks - who);
+    return SN_OK;
+}
+
+/* The training plan at this process's batch, with the hooks of data parallelism: evaluation
+ * re-plans the graph, which forgets them. */
+static sn_status plan_train(sn_trainer *t) {
+    const int in_size = t->cfg.task == SN_TASK_DETECT ? sn_det_canvas_size(t->cfg.image_size)
+                                                       : t->cfg.image_size;
+    sn_status st = sn_model_plan_train(t->m, t->local_batch, in_size, in_size);
+    if (st != SN_OK || t->ranks <= 1) return st;
+    sn_graph *g = sn_model_part_graph(t->m, 0);
+    if (t->cfg.sync_bn) {
+        g->bn_reduce = bn_reduce_sum;
+        g->bn_reduce_ctx = t;
+    }
+    sn_grad_sync_free(t->gs);
+    t->gs = NULL;
+    return sn_grad_sync_create(t->m, t->grads, (size_t)4 << 20, &t->gs);
+}
+
+static sn_status create_local(sn_trainer *t);
+
 sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     if (!cfg || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_create: NULL argument");
     *out = NULL;
+    sn_trainer *t = sn_calloc(1, sizeof *t);
+    if (!t) return SN_ERR_OOM;
+    t->cfg = *cfg;
+    t->rank = sn_dist_rank();
+    t->ranks = sn_dist_size();
+    /* Every process opens its data and builds its model; a failure on any of them (an unreadable
+     * file on one host) stops them all here, before the first step. */
+    sn_status st = agree(t, create_local(t), "opening the data or the model");
+    if (st != SN_OK) {
+        sn_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return SN_OK;
+}
+
+static sn_status create_local(sn_trainer *t) {
+    const sn_train_config *cfg = &t->cfg;
     const int det = cfg->task == SN_TASK_DETECT;
     if (!det && cfg->model.head != SN_HEAD_CLASSIFIER)
         return sn_error(SN_ERR_INVALID_ARG, "classification training needs the classifier head");
@@ -436,9 +519,27 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         lr_probe.total_steps = lr_probe.warmup_steps + 1;
     sn_status st = sn_lr_schedule_check(&lr_probe);
     if (st != SN_OK) return st;
-    sn_trainer *t = sn_calloc(1, sizeof *t);
-    if (!t) return SN_ERR_OOM;
-    t->cfg = *cfg;
+    t->local_batch = cfg->batch;
+    if (t->ranks > 1) {
+        if (cfg->batch % t->ranks != 0)
+            return sn_error(SN_ERR_INVALID_ARG, "--batch %d cannot be split among %d processes: "
+                            "the global batch must be a multiple of the processes (e.g. %d)",
+                            cfg->batch, t->ranks, (cfg->batch / t->ranks + 1) * t->ranks);
+        if (cfg->replicas > 1)
+            return sn_error(SN_ERR_INVALID_ARG, "--replicas %d cannot be combined with %d "
+                            "processes: each process trains its slice of the batch as one part",
+                            cfg->replicas, t->ranks);
+        if (cfg->skip_bad)
+            return sn_error(SN_ERR_UNSUPPORTED,
+                            "--skip-bad cannot be used with %d processes: an image one process "
+                            "leaves out would change only its own part of the batch, so the "
+                            "processes would no longer train on one batch; check the data on one "
+                            "process (or remove the unreadable files) and run without --skip-bad",
+                            t->ranks);
+        t->local_batch = cfg->batch / t->ranks;
+        t->lsync.before_backward = loss_agree;
+        t->lsync.ctx = t;
+    }
     t->best_metric = -1.0;
     t->best_step = -1;
     t->cfg.model.drop_path_rate = cfg->drop_path_rate;
@@ -446,34 +547,33 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         snprintf(t->last_path, sizeof t->last_path, "%s/last.safetensors", t->cfg.out_dir);
         snprintf(t->best_path, sizeof t->best_path, "%s/best.safetensors", t->cfg.out_dir);
     }
-    if ((st = open_data(t)) != SN_OK) goto fail;
-    if (!det && t->own_train && (st = match_start_classes(t)) != SN_OK) goto fail;
+    if ((st = open_data(t)) != SN_OK) return st;
+    if (!det && t->own_train && (st = match_start_classes(t)) != SN_OK) return st;
     if (t->cfg.model.num_classes <= 0) t->cfg.model.num_classes = t->train_ds->num_classes;
-    if ((st = check_classes(t, t->train_ds, "training")) != SN_OK) goto fail;
-    if (t->eval_ds && (st = check_classes(t, t->eval_ds, "evaluation")) != SN_OK) goto fail;
+    if ((st = check_classes(t, t->train_ds, "training")) != SN_OK) return st;
+    if (t->eval_ds && (st = check_classes(t, t->eval_ds, "evaluation")) != SN_OK) return st;
     /* The model's input: the canvas for detection (S padded to a multiple of 128). */
     const int in_size = det ? sn_det_canvas_size(t->cfg.image_size) : t->cfg.image_size;
 
-    if ((st = sn_model_create(&t->cfg.model, t->cfg.seed, &t->m)) != SN_OK) goto fail;
+    if ((st = sn_model_create(&t->cfg.model, t->cfg.seed, &t->m)) != SN_OK) return st;
     if (t->train_ds->class_names &&
         (st = sn_model_set_class_names(t->m, (const char *const *)t->train_ds->class_names,
                                        t->train_ds->num_classes)) != SN_OK)
-        goto fail;
-    if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) goto fail;
+        return st;
+    if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) return st;
     /* A batch the parts cannot split is refused by the training plan below. */
     if (t->cfg.replicas > 1 &&
         (st = sn_model_set_train_replicas(t->m, t->cfg.replicas)) != SN_OK)
-        goto fail;
+        return st;
     if (t->cfg.init_path[0] && !t->cfg.resume &&
         (st = init_from_file(t, t->cfg.init_path)) != SN_OK)
-        goto fail;
+        return st;
 
     t->np = sn_model_num_params(t->m);
     t->grads = sn_calloc((size_t)t->np, sizeof *t->grads);
     t->op = sn_calloc((size_t)t->np, sizeof *t->op);
     if (!t->grads || !t->op) {
-        st = SN_ERR_OOM;
-        goto fail;
+        return SN_ERR_OOM;
     }
     for (int i = 0; i < t->np; i++) {
         sn_param p;
@@ -483,12 +583,11 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
         t->op[i].count = p.count;
         if (is_stat(p.name)) continue;
         if (!(t->grads[i] = sn_calloc(p.count, sizeof(float)))) {
-            st = SN_ERR_OOM;
-            goto fail;
+            return SN_ERR_OOM;
         }
         t->op[i].g = t->grads[i];
     }
-    if ((st = sn_optim_create(&t->cfg.sgd, t->op, t->np, &t->opt)) != SN_OK) goto fail;
+    if ((st = sn_optim_create(&t->cfg.sgd, t->op, t->np, &t->opt)) != SN_OK) return st;
 
     sn_loader_config lc;
     sn_loader_config_defaults(&lc);
@@ -498,52 +597,50 @@ sn_status sn_trainer_create(const sn_train_config *cfg, sn_trainer **out) {
     lc.skip_bad = t->cfg.skip_bad;
     lc.seed = t->cfg.seed;
     lc.aug = t->cfg.aug;
+    lc.shard_rank = t->rank;
+    lc.shard_count = t->ranks;
     if (det) {
         lc.prepare = sn_det_prepare;
         lc.prepare_user = &t->det_src;
         lc.extra_bytes = sn_det_sample_bytes(&t->det_src);
         sn_det_params_init(&t->det_params);
-        if ((st = sn_det_head_init(&t->head, t->m, in_size, t->cfg.batch,
+        if ((st = sn_det_head_init(&t->head, t->m, in_size, t->local_batch,
                                    t->det_src.max_boxes)) != SN_OK)
-            goto fail;
+            return st;
     }
-    if ((st = sn_loader_create(t->train_ds, &lc, &t->loader)) != SN_OK) goto fail;
+    if ((st = sn_loader_create(t->train_ds, &lc, &t->loader)) != SN_OK) return st;
     t->per_epoch = sn_loader_batches_per_epoch(t->loader);
     t->total_steps = t->cfg.steps > 0 ? t->cfg.steps : t->cfg.epochs * t->per_epoch;
     if (t->cfg.lr.kind == SN_LR_COSINE && t->cfg.lr.total_steps <= 0) {
         t->cfg.lr.total_steps = t->total_steps;
-        if ((st = sn_lr_schedule_check(&t->cfg.lr)) != SN_OK) goto fail;
+        if ((st = sn_lr_schedule_check(&t->cfg.lr)) != SN_OK) return st;
     }
 
     if (t->cfg.out_dir[0]) {
         /* Create the directory and its parents if needed; an existing one is fine. */
-        if ((st = sn_make_dirs(t->cfg.out_dir)) != SN_OK) goto fail;
+        if ((st = sn_make_dirs(t->cfg.out_dir)) != SN_OK) return st;
     }
     if (t->cfg.resume) {
         sn_train_state ts;
-        if ((st = sn_checkpoint_read(t->last_path, t->m, t->opt, &ts)) != SN_OK) goto fail;
+        if ((st = sn_checkpoint_read(t->last_path, t->m, t->opt, &ts)) != SN_OK) return st;
         if (ts.seed != t->cfg.seed) {
             st = sn_error(SN_ERR_INVALID_ARG,
                           "%s: the run was started with seed %" PRIu64 ", not %" PRIu64
                           " (resume needs the same seed)", t->last_path, ts.seed, t->cfg.seed);
-            goto fail;
+            return st;
         }
-        if ((st = sn_loader_set_state(t->loader, &ts.loader)) != SN_OK) goto fail;
+        if ((st = sn_loader_set_state(t->loader, &ts.loader)) != SN_OK) return st;
         t->step = ts.step;
         t->best_metric = ts.best_metric;
         t->best_step = ts.best_step;
         tlog(t, SN_LOG_INFO, "resumed from %s at step %" PRId64, t->last_path, t->step);
     }
-    if ((st = sn_model_plan_train(t->m, t->cfg.batch, in_size, in_size)) != SN_OK) goto fail;
-    *out = t;
-    return SN_OK;
-fail:
-    sn_trainer_free(t);
-    return st;
+    return plan_train(t);
 }
 
 void sn_trainer_free(sn_trainer *t) {
     if (!t) return;
+    sn_grad_sync_free(t->gs);
     sn_loader_free(t->loader);
     sn_optim_free(t->opt);
     if (t->grads)
@@ -564,6 +661,7 @@ sn_model *sn_trainer_model(sn_trainer *t) { return t ? t->m : NULL; }
 int64_t sn_trainer_step(const sn_trainer *t) { return t ? t->step : 0; }
 double sn_trainer_best_metric(const sn_trainer *t) { return t ? t->best_metric : -1.0; }
 sn_optim *sn_trainer_optim(sn_trainer *t) { return t ? t->opt : NULL; }
+double sn_trainer_wait_s(const sn_trainer *t) { return t ? t->wait_eval_s : 0.0; }
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -617,12 +715,11 @@ static sn_status det_eval(sn_trainer *t, int batch, double *ap, double *ap50) {
 static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
     int eb = t->cfg.eval_batch > 0 ? t->cfg.eval_batch : t->cfg.batch;
     const int det = t->cfg.task == SN_TASK_DETECT;
-    const int in_size = det ? sn_det_canvas_size(t->cfg.image_size) : t->cfg.image_size;
     sn_status st = det ? det_eval(t, eb, top1, top5)
                        : sn_trainer_evaluate(t->m, t->eval_ds, t->cfg.image_size, eb,
                                              t->cfg.threads, &t->cfg.aug, top1, top5, NULL);
     /* Back to the training plan (evaluation re-planned the graph for inference). */
-    sn_status st2 = sn_model_plan_train(t->m, t->cfg.batch, in_size, in_size);
+    sn_status st2 = plan_train(t);
     if (st != SN_OK) return st;
     if (st2 != SN_OK) return st2;
     if (!det)
@@ -646,12 +743,18 @@ static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
     return SN_OK;
 }
 
+/* The step's message for a status every process agreed on (agree, loss_agree). */
+static sn_status step_error(const sn_trainer *t, sn_status st, int64_t step) {
+    return sn_error(st, "step %" PRId64 ": %s", step, sn_last_error());
+}
+
 sn_status sn_trainer_run(sn_trainer *t) {
     if (!t) return sn_error(SN_ERR_INVALID_ARG, "sn_trainer_run: NULL trainer");
     const sn_train_config *c = &t->cfg;
     double win_loss[SN_TRAIN_WINDOW], win_acc[SN_TRAIN_WINDOW], win_cls[SN_TRAIN_WINDOW],
         win_box[SN_TRAIN_WINDOW];
     const int det = c->task == SN_TASK_DETECT;
+    const int multi = t->ranks > 1;
     void *has_eval = det ? (void *)t->coco_eval : (void *)t->eval_ds;
     int win_n = 0, win_i = 0;
     int64_t start_step = t->step;
@@ -662,8 +765,19 @@ sn_status sn_trainer_run(sn_trainer *t) {
     while (t->step < t->total_steps && !stop) {
         double t0 = now_s();
         sn_batch b;
-        if ((st = sn_loader_next(t->loader, &b)) != SN_OK)
-            return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
+        /* A batch this process cannot load (an unreadable image on its host) stops every
+         * process at this step, before any of them trains on it. */
+        st = sn_loader_next(t->loader, &b);
+        if (st == SN_OK && det)
+            st = sn_det_head_targets(&t->head, &t->det_src, b.extra, b.n);
+        if (st == SN_OK && !det)
+            /* Dataset labels are checked here so that a non-finite loss below can only mean
+             * divergence (the images are 8-bit, hence finite), and the message can say so. */
+            for (int i = 0; i < b.n && st == SN_OK; i++)
+                if (b.labels[i] < 0 || b.labels[i] >= c->model.num_classes)
+                    st = sn_error(SN_ERR_INVALID_ARG, "sample %d has label %d, outside 0..%d",
+                                  b.indices[i], b.labels[i], c->model.num_classes - 1);
+        if ((st = agree(t, st, "loading the batch")) != SN_OK) return step_error(t, st, t->step + 1);
         if (b.skipped) {
             t->load_skipped += b.skipped;
             tlog(t, SN_LOG_WARN, "step %" PRId64 ": skipping %s (--skip-bad; %d image%s left out "
@@ -672,51 +786,45 @@ sn_status sn_trainer_run(sn_trainer *t) {
         }
         for (int i = 0; i < t->np; i++)
             if (t->grads[i]) memset(t->grads[i], 0, t->op[i].count * sizeof(float));
+        if (t->gs) sn_grad_sync_begin(t->gs);
+        /* Stochastic depth draws from a seed fixed by (seed, step) (and the process, whose
+         * images are other than process 0's): nothing to save on resume. */
+        const uint64_t seed = sn_part_seed(sn_train_step_seed(c->seed, t->step), t->rank);
+        const sn_loss_sync *ls = multi ? &t->lsync : NULL;
         double loss = NAN, lcls = 0.0, lbox = 0.0;
         if (det) {
-            /* Boxes and classes are checked by the labelling, so that a non-finite loss below
-             * can only mean divergence. */
-            if ((st = sn_det_head_targets(&t->head, &t->det_src, b.extra, b.n)) != SN_OK)
-                return sn_error(st, "step %" PRId64 ": %s", t->step + 1, sn_last_error());
+            if (multi) {
+                /* The loss is normalised by the whole batch's positive anchors (+ 1). */
+                const size_t all = (size_t)b.n * (size_t)t->head.layout.count;
+                double pos = 0.0;
+                for (size_t a = 0; a < all; a++) pos += t->head.cls_targets[a] > 0;
+                if ((st = sn_dist_sum_f64(&pos, 1)) != SN_OK) return step_error(t, st, t->step + 1);
+                t->lsync.global_positives = (int64_t)pos;
+            }
             sn_retinanet_loss_value lv;
-            st = sn_det_loss_grad(t->m, &t->head, b.images, b.n,
-                                  sn_train_step_seed(c->seed, t->step), &lv, t->grads);
+            st = sn_det_loss_grad_sync(t->m, &t->head, b.images, b.n, seed, ls, &lv, t->grads);
             if (st == SN_OK) {
                 loss = lv.total;
                 lcls = lv.cls;
                 lbox = lv.box;
             }
         } else {
-            /* Dataset labels are checked here so that a non-finite loss below can only mean
-             * divergence (the images are 8-bit, hence finite), and the message can say so. */
-            for (int i = 0; i < b.n; i++)
-                if (b.labels[i] < 0 || b.labels[i] >= c->model.num_classes)
-                    return sn_error(SN_ERR_INVALID_ARG, "step %" PRId64 ": sample %d has label "
-                                    "%d, outside 0..%d", t->step + 1, b.indices[i], b.labels[i],
-                                    c->model.num_classes - 1);
-            /* Stochastic depth draws from a seed fixed by (seed, step): nothing to save on
-             * resume. */
-            st = sn_model_loss_grad(t->m, b.images, b.labels, c->label_smoothing,
-                                    sn_train_step_seed(c->seed, t->step), &loss, t->grads);
+            st = sn_model_loss_grad_sync(t->m, b.images, b.labels, c->label_smoothing, seed, ls,
+                                         &loss, t->grads);
         }
         if (st != SN_OK || !isfinite(loss)) {
             /* The forward already moved the BN moving statistics; nothing is saved, so the last
-             * checkpoint on disk remains the last good state. */
+             * checkpoint on disk remains the last good state. Under several processes they all
+             * agreed on it before the backward (loss_agree), so all stop here. */
             if (st == SN_ERR_INVALID_ARG || st == SN_OK)
                 return sn_error(SN_ERR_INVALID_ARG,
-                                "step %" PRId64 ": training diverged: the loss is not finite "
-                                "(lower the learning rate or clip gradients); no checkpoint "
-                                "written, the last good one is kept", t->step + 1);
+                                "step %" PRId64 ": training diverged: %s (lower the learning "
+                                "rate or clip gradients); no checkpoint written, the last good "
+                                "one is kept", t->step + 1,
+                                multi && st != SN_OK ? sn_last_error() : "the loss is not finite");
             return sn_error(st, "step %" PRId64 ": training stopped: %s; no checkpoint written, "
                             "the last good one is kept", t->step + 1, sn_last_error());
         }
-        double lr = sn_lr_at(&c->lr, t->step);
-        double norm = 0.0;
-        st = sn_optim_step(t->opt, t->op, t->np, lr, &norm);
-        if (st != SN_OK)
-            return sn_error(st, "step %" PRId64 ": training stopped: %s (gradient norm %g); no "
-                            "checkpoint written, the last good one is kept", t->step + 1,
-                            sn_last_error(), norm);
         /* Training accuracy from the logits this forward left in the graph. */
         int hits = 0;
         if (!det)
@@ -728,11 +836,34 @@ sn_status sn_trainer_run(sn_trainer *t) {
                     if (z[k] > z[pred]) pred = k;
                 hits += pred == b.labels[i];
             }
+        int n_img = b.n;
+        if (multi) {
+            /* The sums over every process: a classifier's losses are means over each slice
+             * (their mean is the batch's), a detector's add up to the batch's loss. */
+            sn_grad_sync_stats gst;
+            if ((st = sn_grad_sync_end(t->gs, det ? 1.0f : 1.0f / (float)t->ranks, &gst)) != SN_OK)
+                return step_error(t, st, t->step + 1);
+            double v[4] = {loss, lcls, lbox, (double)hits};
+            if ((st = sn_dist_sum_f64(v, 4)) != SN_OK) return step_error(t, st, t->step + 1);
+            const double k = det ? 1.0 : 1.0 / t->ranks;
+            loss = v[0] * k;
+            lcls = v[1] * k;
+            lbox = v[2] * k;
+            hits = (int)v[3];
+            n_img = b.n * t->ranks;
+        }
+        double lr = sn_lr_at(&c->lr, t->step);
+        double norm = 0.0;
+        st = sn_optim_step(t->opt, t->op, t->np, lr, &norm);
+        if (st != SN_OK)
+            return sn_error(st, "step %" PRId64 ": training stopped: %s (gradient norm %g); no "
+                            "checkpoint written, the last good one is kept", t->step + 1,
+                            sn_last_error(), norm);
         t->step++;
         t_train += now_s() - t0;
-        images += b.n;
+        images += n_img;
         win_loss[win_i] = loss;
-        win_acc[win_i] = b.n ? (double)hits / b.n : 0.0;
+        win_acc[win_i] = n_img ? (double)hits / n_img : 0.0;
         win_cls[win_i] = lcls;
         win_box[win_i] = lbox;
         win_i = (win_i + 1) % SN_TRAIN_WINDOW;
@@ -743,6 +874,7 @@ sn_status sn_trainer_run(sn_trainer *t) {
                         ((c->eval_every > 0 && t->step % c->eval_every == 0) ||
                          (c->eval_every == 0 && b.last_in_epoch) || at_end);
         int want_ckpt = (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || at_end;
+        /* The weights are the same on every process (the same sums, the same update). */
         if ((want_eval || want_ckpt) && (st = check_weights(t)) != SN_OK) return st;
 
         sn_train_progress p = {0};
@@ -763,19 +895,45 @@ sn_status sn_trainer_run(sn_trainer *t) {
                       ? t_train / (double)(t->step - start_step) * (double)(t->total_steps - t->step)
                       : 0.0;
         p.best_metric = t->best_metric;
-        if (want_eval) {
-            if ((st = run_eval(t, &p.eval_top1, &p.eval_top5)) != SN_OK)
-                return sn_error(st, "step %" PRId64 ": evaluation failed: %s", t->step, sn_last_error());
-            p.evaluated = 1;
+        /* Process 0 evaluates; the others wait for it at the agreement below. */
+        sn_status est = SN_OK;
+        if (want_eval && t->rank == 0) {
+            if ((est = run_eval(t, &p.eval_top1, &p.eval_top5)) != SN_OK)
+                est = sn_error(est, "step %" PRId64 ": evaluation failed: %s", t->step,
+                               sn_last_error());
+            p.evaluated = est == SN_OK;
             p.best_metric = t->best_metric;
         }
-        if (c->progress && c->progress(c->user, &p)) {
+        int ask_stop = est == SN_OK && c->progress && c->progress(c->user, &p);
+        if (multi) {
+            /* One agreement per step: an evaluation that failed, and a stop asked on any
+             * process (a signal reaches each process of the job on its own). */
+            const double w0 = now_s();
+            int32_t f[2] = {est != SN_OK, ask_stop};
+            if ((st = sn_dist_max_i32(f, 2)) != SN_OK) return step_error(t, st, t->step);
+            if (want_eval && t->rank != 0) t->wait_eval_s += now_s() - w0;
+            if (f[0] && est == SN_OK)
+                return sn_error(SN_ERR_STATE, "step %" PRId64 ": the evaluation failed on rank 0 "
+                                "(its message says why); every rank stops", t->step);
+            ask_stop = f[1];
+        }
+        if (est != SN_OK) return est;
+        if (ask_stop) {
             stop = 1;
             want_ckpt = 1;
             if ((st = check_weights(t)) != SN_OK) return st;
         }
-        if (want_ckpt && (st = save_last(t)) != SN_OK)
-            return sn_error(st, "step %" PRId64 ": checkpoint failed: %s", t->step, sn_last_error());
+        if (want_ckpt) {
+            /* Process 0 writes the checkpoint (atomically); the others wait for it to succeed. */
+            const double w0 = now_s();
+            st = t->rank == 0 ? save_last(t) : SN_OK;
+            if (st != SN_OK)
+                st = sn_error(st, "step %" PRId64 ": checkpoint failed: %s", t->step,
+                              sn_last_error());
+            if ((st = agree(t, st, "writing the checkpoint")) != SN_OK)
+                return t->rank == 0 ? st : step_error(t, st, t->step);
+            if (t->rank != 0) t->wait_eval_s += now_s() - w0;
+        }
     }
     if (stop) tlog(t, SN_LOG_INFO, "stopped at step %" PRId64 " of %" PRId64, t->step, t->total_steps);
     return SN_OK;

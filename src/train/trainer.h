@@ -96,6 +96,18 @@ typedef struct {
      * should use the same value. Faster for small models, whose ops are too small to split
      * well (Mobile-49XS at 2 threads: 1.16x, docs/performance.md). 0 or 1: off. */
     int replicas;
+    /* Data parallelism over the job's processes (dist.h: started by mpirun, sn_dist_size() >
+     * 1): batch is the global batch, which the processes' number must divide; each process
+     * trains on its slice of every batch (the loader's shard) with `threads` threads, the
+     * gradients are summed over the processes (grad_sync.h), and the result is one process's
+     * training on the whole batch up to float summation order. sync_bn 1 (the default):
+     * batch-norm normalises with the statistics of the whole batch (the processes' sums), as
+     * one process does; 0: each process with its own slice's (then, as with replicas, only
+     * process 0's moving statistics are kept in the checkpoint). Only process 0 writes
+     * checkpoints, evaluates and reports through `progress` (every process calls it, so that
+     * a stop asked on any of them stops all at the same step); replicas must be 0 or 1, and
+     * skip_bad is refused. */
+    int sync_bn;
     uint64_t seed;              /* weights init, loader, stochastic depth */
     char out_dir[SN_PATH_MAX];  /* "" = write no checkpoints */
     int64_t checkpoint_every;   /* steps between last.safetensors writes (<= 0: end only) */
@@ -116,7 +128,7 @@ typedef struct {
 
 /* Defaults: fashion-mnist, size 64, batch 32, 1 epoch, constant lr 0.1, SGD 0.9 momentum, wd 4e-5,
  * no clipping, smoothing 0.1, no drop path, eval each epoch, checkpoint every 500 steps, 1 thread,
- * seed 1, train crop area 0.25..1. The model config is left for the caller (sn_config_init). */
+ * seed 1, train crop area 0.25..1, sync_bn 1. The model config is left for the caller (sn_config_init). */
 void sn_train_config_defaults(sn_train_config *cfg);
 
 typedef struct sn_trainer sn_trainer;
@@ -133,6 +145,9 @@ void sn_trainer_free(sn_trainer *t);
 sn_model *sn_trainer_model(sn_trainer *t);
 int64_t sn_trainer_step(const sn_trainer *t);
 double sn_trainer_best_metric(const sn_trainer *t);
+/* Under several processes, the seconds this one (not rank 0) spent waiting for rank 0's
+ * evaluations and checkpoints; 0 otherwise. */
+double sn_trainer_wait_s(const sn_trainer *t);
 /* The optimizer (for tests and tools that inspect momentum). */
 sn_optim *sn_trainer_optim(sn_trainer *t);
 
