@@ -13,13 +13,14 @@
 
 #include "cli.h"
 #include "core.h"
+#include "dist.h"
 #include "trainer.h"
 
 typedef struct {
     cli_model_opts m;
     const char *task, *data, *ann, *eval_data, *eval_ann, *init, *out, *schedule;
     int batch, epochs, steps, warmup_steps, replicas, checkpoint_every, eval_every;
-    int no_flip, resume, force, skip_bad, strict, threads;
+    int no_flip, resume, force, skip_bad, strict, threads, sync_bn, no_sync_bn;
     double lr, warmup_lr, momentum, wd, clip, smoothing, drop, min_area, scale_min, scale_max;
 } opts;
 
@@ -97,8 +98,15 @@ static const cli_flag k_flags[] = {
             "settings are removed first", "off: such an OUTDIR is refused"),
     CLI_SKIP_BAD_FLAG,
     CLI_STRICT_FLAG,
+    FSWITCH("--sync-bn", sync_bn,
+            "under mpirun: batch-norm normalises with the statistics of the whole batch, summed "
+            "over the processes, as one process does (the default)", "on under mpirun"),
+    FSWITCH("--no-sync-bn", no_sync_bn,
+            "under mpirun: each process's batch-norm uses its own slice of the batch (like "
+            "--replicas; fewer messages, other results)", "off"),
     FINT("--threads", "T", threads, 0, 1024,
-         "threads of the kernels (with --replicas: of the evaluation); 0: all cores", NULL),
+         "threads of the kernels (with --replicas: of the evaluation); under mpirun, of each "
+         "process; 0: all cores", NULL),
     FSEED(m.seed, "seed of the initialisation, the data order, the augmentation and stochastic "
           "depth", NULL),
 };
@@ -190,6 +198,8 @@ static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
 /* One line per report: redrawn in place on a terminal, plain lines every few seconds otherwise. */
 static int on_progress(void *user, const sn_train_progress *p) {
     progress_state *ps = user;
+    /* Under mpirun rank 0 reports; the others only pass on a stop they were asked for. */
+    if (sn_dist_rank() != 0) return g_stop ? 1 : 0;
     csv_row(ps, p);
     double t = now_s();
     int final = p->step >= p->total_steps;
@@ -219,6 +229,8 @@ static int on_progress(void *user, const sn_train_progress *p) {
 
 static void on_log(void *user, sn_log_level level, const char *msg) {
     (void)user;
+    /* Under mpirun the other ranks' news is rank 0's too: they print warnings only. */
+    if (level == SN_LOG_INFO && sn_dist_rank() != 0) return;
     fprintf(stderr, "spinenet: %s%s\n", level == SN_LOG_WARN ? "warning: " : "", msg);
 }
 
@@ -465,6 +477,24 @@ static int copy_path(char *dst, size_t n, const char *src, const char *flag) {
     return 0;
 }
 
+/* Under mpirun each process checks its command line and its files on its own (a host may lack
+ * the data or hold an older run): they agree before any of them goes on to the trainer, whose
+ * collectives would otherwise wait for a process that has gone. Every process calls it at the
+ * same points with its exit status so far (0: it goes on); returns the status to exit with. */
+static int g_started; /* train() reached its first agreement */
+static int agree_rc(int rc, const char *what) {
+    if (sn_dist_size() <= 1) return rc;
+    int32_t v[2] = {rc ? sn_dist_size() - sn_dist_rank() : 0, rc};
+    if (sn_dist_max_i32(v, 2) != SN_OK) {
+        fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+        return 1;
+    }
+    if (v[0] && !rc)
+        fprintf(stderr, "spinenet: error: rank %d stopped %s (its message says why); every rank "
+                "stops\n", sn_dist_size() - v[0], what);
+    return rc ? rc : v[0] ? (v[1] ? v[1] : 1) : 0;
+}
+
 static int train(const opts *o) {
     int det;
     if (task_of(o->task, &det)) return 2;
@@ -503,6 +533,8 @@ static int train(const opts *o) {
     if (o->resume && o->force)
         return usage_error("%s", "--resume continues the run in -o OUTDIR and --force starts it "
                            "over: give one of them");
+    if (o->sync_bn && o->no_sync_bn)
+        return usage_error("%s", "--sync-bn and --no-sync-bn contradict each other: give one");
     char old_run[128];
     run_files_in(o->out, old_run, sizeof old_run);
     if (!o->resume && !o->force && old_run[0]) {
@@ -555,6 +587,7 @@ static int train(const opts *o) {
     tc.drop_path_rate = (float)o->drop;
     tc.aug.min_area = (float)o->min_area;
     tc.threads = o->threads;
+    tc.sync_bn = !o->no_sync_bn;
     tc.replicas = o->replicas;
     if (tc.batch % tc.replicas != 0) {
         fprintf(stderr, "spinenet: error: --batch %d cannot be split into %d replicas: use a "
@@ -574,15 +607,31 @@ static int train(const opts *o) {
     signal(SIGINT, on_stop_signal);
     signal(SIGTERM, on_stop_signal);
     sn_trainer *t = NULL;
+    g_started = 1;
+    if ((rc = agree_rc(0, "before training")) != 0) return rc;
     if (sn_trainer_create(&tc, &t) != SN_OK) return fail_status();
-    if (o->force && old_run[0]) {
-        if (remove_run_files(o->out)) {
-            sn_trainer_free(t);
-            return 1;
-        }
+    const int rank = sn_dist_rank();
+    if (rank != 0 && (rc = agree_rc(0, "writing the run's files")) != 0) {
+        sn_trainer_free(t);
+        return rc;
+    }
+    if (rank != 0) {
+        /* Rank 0 writes the run's files (run.json, the log, the checkpoints) and reports. */
+        sn_status st = sn_trainer_run(t);
+        if (st != SN_OK) fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+        else if (sn_trainer_wait_s(t) > 0)
+            fprintf(stderr, "spinenet: waited %.2f s for rank 0's evaluations and checkpoints\n",
+                    sn_trainer_wait_s(t));
+        sn_trainer_free(t);
+        return st != SN_OK ? 1 : g_stop ? 128 + g_stop : 0;
+    }
+    if (sn_dist_size() > 1)
+        printf("training on %d processes: %d images per step each, %s batch-norm\n",
+               sn_dist_size(), tc.batch / sn_dist_size(), tc.sync_bn ? "synchronized" : "per-process");
+    int frc = 0; /* rank 0's files; the other ranks wait for them (agree_rc) */
+    if (o->force && old_run[0] && (frc = remove_run_files(o->out)) == 0)
         fprintf(stderr, "spinenet: --force: removed the earlier run's %s from %s\n", old_run,
                 o->out);
-    }
     /* The settings as this run resolved them, for --resume and for whoever reads the run. */
     opts resolved = *o;
     resolved.task = det ? "detect" : "classify";
@@ -599,9 +648,10 @@ static int train(const opts *o) {
     resolved.m.max_level = mc->max_level;
     resolved.m.anchor_size = float_value(mc->anchor_size);
     resolved.m.bn_momentum = float_value(mc->bn_momentum);
-    if (write_run_json(o->out, &resolved)) {
+    if (!frc) frc = write_run_json(o->out, &resolved);
+    if ((rc = agree_rc(frc, "writing the run's files")) != 0) {
         sn_trainer_free(t);
-        return 1;
+        return rc;
     }
     char csv_path[SN_PATH_MAX + 16];
     snprintf(csv_path, sizeof csv_path, "%s/train_log.csv", o->out);
@@ -633,6 +683,7 @@ static int run(const void *options, const char *const *args, int n_args) {
     json_t *saved = NULL;
     int rc = o.resume && o.out && !o.force ? take_run_json(o.out, &o, &saved) : 0;
     if (!rc) rc = train(&o);
+    if (!g_started) rc = agree_rc(rc, "before training"); /* it tells the others */
     json_decref(saved);
     return rc;
 }

@@ -1,12 +1,15 @@
 /* spinenet: the command-line tool. The table of its commands (one tools/cmd_<name>.c each) and
  * main; errors print "spinenet: error: ..." on one line and exit non-zero (2 for a bad command
  * line). */
+#define _GNU_SOURCE /* fopencookie: the "rank R: " prefix of the other processes' stderr */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "core.h"
+#include "dist.h"
 #include "kernels.h"
 
 /* The commands in the overview's order: adding one is its file and a line here. */
@@ -72,8 +75,61 @@ static int run_command(const cli_command *c, int argc, char **argv) {
     return rc;
 }
 
+/* Under mpirun every process prints: the lines of ranks other than 0 on stderr start with
+ * "rank R: ", so that a message says which process it comes from. */
+#if defined(__GLIBC__)
+static char g_rank_prefix[32];
+static int g_line_start = 1;
+
+static ssize_t prefixed_write(void *cookie, const char *buf, size_t n) {
+    (void)cookie;
+    size_t done = 0;
+    while (done < n) {
+        if (g_line_start && write(STDERR_FILENO, g_rank_prefix, strlen(g_rank_prefix)) < 0)
+            return -1;
+        const char *nl = memchr(buf + done, '\n', n - done);
+        const size_t len = nl ? (size_t)(nl - (buf + done)) + 1 : n - done;
+        for (size_t w = 0; w < len;) {
+            const ssize_t k = write(STDERR_FILENO, buf + done + w, len - w);
+            if (k < 0) return -1;
+            w += (size_t)k;
+        }
+        g_line_start = nl != NULL;
+        done += len;
+    }
+    return (ssize_t)n;
+}
+
+static void prefix_stderr(int rank) {
+    snprintf(g_rank_prefix, sizeof g_rank_prefix, "rank %d: ", rank);
+    cookie_io_functions_t io = {NULL, prefixed_write, NULL, NULL};
+    FILE *f = fopencookie(NULL, "w", io);
+    if (!f) return;
+    setvbuf(f, NULL, _IOLBF, 4096);
+    stderr = f;
+}
+#else
+static void prefix_stderr(int rank) { (void)rank; }
+#endif
+
+static int main_command(int argc, char **argv);
+
 int main(int argc, char **argv) {
     sn_tame_openmp_spinning(argv);
+    /* Started by mpirun: join the job (nothing otherwise; harmless for any command). */
+    if (sn_dist_init(&argc, &argv) != SN_OK) {
+        fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
+        return 1;
+    }
+    if (sn_dist_rank() > 0) prefix_stderr(sn_dist_rank());
+    const int rc = main_command(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    sn_dist_finalize();
+    return rc;
+}
+
+static int main_command(int argc, char **argv) {
     if (argc < 2) {
         cli_overview(stderr);
         return 2;
