@@ -105,7 +105,7 @@ static void prefix_stderr(int rank) {
     cookie_io_functions_t io = {NULL, prefixed_write, NULL, NULL};
     FILE *f = fopencookie(NULL, "w", io);
     if (!f) return;
-    setvbuf(f, NULL, _IOLBF, 4096);
+    setvbuf(f, NULL, _IONBF, 0); /* each message written whole, at once */
     stderr = f;
 }
 #else
@@ -125,6 +125,9 @@ int main(int argc, char **argv) {
     const int rc = main_command(argc, argv);
     fflush(stdout);
     fflush(stderr);
+    /* Every process has printed its last words before any exits: mpirun stops the job at the
+     * first non-zero exit status, and a process still printing would be cut short. */
+    if (sn_dist_size() > 1) sn_dist_barrier();
     sn_dist_finalize();
     return rc;
 }
