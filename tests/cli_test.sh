@@ -101,7 +101,7 @@ declare -A flags=(
     --anchor-size --bn-momentum --size --batch --epochs --steps --lr --schedule --warmup-steps
     --warmup-lr --momentum --weight-decay --clip --label-smoothing --drop-rate --min-crop-area
     --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume --force
-    --skip-bad --strict --threads --seed --help -h"
+    --skip-bad --strict --sync-bn --no-sync-bn --threads --seed --help -h"
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --strict --batch
     --threads --json --help -h"
   [classify]="--weights --size --top --threads --help -h"
@@ -195,6 +195,8 @@ expect_status 2 "detect needs at least one image file" "$sn" detect --weights x.
 expect_status 2 "give either --dets or --weights, not both" "$sn" eval --gt g.json --dets d.json --weights w.safetensors
 expect_status 2 "make-dataset needs --out DIR" "$sn" make-dataset fashion-det
 expect_status 2 "train needs -o OUTDIR" "$sn" train --data fashion-mnist
+expect_status 2 "--sync-bn and --no-sync-bn contradict each other" "$sn" train --data fashion-mnist \
+  -o "$tmp/sbn" --sync-bn --no-sync-bn
 expect_status 2 "unexpected argument 'foo'" "$sn" info foo
 expect_status 2 "unknown model 'spinenet-77'" "$sn" info --model spinenet-77
 expect_status 2 "unknown model 'spinenet-77'" "$sn" init --model spinenet-77 -o "$tmp/x.safetensors"

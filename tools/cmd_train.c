@@ -517,6 +517,8 @@ static int train(const opts *o) {
     if (o->eval_ann && !o->eval_data)
         return usage_error("%s", "--eval-ann needs --eval-data DIR (the folder of its images)");
     if (!o->out) return usage_error("%s", "train needs -o OUTDIR (where checkpoints go)");
+    if (o->sync_bn && o->no_sync_bn)
+        return usage_error("%s", "--sync-bn and --no-sync-bn contradict each other: give one");
     if (det && !(o->scale_max >= o->scale_min))
         return usage_error("%s", "--scale-max must be at least --scale-min");
     if (need_data(o->data, det, "--data") ||
@@ -533,8 +535,6 @@ static int train(const opts *o) {
     if (o->resume && o->force)
         return usage_error("%s", "--resume continues the run in -o OUTDIR and --force starts it "
                            "over: give one of them");
-    if (o->sync_bn && o->no_sync_bn)
-        return usage_error("%s", "--sync-bn and --no-sync-bn contradict each other: give one");
     char old_run[128];
     run_files_in(o->out, old_run, sizeof old_run);
     if (!o->resume && !o->force && old_run[0]) {

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# mpi_train_test.sh SPINENET: `mpirun -np 2 spinenet train` trains one model (issue 19).
+#
+#  (a) the same result as one process: the final weights, momentum and batch-norm statistics of
+#      two processes (--threads 1 each, the global batch split 4 + 4, sync batch-norm) against
+#      one process on the whole batch (--threads 2), for a classifier (Fashion-MNIST,
+#      spinenet-mobile-49xs, size 64, batch 8, 50 steps) and a detector (fashion-det, size
+#      128, batch 4, 20 steps); and, bit for bit, --no-sync-bn against one process's
+#      --replicas 2 (the same split, each part with its own batch-norm statistics).
+#  (b) resume under MPI: 20 steps, then --resume to 50 on 2 processes, equals the 50 steps
+#      that never stopped, bit for bit.
+#  (c) faults: a data error on one rank before the first step (its file named, the job stops
+#      before training); a batch one rank cannot load (both stop at the same step); divergence
+#      (every rank stops at the same step with the same message); a rank killed with SIGKILL
+#      mid-run (the job ends within 30 s, mpirun names the rank, the last checkpoint loads);
+#      --batch not divisible by the processes, --skip-bad: refused with a clear message.
+#
+# Tolerance of (a): one process sums each batch-norm channel and each weight gradient over 8
+# images in one pass; two processes sum 4 + 4 and add the halves (sn_dist_sum_f64 for the
+# batch-norm sums, floats for the gradients). Only the order of float additions differs: about
+# 1 ulp (6e-8 relative) of each sum per step, which the following steps carry and may grow. We
+# allow max|a - b| / max|b| <= 1e-4 per tensor (TOL below) after 50 steps (measured: see the
+# output line "max relative difference"). The --no-sync-bn and resume checks add the same
+# floats in the same order, so they must agree exactly.
+#
+# Exit 77 (skipped) when spinenet is built without MPI, mpirun is missing, or Fashion-MNIST is
+# not in /usr/share/datasets/fashion-mnist (SN_FMNIST_DIR overrides).
+set -u
+sn=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+fm=${SN_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+TOL=1e-4
+
+if "$sn" version | grep -q '^MPI: no'; then
+  echo "skipped: spinenet is built without MPI"
+  exit 77
+fi
+if ! command -v mpirun >/dev/null; then
+  echo "skipped: no mpirun"
+  exit 77
+fi
+if [ ! -f "$fm/train-images-idx3-ubyte.gz" ]; then
+  echo "skipped: no Fashion-MNIST in $fm"
+  exit 77
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+
+# As root (containers) Open MPI needs --allow-run-as-root; the test may start more processes
+# than cores (--oversubscribe), and waiting processes yield the core to the others.
+mpi=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -x OMP_WAIT_POLICY=passive)
+[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+run2() { "${mpi[@]}" -np 2 "$@"; }
+
+# The trained state's agreement (weights, momentum, BN statistics of last.safetensors).
+compare() { # A B TOL WHAT
+  local out
+  out=$(python3 "$here/st_compare.py" "$1" "$2" "$3")
+  local rc=$?
+  echo "$4: $out"
+  [ $rc -eq 0 ] && ok || bad "$4: $out"
+}
+
+# A constant learning rate: a cosine schedule's length is the run's, which --resume changes.
+cls=(train --data "fashion-mnist:$fm" --model spinenet-mobile-49xs --size 64 --batch 8
+  --eval-every -1 --checkpoint-every 0 --seed 5 --lr 0.05 --schedule constant)
+
+# ---- (a) classification: 2 processes with sync BN against one process on the whole batch
+run2 "$sn" "${cls[@]}" --steps 50 --threads 1 -o "$tmp/c2" >"$tmp/c2.out" 2>&1 \
+  || bad "classification on 2 processes: exit $? ($(tail -3 "$tmp/c2.out"))"
+"$sn" "${cls[@]}" --steps 50 --threads 2 -o "$tmp/c1" >"$tmp/c1.out" 2>&1 \
+  || bad "classification on 1 process: exit $?"
+grep -q "training on 2 processes: 4 images per step each, synchronized batch-norm" "$tmp/c2.out" \
+  && ok || bad "the 2-process run does not say how it trains"
+compare "$tmp/c2/last.safetensors" "$tmp/c1/last.safetensors" $TOL \
+  "classification, 2 processes vs 1 (sync BN, 50 steps)"
+# Only rank 0 writes the log: one header and 50 rows.
+[ "$(wc -l <"$tmp/c2/train_log.csv")" -eq 51 ] && ok || bad "train_log.csv of the 2-process run"
+
+# --no-sync-bn is --replicas 2 of one process, exactly.
+run2 "$sn" "${cls[@]}" --steps 20 --threads 1 --no-sync-bn -o "$tmp/n2" >"$tmp/n2.out" 2>&1 \
+  || bad "--no-sync-bn on 2 processes: exit $?"
+"$sn" "${cls[@]}" --steps 20 --threads 1 --replicas 2 -o "$tmp/r2" >/dev/null 2>&1 \
+  || bad "--replicas 2: exit $?"
+compare "$tmp/n2/last.safetensors" "$tmp/r2/last.safetensors" 0 \
+  "classification, 2 processes --no-sync-bn vs 1 process --replicas 2"
+
+# ---- (b) resume under MPI: 20 steps, then on to 50, equals 50 in one go
+run2 "$sn" "${cls[@]}" --steps 20 --threads 1 -o "$tmp/rs" >/dev/null 2>&1 \
+  || bad "the first 20 steps on 2 processes: exit $?"
+run2 "$sn" train --resume --steps 50 -o "$tmp/rs" >"$tmp/rs.out" 2>&1 \
+  || bad "--resume on 2 processes: exit $? ($(tail -3 "$tmp/rs.out"))"
+grep -q "resumed from .* at step 20" "$tmp/rs.out" && ok || bad "the resumed run does not say so"
+grep -q "rank 1: .*resumed" "$tmp/rs.out" && bad "rank 1 reports (only rank 0 should)" || ok
+compare "$tmp/rs/last.safetensors" "$tmp/c2/last.safetensors" 0 \
+  "resume on 2 processes at step 20 vs 50 steps in one go"
+
+# ---- (a) detection: fashion-det, 2 processes vs 1
+"$sn" make-dataset fashion-det --size 128 --train-images 16 --val-images 2 --data "$fm" \
+  -o "$tmp/fd" >/dev/null 2>&1 || bad "make-dataset fashion-det: exit $?"
+det=(train --task detect --data "$tmp/fd/train" --ann "$tmp/fd/annotations/instances_train.json"
+  --model spinenet-mobile-49xs --size 128 --batch 4 --steps 20 --lr 0.02 --eval-every -1
+  --checkpoint-every 0 --seed 5)
+run2 "$sn" "${det[@]}" --threads 1 -o "$tmp/d2" >"$tmp/d2.out" 2>&1 \
+  || bad "detection on 2 processes: exit $? ($(tail -3 "$tmp/d2.out"))"
+"$sn" "${det[@]}" --threads 2 -o "$tmp/d1" >/dev/null 2>&1 || bad "detection on 1 process: exit $?"
+compare "$tmp/d2/last.safetensors" "$tmp/d1/last.safetensors" $TOL \
+  "detection, 2 processes vs 1 (sync BN, global positives, 20 steps)"
+
+# ---- (c) faults
+# An image folder, and a copy of it for rank 1 (as if its host had other files at that path).
+"$sn" make-dataset fashion-mnist --count 40 --data "$fm" -o "$tmp/good" >/dev/null 2>&1 \
+  || bad "make-dataset fashion-mnist: exit $?"
+cp -r "$tmp/good" "$tmp/bad"
+badfile=$(ls "$tmp"/bad/Trouser/*.png | head -1)
+echo "not an image" >"$badfile"
+# rank_data GOOD BAD ARGS...: rank 1 reads --data BAD, the others GOOD.
+cat >"$tmp/rank_data.sh" <<'EOF'
+#!/bin/sh
+good=$1 bad=$2
+shift 2
+if [ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ]; then d=$bad; else d=$good; fi
+exec "$@" --data "$d"
+EOF
+folder=(train --model spinenet-mobile-49xs --size 64 --batch 8 --steps 5 --threads 1
+  --eval-every -1)
+
+# A file rank 1 cannot read when opening the data: everyone stops before the first step.
+run2 sh "$tmp/rank_data.sh" "$tmp/good" "$tmp/bad" "$sn" "${folder[@]}" -o "$tmp/f1" \
+  >"$tmp/f1.out" 2>&1
+rc=$?
+echo "--- a data error on rank 1 before the first step (exit $rc):"
+grep -v -- '^---\|^$' "$tmp/f1.out" | head -12
+[ $rc -ne 0 ] && ok || bad "a data error on rank 1: exit 0"
+grep -q "^rank 1: spinenet: error: $badfile: " "$tmp/f1.out" && ok \
+  || bad "rank 1 does not name $badfile"
+grep -q "^spinenet: error: opening the data or the model failed on rank 1" "$tmp/f1.out" && ok \
+  || bad "rank 0 does not say that rank 1 failed"
+[ ! -f "$tmp/f1/last.safetensors" ] && ok || bad "a checkpoint was written despite the data error"
+
+# Images whose headers read but whose pixels do not (truncated): rank 1 fails loading its
+# first batch, and both stop at step 1.
+rm -rf "$tmp/bad"
+cp -r "$tmp/good" "$tmp/bad"
+for f in "$tmp"/bad/*/*.png; do head -c 60 "$f" >"$f.t" && mv "$f.t" "$f"; done
+run2 sh "$tmp/rank_data.sh" "$tmp/good" "$tmp/bad" "$sn" "${folder[@]}" -o "$tmp/f2" \
+  >"$tmp/f2.out" 2>&1
+rc=$?
+echo "--- a batch rank 1 cannot load (exit $rc):"
+grep -o '\(rank 1: \)\?spinenet: error: .*' "$tmp/f2.out" | head -4
+[ $rc -ne 0 ] && ok || bad "a batch rank 1 cannot load: exit 0"
+grep -q "^rank 1: spinenet: error: step 1: loader: sample [0-9]*: $tmp/bad/" "$tmp/f2.out" && ok \
+  || bad "rank 1 does not name the file it cannot load at step 1"
+grep -q "spinenet: error: step 1: loading the batch failed on rank 1" "$tmp/f2.out" && ok \
+  || bad "rank 0 does not stop at step 1 saying that rank 1 failed"
+
+# Divergence: every rank stops at the same step with the same message.
+run2 "$sn" "${cls[@]}" --steps 40 --lr 100 --threads 1 --no-sync-bn \
+  -o "$tmp/nan" >"$tmp/nan.out" 2>&1
+rc=$?
+echo "--- divergence (--lr 100, exit $rc):"
+grep -o '\(rank 1: \)\?spinenet: error: .*' "$tmp/nan.out" | head -4
+# (rank 0's progress line, without its newline, may precede its message on the same line)
+m0=$(tr '\r' '\n' <"$tmp/nan.out" | grep -v 'rank 1: spinenet' \
+  | grep -o 'spinenet: error: step [0-9]*: training .*' | head -1)
+m1=$(grep -o 'rank 1: spinenet: error: step [0-9]*: training .*' "$tmp/nan.out" | head -1)
+[ $rc -ne 0 ] && [ -n "$m0" ] && [ "rank 1: $m0" = "$m1" ] && ok \
+  || bad "divergence: the ranks do not stop with the same message: '$m0' / '$m1'"
+
+# A rank killed with SIGKILL mid-run: mpirun ends the job; the last checkpoint stays loadable.
+cat >"$tmp/pid.sh" <<EOF
+#!/bin/sh
+echo \$\$ >"$tmp/pid.\${OMPI_COMM_WORLD_RANK:-0}"
+exec "\$@"
+EOF
+run2 sh "$tmp/pid.sh" "$sn" "${cls[@]}" --steps 100000 --checkpoint-every 5 --threads 1 \
+  -o "$tmp/kill" >"$tmp/kill.out" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do [ -f "$tmp/kill/last.safetensors" ] && break; sleep 0.1; done
+sleep 1
+t0=$(date +%s)
+kill -9 "$(cat "$tmp/pid.1")"
+for _ in $(seq 1 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+t1=$(date +%s)
+if kill -0 $job 2>/dev/null; then
+  bad "the job still runs 30 s after rank 1 was killed"
+  kill -9 $job
+fi
+wait $job
+rc=$?
+echo "--- rank 1 killed with SIGKILL (mpirun exit $rc after $((t1 - t0)) s):"
+grep -v -- '^---\|^$' "$tmp/kill.out" | tr '\r' '\n' | grep -v 'epoch\|^$' | head -8
+[ $rc -ne 0 ] && ok || bad "the killed job exits 0"
+grep -q "process rank 1 .* exited on signal 9" "$tmp/kill.out" && ok \
+  || bad "mpirun does not name the killed rank"
+img=$(ls "$tmp"/good/Trouser/*.png | head -1)
+"$sn" classify --weights "$tmp/kill/last.safetensors" "$img" >/dev/null 2>"$tmp/kill.err" && ok \
+  || bad "the last checkpoint does not load after the kill: $(cat "$tmp/kill.err")"
+ls "$tmp"/kill/*.tmp* >/dev/null 2>&1 && bad "a temporary checkpoint file was left" || ok
+
+# Refusals: a batch the processes cannot split; --skip-bad.
+run2 "$sn" "${cls[@]}" --batch 7 --steps 1 -o "$tmp/b7" >"$tmp/b7.out" 2>&1 && bad "--batch 7 on 2 processes: exit 0"
+grep -q "^spinenet: error: --batch 7 cannot be split among 2 processes" "$tmp/b7.out" && ok \
+  || bad "--batch 7: $(grep error "$tmp/b7.out" | head -1)"
+run2 "$sn" "${cls[@]}" --skip-bad --steps 1 -o "$tmp/sb" >"$tmp/sb.out" 2>&1 && bad "--skip-bad on 2 processes: exit 0"
+grep -q "^spinenet: error: --skip-bad cannot be used with 2 processes" "$tmp/sb.out" && ok \
+  || bad "--skip-bad: $(grep error "$tmp/sb.out" | head -1)"
+
+echo "mpi_train_test: $pass passed, $fail failed"
+[ $fail -eq 0 ]
