@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -47,6 +48,8 @@ struct sn_trainer {
     sn_loss_sync lsync;
     double wait_eval_s; /* ranks > 1: seconds this process waited for process 0's evaluations
                          * and checkpoints */
+    int64_t check_every; /* ranks > 1: compare the weights with rank 0's every N steps (the
+                          * environment's SN_DIST_CHECK_EVERY; 0: never) */
 };
 
 void sn_train_config_defaults(sn_train_config *c) {
@@ -444,6 +447,25 @@ static sn_status agree(const sn_trainer *t, sn_status st, const char *what) {
                     what, t->ranks - who);
 }
 
+/* A debugging check that the processes' weights are still equal (the same sums, the same
+ * updates): a hash of every trained parameter's bits, rank 0's sent to every process and
+ * compared. */
+static sn_status check_same_weights(const sn_trainer *t) {
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < t->np; i++) {
+        if (!t->grads[i]) continue; /* moving statistics: rank 0's alone without sync BN */
+        const uint32_t *w = (const uint32_t *)(const void *)t->op[i].w;
+        for (size_t k = 0; k < t->op[i].count; k++) h = (h ^ w[k]) * 0x100000001B3ull;
+    }
+    uint64_t h0 = h;
+    sn_status st = sn_dist_bcast(&h0, sizeof h0, 0);
+    if (st != SN_OK) return st;
+    st = h0 == h ? SN_OK
+                 : sn_error(SN_ERR_STATE, "step %" PRId64 ": the weights of rank %d are no longer "
+                            "rank 0's (SN_DIST_CHECK_EVERY)", t->step, t->rank);
+    return agree(t, st, "the check of the weights");
+}
+
 /* Sync batch-norm: the per-channel sums of every process's slice. */
 static sn_status bn_reduce_sum(void *ctx, double *buf, size_t n) {
     (void)ctx;
@@ -539,6 +561,8 @@ static sn_status create_local(sn_trainer *t) {
         t->local_batch = cfg->batch / t->ranks;
         t->lsync.before_backward = loss_agree;
         t->lsync.ctx = t;
+        const char *ce = getenv("SN_DIST_CHECK_EVERY");
+        t->check_every = ce ? strtoll(ce, NULL, 10) : 0;
     }
     t->best_metric = -1.0;
     t->best_step = -1;
@@ -876,6 +900,9 @@ sn_status sn_trainer_run(sn_trainer *t) {
         int want_ckpt = (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || at_end;
         /* The weights are the same on every process (the same sums, the same update). */
         if ((want_eval || want_ckpt) && (st = check_weights(t)) != SN_OK) return st;
+        if (t->check_every > 0 && t->step % t->check_every == 0 &&
+            (st = check_same_weights(t)) != SN_OK)
+            return st;
 
         sn_train_progress p = {0};
         p.epoch = b.epoch;
