@@ -180,8 +180,8 @@ static void test_grad_sync(void) {
         CHECK(worst == 0.0, "rank %d: buckets of %zu bytes: differs from the blocking sum by %g",
               g_rank, sizes[si], worst);
         if (worst == 0.0)
-            SAY("mpi_dist: grad_sync, buckets of %zu bytes: %d buckets, %.0f bytes, equal to the "
-            "blocking sum (scale %g)\n", sizes[si], stats.buckets, stats.bytes, scale);
+            SAY("mpi_dist: grad_sync, buckets of %zu bytes: %d buckets, %.0f bytes, equal to "
+                "the blocking sum (scale %g)\n", sizes[si], stats.buckets, stats.bytes, scale);
         sn_grad_sync_free(s);
         CHECK(sn_model_part_graph(m, 0)->grads_ready == NULL, "free left the hook");
     }
