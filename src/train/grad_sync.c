@@ -96,11 +96,14 @@ static sn_status on_grads_ready(void *ctx, int node) {
 }
 
 /* Parameters by ready node, last first; ties by index. */
-static const int *g_ready;
+typedef struct {
+    int ready, index;
+} param_key;
+
 static int by_ready(const void *a, const void *b) {
-    const int i = *(const int *)a, j = *(const int *)b;
-    if (g_ready[i] != g_ready[j]) return g_ready[i] > g_ready[j] ? -1 : 1;
-    return (i > j) - (i < j);
+    const param_key *x = a, *y = b;
+    if (x->ready != y->ready) return x->ready > y->ready ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
 }
 
 sn_status sn_grad_sync_create(sn_model *m, float *const *grads, size_t bucket_bytes,
@@ -122,7 +125,8 @@ sn_status sn_grad_sync_create(sn_model *m, float *const *grads, size_t bucket_by
     s->order = sn_calloc((size_t)np + 1, sizeof *s->order);
     s->b = sn_calloc((size_t)np + 1, sizeof *s->b);
     int *ready = sn_calloc((size_t)np + 1, sizeof *ready);
-    if (!s->grads || !s->count || !s->order || !s->b || !ready) goto oom;
+    param_key *keys = sn_calloc((size_t)np + 1, sizeof *keys);
+    if (!s->grads || !s->count || !s->order || !s->b || !ready || !keys) goto oom;
     for (int i = 0; i < np; i++) {
         s->grads[i] = grads[i];
         s->count[i] = m->params.t[i].count;
@@ -137,13 +141,14 @@ sn_status sn_grad_sync_create(sn_model *m, float *const *grads, size_t bucket_by
             for (int j = 0; j < 4; j++)
                 if (ps[j] >= 0 && ps[j] < np && k < ready[ps[j]]) ready[ps[j]] = k;
         }
+        int nk = 0;
         for (int i = 0; i < np; i++) {
             if (ready[i] == INT_MAX) ready[i] = -1;
-            if (grads[i] && s->count[i] > 0) s->order[s->n_order++] = i;
+            if (grads[i] && s->count[i] > 0) keys[nk++] = (param_key){ready[i], i};
         }
-        g_ready = ready;
-        qsort(s->order, (size_t)s->n_order, sizeof *s->order, by_ready);
-        g_ready = NULL;
+        qsort(keys, (size_t)nk, sizeof *keys, by_ready);
+        for (int j = 0; j < nk; j++) s->order[j] = keys[j].index;
+        s->n_order = nk;
         /* Buckets of about bucket_bytes, in that order. */
         for (int j = 0; j < s->n_order; j++) {
             const int i = s->order[j];
@@ -172,10 +177,12 @@ sn_status sn_grad_sync_create(sn_model *m, float *const *grads, size_t bucket_by
         }
     }
     sn_free(ready);
+    sn_free(keys);
     *out = s;
     return SN_OK;
 oom:
     sn_free(ready);
+    sn_free(keys);
     sn_grad_sync_free(s);
     return SN_ERR_OOM;
 }
@@ -221,9 +228,12 @@ sn_status sn_grad_sync_end(sn_grad_sync *s, float scale, sn_grad_sync_stats *sta
     }
     if (st != SN_OK) {
         drain(s);
+        s->next = s->oldest = 0;
         s->err = SN_OK;
         return st;
     }
+    /* The next step starts afresh, with or without sn_grad_sync_begin. */
+    s->next = s->oldest = 0;
     /* Unpack (scaling), or scale in place. */
     if (s->ranks > 1) {
         for (int k = 0; k < s->nb; k++) {
