@@ -497,7 +497,7 @@ static sn_status plan_train(sn_trainer *t) {
     }
     sn_grad_sync_free(t->gs);
     t->gs = NULL;
-    return sn_grad_sync_create(t->m, t->grads, (size_t)4 << 20, &t->gs);
+    return sn_grad_sync_create(t->m, t->grads, SN_GRAD_SYNC_BUCKET_BYTES, &t->gs);
 }
 
 static sn_status create_local(sn_trainer *t);
