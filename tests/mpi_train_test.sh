@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
 # mpi_train_test.sh SPINENET: `mpirun -np 2 spinenet train` trains one model (issue 19).
 #
-#  (a) the same result as one process: the final weights, momentum and batch-norm statistics of
-#      two processes (--threads 1 each, the global batch split 4 + 4, sync batch-norm) against
-#      one process on the whole batch (--threads 2), for a classifier (Fashion-MNIST,
-#      spinenet-mobile-49xs, size 64, batch 8, 50 steps) and a detector (fashion-det, size
-#      128, batch 4, 20 steps); and, bit for bit, --no-sync-bn against one process's
-#      --replicas 2 (the same split, each part with its own batch-norm statistics).
+#  (a) the same result as one process: two processes (--threads 1 each, the global batch split
+#      4 + 4, sync batch-norm) against one process on the whole batch (--threads 2): after one
+#      step, the weights and the gradient (the momentum buffer after step 1), and the loss and
+#      accuracy shown, for a classifier (Fashion-MNIST, spinenet-mobile-49xs, size 64, batch 8)
+#      and a detector (fashion-det, size 128, batch 4); and, bit for bit after 20 steps,
+#      --no-sync-bn against one process's --replicas 2 (the same split, each part with its own
+#      batch-norm statistics: the sharded loader, the gradient sums, the loss scales and the
+#      detector's global normaliser, exactly).
 #  (b) resume under MPI: 20 steps, then --resume to 50 on 2 processes, equals the 50 steps
-#      that never stopped, bit for bit.
+#      that never stopped, bit for bit (and the ranks' weights stay equal: SN_DIST_CHECK_EVERY).
 #  (c) faults: a data error on one rank before the first step (its file named, the job stops
 #      before training); a batch one rank cannot load (both stop at the same step); divergence
 #      (every rank stops at the same step with the same message); a rank killed with SIGKILL
 #      mid-run (the job ends within 30 s, mpirun names the rank, the last checkpoint loads);
 #      --batch not divisible by the processes, --skip-bad: refused with a clear message.
 #
-# Tolerance of (a): one process sums each batch-norm channel and each weight gradient over 8
-# images in one pass; two processes sum 4 + 4 and add the halves (sn_dist_sum_f64 for the
-# batch-norm sums, floats for the gradients). Only the order of float additions differs: about
-# 1 ulp (6e-8 relative) of each sum per step, which the following steps carry and may grow. We
-# allow max|a - b| / max|b| <= 1e-4 per tensor (TOL below) after 50 steps (measured: see the
-# output line "max relative difference"). The --no-sync-bn and resume checks add the same
-# floats in the same order, so they must agree exactly.
+# Tolerances of (a). Two processes add each batch-norm channel's sums as 4 + 4 images (in double,
+# sn_dist_sum_f64) and each weight gradient as two float halves, where one process adds 8 images
+# in one pass; and the synchronized batch-norm kernels (double sums) are not one process's fused
+# kernel (a float pass about a shift near the mean). Both are rounding-level differences of each
+# statistic (~1e-7 relative); through some 50 batch-norm layers, whose backward subtracts nearly
+# equal terms, they grow in the gradient to the measured ||g2 - g1|| / ||g1|| = 3.4e-5
+# (classifier) and 1.0e-4 (detector) after one step, and 2.3e-7 / 6.3e-7 in the weights and
+# statistics. The checks allow 1e-3 for the gradient and 1e-5 for the weights (about 10x). Longer
+# runs cannot be compared this way: at these learning rates the training amplifies any rounding
+# difference some 30-100x per step (one process with its own kernels swapped for the
+# synchronized ones, no second process at all, drifts the same way: 1e-3 after 2 steps, O(1)
+# after 5), so the test prints the 50-step difference for information only and checks the
+# exact cases above instead.
 #
 # Exit 77 (skipped) when spinenet is built without MPI, mpirun is missing, or Fashion-MNIST is
 # not in /usr/share/datasets/fashion-mnist (SN_FMNIST_DIR overrides).
@@ -29,7 +37,6 @@ set -u
 sn=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 fm=${SN_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
-TOL=1e-4
 
 if "$sn" version | grep -q '^MPI: no'; then
   echo "skipped: spinenet is built without MPI"
@@ -58,9 +65,9 @@ mpi=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -x OMP_WA
 run2() { "${mpi[@]}" -np 2 "$@"; }
 
 # The trained state's agreement (weights, momentum, BN statistics of last.safetensors).
-compare() { # A B TOL WHAT
+compare() { # A B TOL WHAT [st_compare.py flags]
   local out
-  out=$(python3 "$here/st_compare.py" "$1" "$2" "$3")
+  out=$(python3 "$here/st_compare.py" "$1" "$2" "$3" "${@:5}")
   local rc=$?
   echo "$4: $out"
   [ $rc -eq 0 ] && ok || bad "$4: $out"
@@ -71,17 +78,20 @@ cls=(train --data "fashion-mnist:$fm" --model spinenet-mobile-49xs --size 64 --b
   --eval-every -1 --checkpoint-every 0 --seed 5 --lr 0.05 --schedule constant)
 
 # ---- (a) classification: 2 processes with sync BN against one process on the whole batch
-run2 -x SN_DIST_CHECK_EVERY=10 "$sn" "${cls[@]}" --steps 50 --threads 1 -o "$tmp/c2" \
-  >"$tmp/c2.out" 2>&1 \
+run2 "$sn" "${cls[@]}" --steps 1 --threads 1 -o "$tmp/c2" >"$tmp/c2.out" 2>&1 \
   || bad "classification on 2 processes: exit $? ($(tail -3 "$tmp/c2.out"))"
-"$sn" "${cls[@]}" --steps 50 --threads 2 -o "$tmp/c1" >"$tmp/c1.out" 2>&1 \
+"$sn" "${cls[@]}" --steps 1 --threads 2 -o "$tmp/c1" >"$tmp/c1.out" 2>&1 \
   || bad "classification on 1 process: exit $?"
 grep -q "training on 2 processes: 4 images per step each, synchronized batch-norm" "$tmp/c2.out" \
   && ok || bad "the 2-process run does not say how it trains"
-compare "$tmp/c2/last.safetensors" "$tmp/c1/last.safetensors" $TOL \
-  "classification, 2 processes vs 1 (sync BN, 50 steps)"
-# Only rank 0 writes the log: one header and 50 rows.
-[ "$(wc -l <"$tmp/c2/train_log.csv")" -eq 51 ] && ok || bad "train_log.csv of the 2-process run"
+compare "$tmp/c2/last.safetensors" "$tmp/c1/last.safetensors" 1e-5 \
+  "classification, 2 processes vs 1, one step, weights" --l2 --only weights
+compare "$tmp/c2/last.safetensors" "$tmp/c1/last.safetensors" 1e-3 \
+  "classification, 2 processes vs 1, one step, gradient" --l2 --only momentum
+# The loss and accuracy shown are the whole batch's (rank 0 alone writes the log).
+[ "$(sed -n 2p "$tmp/c2/train_log.csv" | cut -d, -f4,7)" = \
+  "$(sed -n 2p "$tmp/c1/train_log.csv" | cut -d, -f4,7)" ] && ok \
+  || bad "step 1's loss/accuracy: $(sed -n 2p "$tmp/c2/train_log.csv") vs $(sed -n 2p "$tmp/c1/train_log.csv")"
 
 # --no-sync-bn is --replicas 2 of one process, exactly.
 run2 "$sn" "${cls[@]}" --steps 20 --threads 1 --no-sync-bn -o "$tmp/n2" >"$tmp/n2.out" 2>&1 \
@@ -92,26 +102,43 @@ compare "$tmp/n2/last.safetensors" "$tmp/r2/last.safetensors" 0 \
   "classification, 2 processes --no-sync-bn vs 1 process --replicas 2"
 
 # ---- (b) resume under MPI: 20 steps, then on to 50, equals 50 in one go
+run2 -x SN_DIST_CHECK_EVERY=10 "$sn" "${cls[@]}" --steps 50 --threads 1 -o "$tmp/c50" \
+  >"$tmp/c50.out" 2>&1 || bad "50 steps on 2 processes: exit $? ($(tail -3 "$tmp/c50.out"))"
+[ "$(wc -l <"$tmp/c50/train_log.csv")" -eq 51 ] && ok || bad "train_log.csv of the 2-process run"
+"$sn" "${cls[@]}" --steps 50 --threads 2 -o "$tmp/c50one" >/dev/null 2>&1 \
+  || bad "50 steps on 1 process: exit $?"
+echo "for information, after 50 steps, 2 processes vs 1: $(python3 "$here/st_compare.py" \
+  "$tmp/c50/last.safetensors" "$tmp/c50one/last.safetensors" 1 --l2 --only weights)"
 run2 "$sn" "${cls[@]}" --steps 20 --threads 1 -o "$tmp/rs" >/dev/null 2>&1 \
   || bad "the first 20 steps on 2 processes: exit $?"
 run2 "$sn" train --resume --steps 50 -o "$tmp/rs" >"$tmp/rs.out" 2>&1 \
   || bad "--resume on 2 processes: exit $? ($(tail -3 "$tmp/rs.out"))"
 grep -q "resumed from .* at step 20" "$tmp/rs.out" && ok || bad "the resumed run does not say so"
 grep -q "rank 1: .*resumed" "$tmp/rs.out" && bad "rank 1 reports (only rank 0 should)" || ok
-compare "$tmp/rs/last.safetensors" "$tmp/c2/last.safetensors" 0 \
+compare "$tmp/rs/last.safetensors" "$tmp/c50/last.safetensors" 0 \
   "resume on 2 processes at step 20 vs 50 steps in one go"
 
 # ---- (a) detection: fashion-det, 2 processes vs 1
 "$sn" make-dataset fashion-det --size 128 --train-images 16 --val-images 2 --data "$fm" \
   -o "$tmp/fd" >/dev/null 2>&1 || bad "make-dataset fashion-det: exit $?"
 det=(train --task detect --data "$tmp/fd/train" --ann "$tmp/fd/annotations/instances_train.json"
-  --model spinenet-mobile-49xs --size 128 --batch 4 --steps 20 --lr 0.02 --eval-every -1
+  --model spinenet-mobile-49xs --size 128 --batch 4 --lr 0.02 --schedule constant --eval-every -1
   --checkpoint-every 0 --seed 5)
-run2 "$sn" "${det[@]}" --threads 1 -o "$tmp/d2" >"$tmp/d2.out" 2>&1 \
+run2 "$sn" "${det[@]}" --steps 1 --threads 1 -o "$tmp/d2" >"$tmp/d2.out" 2>&1 \
   || bad "detection on 2 processes: exit $? ($(tail -3 "$tmp/d2.out"))"
-"$sn" "${det[@]}" --threads 2 -o "$tmp/d1" >/dev/null 2>&1 || bad "detection on 1 process: exit $?"
-compare "$tmp/d2/last.safetensors" "$tmp/d1/last.safetensors" $TOL \
-  "detection, 2 processes vs 1 (sync BN, global positives, 20 steps)"
+"$sn" "${det[@]}" --steps 1 --threads 2 -o "$tmp/d1" >/dev/null 2>&1 \
+  || bad "detection on 1 process: exit $?"
+compare "$tmp/d2/last.safetensors" "$tmp/d1/last.safetensors" 1e-5 \
+  "detection, 2 processes vs 1, one step, weights" --l2 --only weights
+compare "$tmp/d2/last.safetensors" "$tmp/d1/last.safetensors" 1e-3 \
+  "detection, 2 processes vs 1, one step, gradient (global positives)" --l2 --only momentum
+# The global normaliser, exactly: 2 processes --no-sync-bn against --replicas 2.
+run2 "$sn" "${det[@]}" --steps 10 --threads 1 --no-sync-bn -o "$tmp/dn2" >/dev/null 2>&1 \
+  || bad "detection --no-sync-bn on 2 processes: exit $?"
+"$sn" "${det[@]}" --steps 10 --threads 1 --replicas 2 -o "$tmp/dr2" >/dev/null 2>&1 \
+  || bad "detection --replicas 2: exit $?"
+compare "$tmp/dn2/last.safetensors" "$tmp/dr2/last.safetensors" 0 \
+  "detection, 2 processes --no-sync-bn vs 1 process --replicas 2"
 
 # ---- (c) faults
 # An image folder, and a copy of it for rank 1 (as if its host had other files at that path).
