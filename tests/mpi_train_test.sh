@@ -60,7 +60,10 @@ bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
 
 # As root (containers) Open MPI needs --allow-run-as-root; the test may start more processes
 # than cores (--oversubscribe), and waiting processes yield the core to the others.
-mpi=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -x OMP_WAIT_POLICY=passive)
+# Under ASan, Open MPI's own allocations kept until exit are not leaks (tests/lsan_mpi.supp).
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/lsan_mpi.supp:fast_unwind_on_malloc=0"
+mpi=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -x OMP_WAIT_POLICY=passive
+  -x LSAN_OPTIONS)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 run2() { "${mpi[@]}" -np 2 "$@"; }
 

@@ -954,6 +954,71 @@ static void test_loader(void) {
     sn_dataset_free(ds);
 }
 
+/* Shards (data parallelism over processes): shard r of k prepares the contiguous slice
+ * [r * B/k, (r + 1) * B/k) of each of the whole loader's batches, the same samples with the same
+ * augmentation, and keeps the whole loader's state (so a checkpoint resumes any of them). */
+static void test_loader_shards(void) {
+    enum { COUNT = 53, B = 8, K = 4, S = 6, STEPS = 9 };
+    const int per = S * S * 3, b = B / K;
+    synth_impl impl = {-1};
+    sn_dataset *ds = make_synth(COUNT, &impl);
+    sn_loader_config cfg;
+    sn_loader_config_defaults(&cfg);
+    cfg.batch_size = B;
+    cfg.image_size = S;
+    cfg.seed = 11;
+    cfg.aug.min_area = 0.3f;
+    sn_loader *whole = NULL, *sh[K] = {NULL};
+    CHECK_OK(sn_loader_create(ds, &cfg, &whole));
+    for (int r = 0; r < K; r++) {
+        sn_loader_config c = cfg;
+        c.shard_rank = r;
+        c.shard_count = K;
+        CHECK_OK(sn_loader_create(ds, &c, &sh[r]));
+        CHECK(sn_loader_batches_per_epoch(sh[r]) == COUNT / B, "shard %d: batches per epoch", r);
+    }
+    /* Across an epoch's end (6 batches per epoch), and through a set_state as on resume. */
+    int same = 1;
+    for (int step = 0; step < STEPS; step++) {
+        if (step == 4) {
+            sn_loader_state st;
+            sn_loader_get_state(whole, &st);
+            for (int r = 0; r < K; r++) CHECK_OK(sn_loader_set_state(sh[r], &st));
+        }
+        sn_batch w;
+        CHECK_OK(sn_loader_next(whole, &w));
+        for (int r = 0; r < K; r++) {
+            sn_batch x;
+            CHECK_OK(sn_loader_next(sh[r], &x));
+            same &= x.n == b && x.epoch == w.epoch && x.position == w.position &&
+                    x.last_in_epoch == w.last_in_epoch;
+            same &= memcmp(x.indices, w.indices + r * b, sizeof(int32_t) * b) == 0 &&
+                    memcmp(x.labels, w.labels + r * b, sizeof(int32_t) * b) == 0 &&
+                    memcmp(x.images, w.images + (size_t)r * b * per, sizeof(float) * b * per) == 0;
+            sn_loader_state a, c;
+            sn_loader_get_state(whole, &a);
+            sn_loader_get_state(sh[r], &c);
+            same &= a.epoch == c.epoch && a.position == c.position && a.seed == c.seed;
+        }
+    }
+    CHECK(same, "the shards' batches are the slices of the whole loader's, its state theirs");
+    sn_loader *l = NULL;
+    sn_loader_config c = cfg;
+    c.shard_count = 3; /* 8 images cannot be split in 3 */
+    CHECK(sn_loader_create(ds, &c, &l) == SN_ERR_INVALID_ARG && strstr(sn_last_error(), "multiple"),
+          "a batch the shards cannot split: %s", sn_last_error());
+    c.shard_count = 2;
+    c.skip_bad = 1;
+    CHECK(sn_loader_create(ds, &c, &l) == SN_ERR_UNSUPPORTED && strstr(sn_last_error(), "--skip-bad"),
+          "skip_bad with shards: %s", sn_last_error());
+    c.skip_bad = 0;
+    c.train = 0;
+    CHECK(sn_loader_create(ds, &c, &l) == SN_ERR_INVALID_ARG, "shards of an evaluation loader");
+    sn_loader_free(whole);
+    for (int r = 0; r < K; r++) sn_loader_free(sh[r]);
+    sn_dataset_free(ds);
+}
+
 /* Loader on Fashion-MNIST itself: a few batches, timed. */
 static void test_loader_fmnist(void) {
     const char *dir = "/usr/share/datasets/fashion-mnist";
@@ -1035,6 +1100,7 @@ int main(void) {
     test_resize();
     test_augment();
     test_loader();
+    test_loader_shards();
     test_loader_fmnist();
     t_rm_tree(g_tmp);
     printf("test_data: %.2f s\n", now_s() - t0);
