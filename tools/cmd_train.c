@@ -519,6 +519,15 @@ static int train(const opts *o) {
     if (!o->out) return usage_error("%s", "train needs -o OUTDIR (where checkpoints go)");
     if (o->sync_bn && o->no_sync_bn)
         return usage_error("%s", "--sync-bn and --no-sync-bn contradict each other: give one");
+    /* Started by mpirun but built without MPI, every process would train alone into OUTDIR. */
+    const char *job = getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE")
+                                                     : getenv("PMI_SIZE");
+    if (!sn_dist_compiled() && job && atoi(job) > 1) {
+        fprintf(stderr, "spinenet: error: started by mpirun as one of %d processes, but this "
+                "spinenet was built without MPI: each would train alone into the same -o; "
+                "rebuild with MPI (libopenmpi-dev, SN_MPI=ON) or run one process\n", atoi(job));
+        return 2;
+    }
     if (det && !(o->scale_max >= o->scale_min))
         return usage_error("%s", "--scale-max must be at least --scale-min");
     if (need_data(o->data, det, "--data") ||
@@ -704,7 +713,10 @@ const cli_command cmd_train = {
              "OUTDIR/train_log.csv (one row per step: step, epoch, lr, "
              "loss, loss_cls, loss_box, train_top1, images_per_s and eval_top1, eval_top5 or "
              "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C (or SIGTERM) stops cleanly after "
-             "writing last.safetensors, with exit status 130 (143); --resume continues from it.",
+             "writing last.safetensors, with exit status 130 (143); --resume continues from it. "
+             "Under mpirun (a build with MPI), the processes train one model together: --batch "
+             "is the global batch, split among them, --threads each process's, rank 0 writes "
+             "OUTDIR and reports (docs/guide.md: Training on several processes or machines).",
     .examples = "spinenet train --data fashion-mnist --model spinenet-mobile-49xs --act relu "
                 "--size 64 --batch 64 \\\n"
                 "    --epochs 7 --lr 0.2 --warmup-steps 200 --min-crop-area 1 --threads 2 "
