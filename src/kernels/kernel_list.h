@@ -165,6 +165,48 @@ SN_KERNEL(void, sn_batchnorm_act_train_backward_f32,
           (rows, c, x, gamma, beta, save_mean, save_invstd, act, dy, dx, dgamma, dbeta,
            nthreads))
 
+/* Synchronized batch-norm (sn_graph.bn_reduce): the fused pair above split around the two
+ * per-channel reductions, which the caller sums over every process in between.
+ * Forward: sn_batchnorm_sums_f32 assigns the local sums sum[c] = sum of x, sumsq[c] = sum of
+ * x^2 over the rows, in double; sn_batchnorm_stats_from_sums_f32 turns the global sums over
+ * `rows` rows in all into mean = sum/rows, the biased var = sumsq/rows - mean^2 (0 if
+ * negative), save_mean = float(mean), save_invstd = float(1/sqrt(var + eps)), and updates
+ * running_mean/var when non-NULL as sn_batchnorm_train_f32 does (unbiased: var*rows/(rows-1));
+ * sn_batchnorm_act_apply_f32 writes y = act((x - mean) * mul + beta), mul = float(gamma *
+ * invstd), from the saved statistics, as sn_batchnorm_act_train_f32 does.
+ * Backward, with g = dy * act'(u) and u recomputed from x and the saved statistics:
+ * sn_batchnorm_act_backward_sums_f32 assigns the local sum_g[c] = sum of g and sum_gxhat[c] =
+ * sum of g * xhat (xhat = (x - mean) * invstd), adds them to dbeta and dgamma (each may be NULL)
+ * and, when g is non-NULL, writes g there [rows][c]; sn_batchnorm_act_backward_dx_f32 assigns
+ * dx = mul * (g - sum_g/rows_total - xhat * sum_gxhat/rows_total) from the global sums and the
+ * forward's row count; dy may be dx itself (in place) when act is SN_ACT_NONE. */
+SN_KERNEL(void, sn_batchnorm_sums_f32,
+          (size_t rows, int c, const float *x, double *sum, double *sumsq, int nthreads),
+          (rows, c, x, sum, sumsq, nthreads))
+SN_KERNEL(void, sn_batchnorm_stats_from_sums_f32,
+          (int c, double rows, const double *sum, const double *sumsq, float eps, float momentum,
+           int unbiased_running_var, float *running_mean, float *running_var, float *save_mean,
+           float *save_invstd),
+          (c, rows, sum, sumsq, eps, momentum, unbiased_running_var, running_mean, running_var,
+           save_mean, save_invstd))
+SN_KERNEL(void, sn_batchnorm_act_apply_f32,
+          (size_t rows, int c, const float *x, const float *gamma, const float *beta,
+           const float *mean, const float *invstd, sn_act act, float *y, int nthreads),
+          (rows, c, x, gamma, beta, mean, invstd, act, y, nthreads))
+SN_KERNEL(void, sn_batchnorm_act_backward_sums_f32,
+          (size_t rows, int c, const float *x, const float *gamma, const float *beta,
+           const float *mean, const float *invstd, sn_act act, const float *dy, double *sum_g,
+           double *sum_gxhat, float *g, float *dgamma, float *dbeta, int nthreads),
+          (rows, c, x, gamma, beta, mean, invstd, act, dy, sum_g, sum_gxhat, g, dgamma, dbeta,
+           nthreads))
+SN_KERNEL(void, sn_batchnorm_act_backward_dx_f32,
+          (size_t rows, int c, const float *x, const float *gamma, const float *beta,
+           const float *mean, const float *invstd, sn_act act, const float *dy,
+           const double *sum_g, const double *sum_gxhat, double rows_total, float *dx,
+           int nthreads),
+          (rows, c, x, gamma, beta, mean, invstd, act, dy, sum_g, sum_gxhat, rows_total, dx,
+           nthreads))
+
 /* Max-pool backward: each dy goes to the window cell that won the forward (the first maximum in
  * row-major window order; padded cells never win). */
 SN_KERNEL(void, sn_maxpool_backward_f32,

@@ -35,7 +35,9 @@ sn_status sn_graph_plan_train(sn_graph *g) {
         }
         if (bn) {
             nd->off_stats = off;
-            off += sn_tensor_span(2 * (size_t)nd->c * sizeof(float));
+            /* mean and inverse std (2*c floats), then the forward's row count over every
+             * process (a double) for the synchronized backward (sync_rows) */
+            off += sn_tensor_span(2 * (size_t)nd->c * sizeof(float) + sizeof(double));
         }
         if (nd->drop_rate > 0.0f && !nd->keep) {
             nd->keep = sn_alloc((size_t)nd->n);
@@ -79,6 +81,75 @@ static float *pre_act(sn_graph *g, const sn_node *nd) {
     return at(g, nd->offset);
 }
 
+/* Where the synchronized forward keeps the row count of its statistics (all processes), for the
+ * backward: after the 2*c floats of mean and inverse std. */
+static void *sync_rows(sn_graph *g, const sn_node *nd) {
+    return g->arena + nd->off_stats + 2 * (size_t)nd->c * sizeof(float);
+}
+
+/* The synchronized batch-norm forward (g->bn_reduce set): local sums, summed over the processes
+ * by the hook, the statistics from the global sums (the moving ones updated with them unless
+ * keep_moving_stats), then the batch-norm and activation from z into y. */
+static sn_status bn_sync_forward(sn_graph *g, sn_paramtab *pt, sn_node *nd, const float *z,
+                                 float *y, float bn_momentum, int unbiased_running_var) {
+    const size_t rows = (size_t)nd->n * nd->h * nd->w, c = (size_t)nd->c;
+    double *buf = sn_alloc((1 + 2 * c) * sizeof(double));
+    if (!buf) return SN_ERR_OOM;
+    buf[0] = (double)rows;
+    sn_batchnorm_sums_f32(rows, nd->c, z, buf + 1, buf + 1 + c, g->nthreads);
+    sn_status st = g->bn_reduce(g->bn_reduce_ctx, buf, 1 + 2 * c);
+    if (st != SN_OK) {
+        sn_free(buf);
+        return st;
+    }
+    const double total = buf[0];
+    if (!(total >= 1.0)) {
+        sn_free(buf);
+        return sn_error(SN_ERR_STATE, "synchronized batch-norm: %g rows in all", total);
+    }
+    float *stats = at(g, nd->off_stats);
+    sn_batchnorm_stats_from_sums_f32(nd->c, total, buf + 1, buf + 1 + c, nd->bn_eps, bn_momentum,
+                                     unbiased_running_var,
+                                     g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
+                                     g->keep_moving_stats ? NULL : pt->t[nd->p_var].data, stats,
+                                     stats + c);
+    memcpy(sync_rows(g, nd), &total, sizeof total);
+    sn_free(buf);
+    sn_batchnorm_act_apply_f32(rows, nd->c, z, pt->t[nd->p_gamma].data, pt->t[nd->p_beta].data,
+                               stats, stats + c, nd->act, y, g->nthreads);
+    return SN_OK;
+}
+
+/* The synchronized batch-norm backward: the local sums of g and g * xhat (added to dgamma and
+ * dbeta, the process's own gradients), summed over the processes by the hook, then dx (into out,
+ * assigned) from the global sums and the forward's row count. */
+static sn_status bn_sync_backward(sn_graph *g, const sn_paramtab *pt, const sn_node *nd,
+                                  const float *dy, float *out, float *dgamma, float *dbeta) {
+    const size_t rows = (size_t)nd->n * nd->h * nd->w, c = (size_t)nd->c;
+    const float *z = at(g, nd->off_z), *stats = at(g, nd->off_stats);
+    const float *gamma = pt->t[nd->p_gamma].data, *beta = pt->t[nd->p_beta].data;
+    double total;
+    memcpy(&total, sync_rows(g, nd), sizeof total);
+    if (!(total >= 1.0))
+        return sn_error(SN_ERR_STATE, "synchronized batch-norm backward after an unsynchronized "
+                        "forward (set bn_reduce for both)");
+    double *buf = sn_alloc(2 * c * sizeof(double));
+    if (!buf) return SN_ERR_OOM;
+    /* An activation whose derivative costs more than a pass over memory: g is kept in out and
+     * read back by the dx pass (as the fused backward does). */
+    const int keep = nd->act != SN_ACT_NONE && nd->act != SN_ACT_RELU;
+    sn_batchnorm_act_backward_sums_f32(rows, nd->c, z, gamma, beta, stats, stats + c, nd->act, dy,
+                                       buf, buf + c, keep ? out : NULL, dgamma, dbeta,
+                                       g->nthreads);
+    sn_status st = g->bn_reduce(g->bn_reduce_ctx, buf, 2 * c);
+    if (st == SN_OK)
+        sn_batchnorm_act_backward_dx_f32(rows, nd->c, z, gamma, beta, stats, stats + c,
+                                         keep ? SN_ACT_NONE : nd->act, keep ? out : dy, buf,
+                                         buf + c, total, out, g->nthreads);
+    sn_free(buf);
+    return st;
+}
+
 /* Convolution (+bias) into z, then batch-norm with the batch's statistics (kept for the backward;
  * the moving ones updated unless keep_moving_stats) and the activation, fused, into y. */
 static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_momentum,
@@ -91,7 +162,9 @@ static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_
     sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]),
                                  pt->t[nd->p_weight].data, &ep, nd->h, nd->w, z, g->nthreads);
     if (st != SN_OK) return st;
-    if (nd->p_gamma >= 0) {
+    if (nd->p_gamma >= 0 && g->bn_reduce) {
+        return bn_sync_forward(g, pt, nd, z, y, bn_momentum, unbiased_running_var);
+    } else if (nd->p_gamma >= 0) {
         float *stats = at(g, nd->off_stats);
         sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z, pt->t[nd->p_gamma].data,
                                    pt->t[nd->p_beta].data, nd->bn_eps, bn_momentum,
@@ -188,7 +261,13 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
         switch (nd->op) {
         case SN_OP_CONV: {
             const float *d = dy;
-            if (nd->p_gamma >= 0) {
+            if (nd->p_gamma >= 0 && g->bn_reduce) {
+                sn_status st = bn_sync_backward(g, pt, nd, dy, s1,
+                                                grads ? grads[nd->p_gamma] : NULL,
+                                                grads ? grads[nd->p_beta] : NULL);
+                if (st != SN_OK) return st;
+                d = s1;
+            } else if (nd->p_gamma >= 0) {
                 const float *stats = at(g, nd->off_stats);
                 sn_batchnorm_act_train_backward_f32(
                     (size_t)nd->n * nd->h * nd->w, nd->c, at(g, nd->off_z), pt->t[nd->p_gamma].data,

@@ -141,7 +141,8 @@ typedef struct {
      * arena (SIZE_MAX = none) */
     size_t off_z;      /* conv output before BN, or ADD/DENSE sum before the activation (the
                         * fused BN+act backward recomputes the BN output from it) */
-    size_t off_stats;  /* BN batch mean and inverse std, 2*c floats */
+    size_t off_stats;  /* BN batch mean and inverse std, 2*c floats (then, synchronized, the
+                        * row count over every process, a double) */
     size_t goff;       /* gradient of the output (f32), in bytes into the gradient arena */
 } sn_node;
 

@@ -462,3 +462,226 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
         }
     }
 }
+
+/* ---- Synchronized batch-norm (the statistics summed over several graphs) -------------------
+ * The fused kernels above split: the local per-channel sums, which the caller sums over every
+ * process (sn_graph.bn_reduce), then the statistics from the global sums, then the elementwise
+ * pass with them. The backward likewise: local sums of g and g * xhat, summed by the caller, then
+ * dx from the global ones. Row blocks as above (a function of rows alone): the bits do not depend
+ * on the thread count. */
+
+void sn_batchnorm_sums_f32(size_t rows, int c, const float *x, double *sum, double *sumsq,
+                           int nthreads) {
+    if (c <= 0) return;
+    if (rows == 0) {
+        for (int k = 0; k < c; k++) sum[k] = sumsq[k] = 0.0;
+        return;
+    }
+    const row_split rs = split_rows(rows, nthreads);
+    for (int c0 = 0; c0 < c; c0 += FCH) {
+        const int cn = c - c0 < FCH ? c - c0 : FCH;
+        double p1[NBLK][FCH], p2[NBLK][FCH];
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            double *q1 = p1[blk], *q2 = p2[blk];
+            for (int k = 0; k < cn; k++) q1[k] = q2[k] = 0.0;
+            /* Every element in double: the raw sum of squares must keep its low digits, since
+             * the variance is sumsq / N - mean^2. */
+            for (size_t r = r0; r < r1; r++) {
+                const float *xr = x + r * (size_t)c + c0;
+                for (int k = 0; k < cn; k++) {
+                    const double v = xr[k];
+                    q1[k] += v;
+                    q2[k] += v * v;
+                }
+            }
+        }
+        for (int k = 0; k < cn; k++) {
+            double s1 = 0.0, s2 = 0.0;
+            for (int blk = 0; blk < rs.nb; blk++) {
+                s1 += p1[blk][k];
+                s2 += p2[blk][k];
+            }
+            sum[c0 + k] = s1;
+            sumsq[c0 + k] = s2;
+        }
+    }
+}
+
+void sn_batchnorm_stats_from_sums_f32(int c, double rows, const double *sum, const double *sumsq,
+                                      float eps, float momentum, int unbiased_running_var,
+                                      float *running_mean, float *running_var, float *save_mean,
+                                      float *save_invstd) {
+    if (c <= 0 || !(rows > 0.0)) return;
+    for (int ch = 0; ch < c; ch++) {
+        const double mean = sum[ch] / rows;
+        double var = sumsq[ch] / rows - mean * mean;
+        if (var < 0.0) var = 0.0;
+        if (save_mean) save_mean[ch] = (float)mean;
+        if (save_invstd) save_invstd[ch] = (float)(1.0 / sqrt(var + (double)eps));
+        const double mom = momentum;
+        if (running_mean) running_mean[ch] = (float)(mom * running_mean[ch] + (1.0 - mom) * mean);
+        if (running_var) {
+            const double v = (unbiased_running_var && rows > 1.0) ? var * rows / (rows - 1.0) : var;
+            running_var[ch] = (float)(mom * running_var[ch] + (1.0 - mom) * v);
+        }
+    }
+}
+
+void sn_batchnorm_act_apply_f32(size_t rows, int c, const float *x, const float *gamma,
+                                const float *beta, const float *mean, const float *invstd,
+                                sn_act act, float *y, int nthreads) {
+    if (rows == 0 || c <= 0) return;
+    const row_split rs = split_rows(rows, nthreads);
+    const int other = act != SN_ACT_NONE && act != SN_ACT_RELU;
+    for (int c0 = 0; c0 < c; c0 += FCH) {
+        const int cn = c - c0 < FCH ? c - c0 : FCH;
+        float mul[FCH], mu[FCH], add[FCH];
+        for (int k = 0; k < cn; k++) {
+            const int ch = c0 + k;
+            mul[k] = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)invstd[ch]);
+            mu[k] = mean[ch];
+            add[k] = beta ? beta[ch] : 0.0f;
+        }
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                for (size_t i = r; i < re; i++) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    float *yr = y + i * (size_t)c + c0;
+                    if (act == SN_ACT_RELU) {
+                        for (int k = 0; k < cn; k++) {
+                            const float v = (xr[k] - mu[k]) * mul[k] + add[k];
+                            yr[k] = v > 0.0f ? v : 0.0f;
+                        }
+                        continue;
+                    }
+                    for (int k = 0; k < cn; k++) yr[k] = (xr[k] - mu[k]) * mul[k] + add[k];
+                    if (cn != c && other) sn_act_f32(act, (size_t)cn, yr, yr, 1);
+                }
+                if (cn == c && other) {
+                    float *yt = y + r * (size_t)c;
+                    sn_act_f32(act, (re - r) * (size_t)c, yt, yt, 1);
+                }
+            }
+        }
+    }
+}
+
+void sn_batchnorm_act_backward_sums_f32(size_t rows, int c, const float *x, const float *gamma,
+                                        const float *beta, const float *mean,
+                                        const float *invstd, sn_act act, const float *dy,
+                                        double *sum_g, double *sum_gxhat, float *g,
+                                        float *dgamma, float *dbeta, int nthreads) {
+    if (c <= 0) return;
+    if (rows == 0) {
+        for (int k = 0; k < c; k++) sum_g[k] = sum_gxhat[k] = 0.0;
+        return;
+    }
+    const row_split rs = split_rows(rows, nthreads);
+    for (int c0 = 0; c0 < c; c0 += FCH) {
+        const int cn = c - c0 < FCH ? c - c0 : FCH;
+        float mu[FCH], is[FCH], mul[FCH], add[FCH];
+        for (int k = 0; k < cn; k++) {
+            const int ch = c0 + k;
+            mu[k] = mean[ch];
+            is[k] = invstd[ch];
+            mul[k] = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)invstd[ch]);
+            add[k] = beta ? beta[ch] : 0.0f;
+        }
+        double p1[NBLK][FCH], p2[NBLK][FCH];
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            double *q1 = p1[blk], *q2 = p2[blk];
+            for (int k = 0; k < cn; k++) q1[k] = q2[k] = 0.0;
+            float u[TROWS * FCH], d[TROWS * FCH];
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                size_t ld;
+                const float *gt = grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d, &ld);
+                if (g)
+                    for (size_t i = r; i < re; i++)
+                        memcpy(g + i * (size_t)c + c0, gt + (i - r) * ld,
+                               sizeof(float) * (size_t)cn);
+                /* As the fused backward: float over a tile of rows, then double. */
+                float f1[FCH], f2[FCH];
+                for (int k = 0; k < cn; k++) f1[k] = f2[k] = 0.0f;
+                size_t j = 0;
+                for (size_t i = r; i < re; i++, j += ld) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    for (int k = 0; k < cn; k++) {
+                        const float gv = gt[j + (size_t)k];
+                        f1[k] += gv;
+                        f2[k] += gv * ((xr[k] - mu[k]) * is[k]);
+                    }
+                }
+                for (int k = 0; k < cn; k++) {
+                    q1[k] += f1[k];
+                    q2[k] += f2[k];
+                }
+            }
+        }
+        for (int k = 0; k < cn; k++) {
+            double s1 = 0.0, s2 = 0.0;
+            for (int blk = 0; blk < rs.nb; blk++) {
+                s1 += p1[blk][k];
+                s2 += p2[blk][k];
+            }
+            sum_g[c0 + k] = s1;
+            sum_gxhat[c0 + k] = s2;
+            if (dbeta) dbeta[c0 + k] += (float)s1;
+            if (dgamma) dgamma[c0 + k] += (float)s2;
+        }
+    }
+}
+
+void sn_batchnorm_act_backward_dx_f32(size_t rows, int c, const float *x, const float *gamma,
+                                      const float *beta, const float *mean, const float *invstd,
+                                      sn_act act, const float *dy, const double *sum_g,
+                                      const double *sum_gxhat, double rows_total, float *dx,
+                                      int nthreads) {
+    if (rows == 0 || c <= 0 || !(rows_total > 0.0)) return;
+    const row_split rs = split_rows(rows, nthreads);
+    for (int c0 = 0; c0 < c; c0 += FCH) {
+        const int cn = c - c0 < FCH ? c - c0 : FCH;
+        float mu[FCH], is[FCH], mul[FCH], add[FCH], mg[FCH], mgx[FCH];
+        for (int k = 0; k < cn; k++) {
+            const int ch = c0 + k;
+            mu[k] = mean[ch];
+            is[k] = invstd[ch];
+            mul[k] = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)invstd[ch]);
+            add[k] = beta ? beta[ch] : 0.0f;
+            mg[k] = (float)(sum_g[ch] / rows_total);
+            mgx[k] = (float)(sum_gxhat[ch] / rows_total);
+        }
+#pragma omp parallel for num_threads(rs.nt) schedule(static) if (rs.nt > 1)
+        for (int blk = 0; blk < rs.nb; blk++) {
+            const size_t r0 = (size_t)blk * rs.per;
+            const size_t r1 = r0 + rs.per < rows ? r0 + rs.per : rows;
+            float u[TROWS * FCH], d[TROWS * FCH];
+            for (size_t r = r0; r < r1; r += TROWS) {
+                const size_t re = r + TROWS < r1 ? r + TROWS : r1;
+                size_t ld;
+                /* Without an activation gt is dy itself, which may be dx: each element is read
+                 * before it is written. */
+                const float *gt = grad_tile(act, r, re, c, c0, cn, x, dy, mu, mul, add, u, d, &ld);
+                size_t j = 0;
+                for (size_t i = r; i < re; i++, j += ld) {
+                    const float *xr = x + i * (size_t)c + c0;
+                    float *gr = dx + i * (size_t)c + c0;
+                    for (int k = 0; k < cn; k++) {
+                        const float xhat = (xr[k] - mu[k]) * is[k];
+                        gr[k] = mul[k] * (gt[j + (size_t)k] - mg[k] - xhat * mgx[k]);
+                    }
+                }
+            }
+        }
+    }
+}
