@@ -11,6 +11,9 @@ pkg-config --exists libjpeg 2>/dev/null || need+=(libjpeg62-turbo-dev)
 pkg-config --exists spng 2>/dev/null || need+=(libspng-dev)
 pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 pkg-config --exists snappy 2>/dev/null || need+=(libsnappy-dev)
+# Training over processes (src/dist): Open MPI's headers and library, and mpirun.
+command -v mpicc >/dev/null || need+=(libopenmpi-dev)
+command -v mpirun >/dev/null || need+=(openmpi-bin)
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
 # The ONNX export's test (tests/onnx_test.sh): the onnx checker, and node + npm for onnxruntime-node.
 /usr/bin/python3 -c 'import onnx' 2>/dev/null || need+=(python3-onnx)

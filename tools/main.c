@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "core.h"
+#include "dist.h"
 #include "kernels.h"
 
 /* The commands in the overview's order: adding one is its file and a line here. */
@@ -91,12 +92,15 @@ int main(int argc, char **argv) {
         for (int i = 0; i < SN_ISA_COUNT; i++)
             snprintf(isas + strlen(isas), sizeof isas - strlen(isas), "%s%s", i ? "|" : "",
                      sn_isa_name((sn_isa)i));
-        if (help)
-            printf("usage: spinenet version\n\nPrints the version and the kernels' build in use "
-                   "(SN_ISA=%s picks one).\n", isas);
-        else
+        if (help) {
+            printf("usage: spinenet version\n\nPrints the version, the kernels' build in use "
+                   "(SN_ISA=%s picks one) and the MPI library built in, if any.\n", isas);
+        } else {
             printf("spinenet %s (kernels: %s; SN_ISA=%s picks a build)\n", SN_VERSION_STRING,
                    sn_isa_name(sn_isa_active()), isas);
+            /* Training over processes (mpirun): whether built with MPI, and which one. */
+            printf("MPI: %s\n", sn_dist_compiled() ? sn_dist_library() : "no (one process)");
+        }
         return 0;
     }
     const cli_command *c = cli_find_command(name);

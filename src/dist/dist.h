@@ -15,6 +15,9 @@
 
 /* Whether MPI support was compiled in. */
 int sn_dist_compiled(void);
+/* The MPI library's version (the first line of MPI_Get_library_version, e.g. "Open MPI v4.1.4,
+ * ..."), or "none (built without MPI)"; a static string, callable before sn_dist_init. */
+const char *sn_dist_library(void);
 /* Start: MPI_Init_thread when compiled with MPI and started by mpirun (the environment says
  * so: OMPI_COMM_WORLD_SIZE, PMI_SIZE, ...), else nothing. Idempotent. */
 sn_status sn_dist_init(int *argc, char ***argv);

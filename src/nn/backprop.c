@@ -333,6 +333,11 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
             break;
         case SN_OP_INPUT: break;
         }
+        /* Node i's parameter gradients are added: the caller may start sending them. */
+        if (g->grads_ready) {
+            sn_status rs = g->grads_ready(g->grads_ready_ctx, i);
+            if (rs != SN_OK) return rs;
+        }
     }
     return SN_OK;
 }
