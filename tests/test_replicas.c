@@ -264,8 +264,68 @@ static void test_detector(void) {
     net_free(&b);
 }
 
+/* sn_model_set_train_sync_bn: two parts of 2 images whose batch-norms add their sums in-process
+ * compute what one graph of 4 computes, up to rounding: the synchronized kernels sum in double
+ * where one graph's fused kernel takes a float pass about a shift, a last-bit difference per
+ * statistic that this small model's 1x1 deepest levels amplify (test_sync_bn measures the
+ * plain path itself moving by 1.6e-4 in the moving statistics and 1e-2 in the gradient for
+ * one-ulp input changes). Bounds: loss 1e-5, moving statistics 1e-3 (|d| / (|v| + 1e-3)),
+ * gradient 1e-3 relative L2 (as tests/mpi_train_test.sh's one step of 2 processes against one,
+ * whose sums this reducer makes in the processes' order); and the unsynchronized split must be
+ * 100x farther. */
+static void test_sync_parts(void) {
+    const int size = 128, classes = 5;
+    net a, b, c;
+    if (net_make(&a, SN_HEAD_CLASSIFIER, classes, 2, 4, size) != 0 ||
+        net_make(&b, SN_HEAD_CLASSIFIER, classes, 1, 4, size) != 0 ||
+        net_make(&c, SN_HEAD_CLASSIFIER, classes, 2, 4, size) != 0) {
+        CHECK(0, "set-up: %s", sn_last_error());
+        return;
+    }
+    CHECK_OK(sn_model_set_train_sync_bn(a.m, 1));
+    CHECK_OK(sn_model_plan_train(a.m, 4, size, size));
+    const size_t per = (size_t)size * size * 3;
+    float *x = malloc(4 * per * sizeof *x);
+    sn_hash_fill(x, 4 * per, "sync-parts-input", 5, -1, 1);
+    const int32_t labels[4] = {3, 0, 4, 1};
+    double la = 0, lb = 0, lc = 0;
+    CHECK_OK(sn_model_loss_grad(a.m, x, labels, 0.1f, 7, &la, a.g));
+    CHECK_OK(sn_model_loss_grad(b.m, x, labels, 0.1f, 7, &lb, b.g));
+    CHECK_OK(sn_model_loss_grad(c.m, x, labels, 0.1f, 7, &lc, c.g));
+    CHECK(fabs(la - lb) <= 1e-5 * fabs(lb), "loss %.9g vs one graph %.9g", la, lb);
+    double d2 = 0, n2 = 0, dc2 = 0, stat = 0, statc = 0;
+    for (int i = 0; i < a.np; i++) {
+        sn_param pa, pb, pc;
+        sn_model_param_at(a.m, i, &pa);
+        sn_model_param_at(b.m, i, &pb);
+        sn_model_param_at(c.m, i, &pc);
+        for (size_t k = 0; k < pa.count; k++) {
+            d2 += ((double)a.g[i][k] - b.g[i][k]) * ((double)a.g[i][k] - b.g[i][k]);
+            dc2 += ((double)c.g[i][k] - b.g[i][k]) * ((double)c.g[i][k] - b.g[i][k]);
+            n2 += (double)b.g[i][k] * b.g[i][k];
+            if (is_stat(pa.name)) {
+                const double den = fabs(pb.data[k]) + 1e-3;
+                stat = fmax(stat, fabs((double)pa.data[k] - pb.data[k]) / den);
+                statc = fmax(statc, fabs((double)pc.data[k] - pb.data[k]) / den);
+            }
+        }
+    }
+    const double rel = sqrt(d2 / n2), relc = sqrt(dc2 / n2);
+    CHECK(rel <= 1e-3, "gradient, synchronized parts vs one graph: %.3g", rel);
+    CHECK(stat <= 1e-3, "moving statistics, synchronized parts vs one graph: %.3g", stat);
+    CHECK(relc > 100 * rel && statc > 100 * stat,
+          "the unsynchronized split is not farther: gradient %.3g, statistics %.3g", relc, statc);
+    printf("sync parts vs one graph: loss %.3g, gradient %.3g, statistics %.3g (unsynchronized: "
+           "%.3g, %.3g)\n", fabs(la - lb) / fabs(lb), rel, stat, relc, statc);
+    free(x);
+    net_free(&a);
+    net_free(&b);
+    net_free(&c);
+}
+
 int main(void) {
     test_classifier();
+    test_sync_parts();
     test_detector();
     return TEST_SUMMARY();
 }

@@ -100,7 +100,9 @@ static const cli_flag k_flags[] = {
     CLI_STRICT_FLAG,
     FSWITCH("--sync-bn", sync_bn,
             "under mpirun: batch-norm normalises with the statistics of the whole batch, summed "
-            "over the processes, as one process does (the default)", "on under mpirun"),
+            "over the processes, as one process does (the default); with --replicas R: the "
+            "same over the R parts (then exactly what R processes of one thread compute)",
+            "on under mpirun, off with --replicas"),
     FSWITCH("--no-sync-bn", no_sync_bn,
             "under mpirun: each process's batch-norm uses its own slice of the batch (like "
             "--replicas; fewer messages, other results)", "off"),
@@ -597,6 +599,7 @@ static int train(const opts *o) {
     tc.aug.min_area = (float)o->min_area;
     tc.threads = o->threads;
     tc.sync_bn = !o->no_sync_bn;
+    tc.replicas_sync_bn = o->sync_bn; /* with --replicas: only when asked */
     tc.replicas = o->replicas;
     if (tc.batch % tc.replicas != 0) {
         fprintf(stderr, "spinenet: error: --batch %d cannot be split into %d replicas: use a "

@@ -179,6 +179,9 @@ void sn_model_free_parts(sn_model *m) {
     m->rgrad = NULL;
     m->rgrad_n = 0;
     m->parts = 0;
+    if (m->psync_free) m->psync_free(m->psync);
+    m->psync = NULL;
+    m->psync_free = NULL;
 }
 
 sn_status sn_model_plan(sn_model *m, int batch, int height, int width) {

@@ -38,6 +38,11 @@ struct sn_model {
     sn_graph *rgraph; /* parts - 1 graphs */
     float **rgrad;    /* (parts - 1) x num params gradient buffers, made on first use */
     int rgrad_n;      /* entries of rgrad */
+    /* Synchronized batch-norm across the parts (sn_model_set_train_sync_bn): the parts' graphs
+     * sum their batch-norm sums in-process (src/train/replicas.c owns the state). */
+    int sync_parts;
+    void *psync;
+    void (*psync_free)(void *);
 };
 
 /* Family of a variant: mobile variants use mbconv blocks. */

@@ -14,6 +14,13 @@
 /* Split each training batch into r parts run side by side, one thread each (1: off, the
  * default). Takes effect at the next sn_model_plan_train, whose batch r must divide. */
 sn_status sn_model_set_train_replicas(sn_model *m, int r);
+/* Synchronized batch-norm across the parts of a split batch (off by default): every part
+ * normalises with the statistics of the whole batch, its parts' per-channel sums added in part
+ * order (sn_graph.bn_reduce), as processes do under MPI (--sync-bn), so that one process with
+ * replicas r computes what r processes of one thread compute, bit for bit for r = 2 (two
+ * doubles add the same in either order). The parts must then run at once, one thread each.
+ * Takes effect at the next sn_model_plan_train. */
+sn_status sn_model_set_train_sync_bn(sn_model *m, int on);
 /* Plan the graph for training (every tensor the backward reads is kept) at batch / replicas per
  * part, and the other parts' graphs. The model needs a head. */
 sn_status sn_model_plan_train(sn_model *m, int batch, int height, int width);

@@ -587,7 +587,8 @@ static sn_status create_local(sn_trainer *t) {
     if ((st = sn_model_set_threads(t->m, t->cfg.threads)) != SN_OK) return st;
     /* A batch the parts cannot split is refused by the training plan below. */
     if (t->cfg.replicas > 1 &&
-        (st = sn_model_set_train_replicas(t->m, t->cfg.replicas)) != SN_OK)
+        ((st = sn_model_set_train_replicas(t->m, t->cfg.replicas)) != SN_OK ||
+         (st = sn_model_set_train_sync_bn(t->m, t->cfg.replicas_sync_bn)) != SN_OK))
         return st;
     if (t->cfg.init_path[0] && !t->cfg.resume &&
         (st = init_from_file(t, t->cfg.init_path)) != SN_OK)

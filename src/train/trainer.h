@@ -108,6 +108,10 @@ typedef struct {
      * a stop asked on any of them stops all at the same step); replicas must be 0 or 1, and
      * skip_bad is refused. */
     int sync_bn;
+    /* With replicas > 1 in one process: 1 synchronizes the parts' batch-norm in-process
+     * (sn_model_set_train_sync_bn), so that replicas R computes what R processes of one thread
+     * compute under mpirun (bit for bit for R = 2); 0 (the default): each part its own. */
+    int replicas_sync_bn;
     uint64_t seed;              /* weights init, loader, stochastic depth */
     char out_dir[SN_PATH_MAX];  /* "" = write no checkpoints */
     int64_t checkpoint_every;   /* steps between last.safetensors writes (<= 0: end only) */
