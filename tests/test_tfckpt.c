@@ -240,18 +240,10 @@ static void raw_table(const char *path, const void *contents, size_t n, unsigned
     tw_block meta = {.interval = 1};
     tw_block_flush(&meta, &out, 0, &moff, &mlen);
     tw_block_flush(&index, &out, 0, &ioff, &ilen);
-    tw_buf foot = {0};
-    tw_varint(&foot, moff);
-    tw_varint(&foot, mlen);
-    tw_varint(&foot, ioff);
-    tw_varint(&foot, ilen);
-    while (foot.n < 40) tw_byte(&foot, 0);
-    tw_fixed64(&foot, 0xdb4775248b80fb57ull);
-    tw_put(&out, foot.p, foot.n);
+    tw_footer(&out, moff, mlen, ioff, ilen);
     spit(path, out.p, out.n);
     free(out.p);
     free(h.p);
-    free(foot.p);
     tw_block_free(&index);
     tw_block_free(&meta);
 }

@@ -163,6 +163,20 @@ static inline void tw_block_free(tw_block *bl) {
     free(bl->last);
 }
 
+/* The 48-byte footer: the metaindex and index handles, zero padding to 40 bytes, the magic. */
+static inline void tw_footer(tw_buf *out, uint64_t moff, uint64_t mlen, uint64_t ioff,
+                             uint64_t ilen) {
+    tw_buf foot = {0};
+    tw_varint(&foot, moff);
+    tw_varint(&foot, mlen);
+    tw_varint(&foot, ioff);
+    tw_varint(&foot, ilen);
+    while (foot.n < 40) tw_byte(&foot, 0);
+    tw_fixed64(&foot, 0xdb4775248b80fb57ull);
+    tw_put(out, foot.p, foot.n);
+    free(foot.p);
+}
+
 /* The finished table of (sorted) keys and values into out. */
 static inline void tw_table(tw_buf *out, const char *const *keys, const tw_buf *vals, int n,
                             int snappy, int interval, size_t block_size) {
@@ -191,15 +205,7 @@ static inline void tw_table(tw_buf *out, const char *const *keys, const tw_buf *
     uint64_t moff, mlen, ioff, ilen;
     tw_block_flush(&meta, out, snappy, &moff, &mlen);
     tw_block_flush(&index, out, snappy, &ioff, &ilen);
-    tw_buf foot = {0};
-    tw_varint(&foot, moff);
-    tw_varint(&foot, mlen);
-    tw_varint(&foot, ioff);
-    tw_varint(&foot, ilen);
-    while (foot.n < 40) tw_byte(&foot, 0);
-    tw_fixed64(&foot, 0xdb4775248b80fb57ull);
-    tw_put(out, foot.p, foot.n);
-    free(foot.p);
+    tw_footer(out, moff, mlen, ioff, ilen);
     tw_block_free(&data);
     tw_block_free(&index);
     tw_block_free(&meta);
