@@ -103,14 +103,14 @@ declare -A flags=(
     --scale-min --scale-max --no-flip --replicas --checkpoint-every --eval-every --resume --force
     --skip-bad --strict --sync-bn --no-sync-bn --threads --seed --help -h"
   [eval]="--task --data --gt --dets --images --weights -o --out --output --size --skip-bad --strict --batch
-    --threads --json --help -h"
+    --threads --per-class --class-agnostic --json --help -h"
   [classify]="--weights --size --top --threads --help -h"
   [detect]="--weights -o --out --output --results --ann --size --nms-iou --max-detections --classes
     --agnostic-nms --score --no-draw --threads --help -h"
   [export]="--onnx --weights --size --height --width --batch --help -h"
   [make-dataset]="-o --out --output --size --train-images --val-images --min-objects --max-objects
     --data --split --first --count --threads --seed --help -h"
-  [plot]="-o --out --output --title --width --height --help -h"
+  [plot]="-o --out --output --title --width --height --x --labels --help -h"
   [inspect-checkpoint]="--filter --verify --json --help -h"
   [convert]="--from -o --out --output --check --model --flavour --head --act --classes
     --endpoints-filters --min-level --max-level --p2 --block-spec --num-classes --bn-eps --size
@@ -244,6 +244,20 @@ out=$("$sn" plot "$tmp/log.csv" -o "$tmp/curves.png" --title "tiny run" --width 
   && ok || bad "plot: '$out', signature $(png_sig "$tmp/curves.png" 2>/dev/null)"
 expect_error "nolog.csv: cannot open: .*plot takes a training log" "$sn" plot "$tmp/nolog.csv" -o "$tmp/c.png"
 expect_error "plot needs -o PNG" "$sn" plot "$tmp/log.csv"
+# Several logs in one figure; --x time needs the train_s column; --labels one per log.
+cat > "$tmp/log2.csv" <<'CSV'
+step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,train_s,eval_top1,eval_top5
+1,1,0.01,2.20,,,0.10,40.5,1.5,,
+2,1,0.02,2.00,,,0.20,41.0,3.1,0.30,0.80
+CSV
+out=$("$sn" plot "$tmp/log.csv" "$tmp/log2.csv" -o "$tmp/cmp.png" --labels "a,b") \
+  && [ "$out" = "wrote $tmp/cmp.png" ] && [ "$(png_sig "$tmp/cmp.png")" = 89504e470d0a1a0a ] \
+  && ok || bad "plot of two logs: '$out'"
+out=$("$sn" plot "$tmp/log2.csv" "$tmp/log2.csv" --x time -o "$tmp/cmp-t.png") && ok \
+  || bad "plot --x time: '$out'"
+expect_error "log.csv: no 'train_s' column .*--x step" "$sn" plot "$tmp/log2.csv" "$tmp/log.csv" --x time -o "$tmp/c.png"
+expect_usage "--labels names 1 run, but 2 logs are given" "$sn" plot "$tmp/log.csv" "$tmp/log2.csv" --labels a -o "$tmp/c.png"
+expect_usage "--x takes step or time, got 'epoch'" "$sn" plot "$tmp/log.csv" --x epoch -o "$tmp/c.png"
 # The default title is the run's name (the folder holding the log), not the log's file name;
 # a name of another picture format is refused (exit 2, nothing written): plot writes PNG only.
 mkdir -p "$tmp/run-b7" && cp "$tmp/log.csv" "$tmp/run-b7/train_log.csv"
@@ -302,7 +316,7 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && grep -q "done after 3 steps" "$tmp/train.out" && [ -f "$tmp/run/last.safetensors" ] \
     && ok || bad "train: $(tail -3 "$tmp/train.out")"
   # OUTDIR/train_log.csv: the header and one row per step; spinenet plot draws it.
-  [ "$(head -1 "$tmp/run/train_log.csv")" = "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,eval_top1,eval_top5" ] \
+  [ "$(head -1 "$tmp/run/train_log.csv")" = "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,train_s,eval_top1,eval_top5" ] \
     && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 " ] \
     && ok || bad "train_log.csv: $(cat "$tmp/run/train_log.csv" 2>&1 | head -5)"
   "$sn" plot "$tmp/run/train_log.csv" -o "$tmp/run.png" >/dev/null \
@@ -313,6 +327,12 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
   [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 " ] \
     && ok || bad "train_log.csv after --resume: $(cut -d, -f1 "$tmp/run/train_log.csv" | tr '\n' ' ')"
+  # train_s: the run's training seconds, growing across the resume (the checkpoint carries it).
+  python3 -c '
+import csv, sys
+t = [float(r["train_s"]) for r in csv.DictReader(open(sys.argv[1]))]
+assert len(t) == 5 and t[0] > 0 and all(b > a for a, b in zip(t, t[1:])), t' "$tmp/run/train_log.csv" \
+    && ok || bad "train_s after --resume: $(cut -d, -f9 "$tmp/run/train_log.csv" | tr '\n' ' ')"
   # OUTDIR/run.json holds the settings as the run resolved them; --resume needs only -o (and may
   # extend --steps); a flag that contradicts the run is refused, naming it and both values.
   python3 -c '
@@ -328,6 +348,15 @@ assert "-o" not in f and "--resume" not in f and "--force" not in f' "$tmp/run/r
     && grep -q "done after 6 steps" "$tmp/train3.out" \
     && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 6 " ] \
     && grep -q '"--steps": 6' "$tmp/run/run.json" && ok || bad "train -o --resume alone: $(tail -3 "$tmp/train3.out")"
+  # A log written before the train_s column: resuming adds it, empty in the old rows.
+  cut -d, -f1-8,10- "$tmp/run/train_log.csv" > "$tmp/oldlog.csv" && cp "$tmp/oldlog.csv" "$tmp/run/train_log.csv"
+  "$sn" train -o "$tmp/run" --resume --steps 7 > "$tmp/train4.out" 2>&1 && python3 -c '
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r["step"] for r in rows] == [str(i) for i in range(1, 8)], rows
+assert all(r["train_s"] == "" for r in rows[:6]) and float(rows[6]["train_s"]) > 0, rows
+assert all(r["loss"] for r in rows), rows' "$tmp/run/train_log.csv" \
+    && ok || bad "resume of an old-format log: $(head -3 "$tmp/run/train_log.csv") $(tail -2 "$tmp/train4.out")"
   expect_usage "--lr 0.5 contradicts the run in $tmp/run (run.json: --lr 0.1); --resume continues with the run's settings: leave --lr out, or start a new run" \
     "$sn" train -o "$tmp/run" --resume --lr 0.5
   expect_usage "--no-flip contradicts the run in $tmp/run (run.json: --no-flip off); --resume continues with the run's settings: leave --no-flip out, or start a new run" \
@@ -444,6 +473,35 @@ PY
   out=$("$sn" eval --gt "$fd/annotations/instances_val.json" --dets "$tmp/perfect.json" --json)
   echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert sorted(d)==sorted(["AP","AP50","AP75","APs","APm","APl","AR1","AR10","AR100","ARs","ARm","ARl"]) and d["AP"]==1 and d["AP50"]==1 and d["AR100"]==1, d' \
     && ok || bad "eval --dets of the ground truth: $out"
+  # Every box found but named as the next class: AP 0 per class, 1 with the classes merged;
+  # --per-class counts each class's boxes as the file has them.
+  python3 - "$fd/annotations/instances_val.json" "$tmp/shifted.json" <<'PY'
+import json, sys
+gt = json.load(open(sys.argv[1]))
+ids = sorted(c["id"] for c in gt["categories"])
+nxt = {a: ids[(i + 1) % len(ids)] for i, a in enumerate(ids)}
+json.dump([{"image_id": a["image_id"], "category_id": nxt[a["category_id"]], "bbox": a["bbox"],
+            "score": 0.9} for a in gt["annotations"]], open(sys.argv[2], "w"))
+PY
+  out=$("$sn" eval --gt "$fd/annotations/instances_val.json" --dets "$tmp/shifted.json" --json \
+    --per-class --class-agnostic)
+  echo "$out" | python3 -c '
+import collections, json, sys
+d = json.load(sys.stdin)
+gt = json.load(open(sys.argv[1]))
+n = collections.Counter(a["category_id"] for a in gt["annotations"])
+assert d["AP"] == 0 and d["class_agnostic"]["AP"] == 1 and d["class_agnostic"]["AR100"] == 1, d
+pc = {c["id"]: c for c in d["per_class"]}
+assert sorted(pc) == sorted(c["id"] for c in gt["categories"]), pc
+for k, c in pc.items():
+    assert c["boxes"] == n[k], (k, c, n[k])
+    assert c["stats"]["AP"] == (0 if n[k] else -1), c
+' "$fd/annotations/instances_val.json" && ok || bad "eval --per-class --class-agnostic: $out"
+  out=$("$sn" eval --gt "$fd/annotations/instances_val.json" --dets "$tmp/perfect.json" --per-class)
+  echo "$out" | grep -q "^per class" && echo "$out" | grep -Eq "^ +[0-9]+ .* 1\.000 +1\.000" \
+    && ok || bad "eval --per-class table: $out"
+  expect_usage "--per-class and --class-agnostic are for detection (--task detect --gt ...); a classifier's per-class view is its confusion matrix" "$sn" eval \
+    --weights "$tmp/c.safetensors" --data fashion-mnist --per-class
   "$sn" train --task detect --model spinenet-mobile-49xs --data "$fd/train" \
     --ann "$fd/annotations/instances_train.json" --eval-data "$fd/val" \
     --eval-ann "$fd/annotations/instances_val.json" --size 128 --batch 2 --steps 2 \

@@ -390,8 +390,34 @@ static void test_golden(void) {
                       r.category_ap[k], want);
                 if (err > worst) worst = err;
             }
-            printf("golden %-10s %4zu dets: AP %.4f AP50 %.4f AR100 %.4f, max |diff| %.2g\n",
-                   name, d.count, r.stats[0], r.stats[1], r.stats[8], worst);
+            /* Per category (eval --per-class): its AP is category_ap, and where every category
+             * has ground truth of every size, each summary number is the mean of theirs. */
+            double sum[SN_COCO_NUM_STATS] = {0};
+            int valid[SN_COCO_NUM_STATS], checked = 0;
+            for (int i = 0; i < SN_COCO_NUM_STATS; i++) valid[i] = 1;
+            for (int k = 0; k < r.num_categories; k++) {
+                double cs[SN_COCO_NUM_STATS];
+                sn_coco_category_stats(&r, k, cs);
+                CHECK(cs[SN_COCO_AP] == r.category_ap[k], "%s: category %d: AP %.12f vs %.12f",
+                      name, r.category_ids[k], cs[SN_COCO_AP], r.category_ap[k]);
+                for (int i = 0; i < SN_COCO_NUM_STATS; i++) {
+                    if (cs[i] < 0) valid[i] = 0;
+                    sum[i] += cs[i];
+                }
+            }
+            for (int i = 0; i < SN_COCO_NUM_STATS; i++)
+                if (valid[i]) {
+                    checked++;
+                    CHECK(fabs(sum[i] / r.num_categories - r.stats[i]) <= 1e-12,
+                          "%s: mean of the categories' %s %.12f, summary %.12f", name,
+                          sn_coco_stat_name(i), sum[i] / r.num_categories, r.stats[i]);
+                }
+            double none[SN_COCO_NUM_STATS];
+            sn_coco_category_stats(&r, r.num_categories, none);
+            CHECK(none[0] == -1 && none[SN_COCO_NUM_STATS - 1] == -1, "out of range: -1");
+            printf("golden %-10s %4zu dets: AP %.4f AP50 %.4f AR100 %.4f, max |diff| %.2g, %d numbers = mean of the categories'\n",
+                   name, d.count, r.stats[0], r.stats[1], r.stats[8], worst,
+                   checked);
             sn_coco_eval_free(&r);
         }
         sn_coco_dets_free(&d);

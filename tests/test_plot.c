@@ -319,7 +319,7 @@ static void test_detector(void) {
     sn_image_free(&img);
 
     /* Options: size and title (text on the top line only when there is a title). */
-    sn_plot_options o = {640, 480, "a title"};
+    sn_plot_options o = {.width = 640, .height = 480, .title = "a title"};
     CHECK_OK(sn_plot_render(csv, &o, &img, &L));
     CHECK(img.width == 640 && img.height == 480, "size %dx%d", img.width, img.height);
     if (img.pixels) {
@@ -417,6 +417,8 @@ static void test_errors(void) {
     expect_error("header.csv", "step,loss,lr,eval_top1\n", "no rows to plot");
     expect_error("nan.csv", "step,loss,lr\n1,nan,\n2,inf,\n", "no rows to plot");
     expect_error("other.csv", "step,images_per_s\n1,300\n", "no rows to plot");
+    /* A short last line is a row still being written only without its newline. */
+    expect_error("cutdone.csv", "step,loss,lr\n1,2,0.1\n2,1.5\n", ":3:");
 
     char csv[512], png[600];
     tmp_path(csv, sizeof csv, "ok.csv");
@@ -425,6 +427,11 @@ static void test_errors(void) {
     CHECK(sn_plot_train_log(csv, png, NULL) == SN_ERR_IO && has(sn_last_error(), png),
           "unwritable output: %s", sn_last_error());
     sn_image img;
+    sn_plot_layout L;
+    CHECK(write_text(csv, "step,loss,lr\n1,2,0.1\n2,1.5,0.1\n3,1."), "write");
+    CHECK_OK(sn_plot_render(csv, NULL, &img, &L));
+    CHECK(L.panel[0].xmax == 2, "the row being written is left out: axis to %g", L.panel[0].xmax);
+    sn_image_free(&img);
     CHECK(sn_plot_render(NULL, NULL, &img, NULL) == SN_ERR_INVALID_ARG, "NULL csv accepted");
     CHECK(sn_plot_train_log(csv, NULL, NULL) == SN_ERR_INVALID_ARG, "NULL png accepted");
 }
@@ -461,7 +468,7 @@ static void test_default_title(void) {
     snprintf(csv, sizeof csv, "%s/train_log.csv", dir);
     write_cls_log(csv);
     sn_image def = {0}, named = {0}, file = {0}, here = {0};
-    sn_plot_options o = {0, 0, "fm-run7"};
+    sn_plot_options o = {.title = "fm-run7"};
     CHECK_OK(sn_plot_render(csv, NULL, &def, NULL));
     CHECK_OK(sn_plot_render(csv, &o, &named, NULL));
     o.title = "train_log.csv";
@@ -491,6 +498,80 @@ static void test_default_title(void) {
     sn_image_free(&named);
 }
 
+/* Several logs: one colour per log in every panel, each run's AP markers where its values
+ * are; --x time maps train_s (minutes under two hours, hours past them) and refuses a log
+ * without it. */
+static void write_timed_log(const char *path, double secs_per_step, double ap_scale) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (!f) return;
+    fprintf(f, "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,train_s,eval_AP,"
+               "eval_AP50\n");
+    for (int s = 1; s <= 400; s++) {
+        fprintf(f, "%d,1,%.6g,%.6g,,,,10,%.3f,", s, 0.01 * ap_scale, 3.0 * exp(-s / 100.0) + 0.5 * ap_scale,
+                s * secs_per_step);
+        if (s % 100 == 0) fprintf(f, "%.6g,%.6g\n", ap_scale * s / 1000.0, 0.5);
+        else fprintf(f, ",\n");
+    }
+    fclose(f);
+}
+
+static void test_compare(void) {
+    char a[300], b[300], c[300];
+    tmp_path(a, sizeof a, "slow.csv");
+    tmp_path(b, sizeof b, "fast.csv");
+    tmp_path(c, sizeof c, "cls.csv");
+    write_timed_log(a, 3.0, 1.0); /* 400 steps in 20 min, AP up to 40 % */
+    write_timed_log(b, 1.5, 0.5); /* 400 steps in 10 min, AP up to 20 % */
+    write_cls_log(c);
+    const char *ab[2] = {a, b};
+    sn_image img = {0};
+    sn_plot_layout L;
+    CHECK_OK(sn_plot_render_logs(ab, 2, NULL, &img, &L));
+    for (int p = 0; p < 3; p++)
+        CHECK(in_panel(&img, &L.panel[p], 0) > 20 && in_panel(&img, &L.panel[p], 1) > 20 &&
+                  in_panel(&img, &L.panel[p], 2) == 0,
+              "panel %d: one line per log, in colours 0 and 1", p);
+    const sn_plot_panel *e = &L.panel[2];
+    CHECK(e->xmin == 0 || e->xmin == 1, "step axis from the first step, got %g", e->xmin);
+    CHECK(fabs(e->xmax - 400) < 1e-9, "step axis to 400, got %g", e->xmax);
+    /* AP 40 % of the slow run and 20 % of the fast one at step 400: markers of their colours. */
+    CHECK(solid(&img, px_x(e, 400), px_y(e, 40), 2, 0), "slow run's AP marker at step 400");
+    CHECK(solid(&img, px_x(e, 400), px_y(e, 20), 2, 1), "fast run's AP marker at step 400");
+    sn_image_free(&img);
+
+    /* Against time: the fast run ends at 10 min, the slow at 20 (the axis' end). */
+    sn_plot_options o = {.x = SN_PLOT_X_TIME};
+    CHECK_OK(sn_plot_render_logs(ab, 2, &o, &img, &L));
+    e = &L.panel[2];
+    CHECK(fabs(e->xmax - 20) < 1e-9, "time axis to 20 min, got %g", e->xmax);
+    CHECK(solid(&img, px_x(e, 20), px_y(e, 40), 2, 0), "slow run's last AP at 20 min");
+    CHECK(solid(&img, px_x(e, 10), px_y(e, 20), 2, 1), "fast run's last AP at 10 min");
+    CHECK(!near(&img, px_x(e, 20), px_y(e, 20), 4, 1), "no fast-run marker at 20 min");
+    sn_image_free(&img);
+
+    /* Past two hours the unit is the hour. */
+    write_timed_log(a, 36.0, 1.0); /* 400 steps in 4 h */
+    CHECK_OK(sn_plot_render_logs(ab, 2, &o, &img, &L));
+    CHECK(fabs(L.panel[2].xmax - 4) < 1e-9, "time axis to 4 h, got %g", L.panel[2].xmax);
+    sn_image_free(&img);
+
+    /* A log without train_s cannot go on a time axis: the error names it. */
+    const char *ac[2] = {a, c};
+    CHECK(sn_plot_render_logs(ac, 2, &o, &img, &L) == SN_ERR_FORMAT &&
+              has(sn_last_error(), "cls.csv") && has(sn_last_error(), "train_s"),
+          "time axis without train_s: '%s'", sn_last_error());
+    CHECK(img.pixels == NULL, "no image on error");
+    /* A classifier and a detector together: each its own first metric, no metric in the title. */
+    CHECK_OK(sn_plot_render_logs(ac, 2, NULL, &img, &L));
+    CHECK(in_panel(&img, &L.panel[2], 0) > 0 && in_panel(&img, &L.panel[2], 1) > 0,
+          "both runs' metrics drawn");
+    sn_image_free(&img);
+    const char *many[13] = {a, a, a, a, a, a, a, a, a, a, a, a, a};
+    CHECK(sn_plot_render_logs(many, 13, NULL, &img, &L) == SN_ERR_INVALID_ARG,
+          "13 logs refused");
+}
+
 int main(void) {
     double t0 = now_s();
     if (t_make_tmpdir(g_tmp, sizeof g_tmp, "sn_plot") != 0) return 1;
@@ -498,6 +579,7 @@ int main(void) {
     test_detector();
     test_sparse();
     test_default_title();
+    test_compare();
     test_errors();
     test_oom();
     t_rm_tree(g_tmp);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "coco.h"
 #include "coco_eval.h"
@@ -14,7 +16,7 @@
 
 typedef struct {
     const char *task, *data, *gt, *dets, *images, *weights, *out;
-    int size, skip_bad, strict, batch, threads, json;
+    int size, skip_bad, strict, batch, threads, json, per_class, class_agnostic;
 } opts;
 
 /* 1 for --batch means the default too (see its help). */
@@ -42,19 +44,62 @@ static const cli_flag k_flags[] = {
     FINT("--batch", "B", batch, 1, 65536, "images per forward pass",
          "64 for a classifier (1 also means 64), 1 for a detector"),
     CLI_THREADS_FLAG,
+    FSWITCH("--per-class", per_class,
+            "detection: also the twelve numbers of each class, and its ground-truth box count",
+            "off"),
+    FSWITCH("--class-agnostic", class_agnostic,
+            "detection: also score with every class merged into one (how much of the AP is lost "
+            "to naming the class wrongly rather than to placing the box)", "off"),
     FSWITCH("--json", json, "print one JSON object instead of text (see above)", "off"),
 };
 
-static void print_coco_stats(const sn_coco_eval_result *r, int json) {
-    if (json) {
-        printf("{");
-        for (int i = 0; i < SN_COCO_NUM_STATS; i++)
-            printf("%s\"%s\": %.6f", i ? ", " : "", sn_coco_stat_name(i), r->stats[i]);
-        printf("}\n");
-        return;
-    }
+static json_t *stats_json(const double *stats) {
+    json_t *o = json_object();
+    for (int i = 0; o && i < SN_COCO_NUM_STATS; i++)
+        json_object_set_new(o, sn_coco_stat_name(i), json_real(stats[i]));
+    return o;
+}
+
+static void print_coco_stats(const sn_coco_eval_result *r) {
     for (int i = 0; i < SN_COCO_NUM_STATS; i++)
         printf(" %s = %.3f\n", sn_coco_stat_label(i), r->stats[i]);
+}
+
+/* Per class: its twelve numbers and its ground-truth boxes (crowd boxes left out, as COCO
+ * evaluation ignores them): a table, or the array "per_class" of `root`. */
+static void print_per_class(const sn_coco *gt, const sn_coco_eval_result *r, json_t *root) {
+    json_t *arr = root ? json_array() : NULL;
+    if (!root)
+        printf("per class (AP at IoU .50:.95, 100 detections; -1: no ground truth of that size):\n"
+               "  id name               boxes     AP   AP50   AP75    APs    APm    APl  AR100\n");
+    for (int k = 0; k < r->num_categories; k++) {
+        const int id = r->category_ids[k], c = sn_coco_find_category(gt, id);
+        const char *name = c >= 0 ? gt->categories[c].name : "";
+        int boxes = 0;
+        for (int a = 0; a < gt->num_anns; a++)
+            boxes += gt->anns[a].category_id == id && !gt->anns[a].iscrowd;
+        double st[SN_COCO_NUM_STATS];
+        sn_coco_category_stats(r, k, st);
+        if (arr)
+            json_array_append_new(arr, json_pack("{s:i, s:s, s:i, s:o}", "id", id, "name", name,
+                                                 "boxes", boxes, "stats", stats_json(st)));
+        else
+            printf("%4d %-18.18s %6d %6.3f %6.3f %6.3f %6.3f %6.3f %6.3f %6.3f\n", id, name, boxes,
+                   st[SN_COCO_AP], st[SN_COCO_AP50], st[SN_COCO_AP75], st[SN_COCO_APS],
+                   st[SN_COCO_APM], st[SN_COCO_APL], st[SN_COCO_AR100]);
+    }
+    if (arr) json_object_set_new(root, "per_class", arr);
+}
+
+/* Every annotation and detection put in the first category, then scored again: box placement
+ * alone. (Two detections of one item under different classes now compete: the second counts
+ * as a false positive, as in any class-agnostic COCO evaluation without a merging NMS.) */
+static sn_status eval_class_agnostic(sn_coco *gt, sn_coco_dets *dets, sn_coco_eval_result *out) {
+    if (gt->num_categories < 1) return sn_error(SN_ERR_INVALID_ARG, "no categories to merge");
+    const int id = gt->categories[0].id;
+    for (int a = 0; a < gt->num_anns; a++) gt->anns[a].category_id = id;
+    for (size_t i = 0; i < dets->count; i++) dets->items[i].category_id = id;
+    return sn_coco_evaluate(gt, dets->items, dets->count, out);
 }
 
 static void coco_load_warnings(const char *path, const sn_coco *c) {
@@ -119,14 +164,38 @@ static int eval_detect(const opts *o) {
         }
         if (st == SN_OK && o->out) st = sn_coco_dets_save(o->out, dets.items, dets.count);
     }
+    sn_coco_eval_result merged;
+    memset(&merged, 0, sizeof merged);
     if (st != SN_OK) {
         fprintf(stderr, "spinenet: error: %s\n", sn_last_error());
     } else {
-        if (!o->json)
+        json_t *root = o->json ? stats_json(r.stats) : NULL;
+        if (!o->json) {
             printf("%s: %d images, %zu detections%s%s\n", o->gt, gt->num_images, dets.count,
                    o->out && o->weights ? ", written to " : "", o->out && o->weights ? o->out : "");
-        print_coco_stats(&r, o->json);
+            print_coco_stats(&r);
+        }
+        if (o->per_class) print_per_class(gt, &r, root);
+        if (o->class_agnostic) { /* last: it changes gt and dets */
+            st = eval_class_agnostic(gt, &dets, &merged);
+            if (st != SN_OK) {
+                fprintf(stderr, "spinenet: error: class-agnostic scoring: %s\n", sn_last_error());
+            } else if (root) {
+                json_object_set_new(root, "class_agnostic", stats_json(merged.stats));
+            } else {
+                printf("every class merged into one (box placement alone):\n");
+                print_coco_stats(&merged);
+            }
+        }
+        if (root && st == SN_OK) {
+            char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+            if (text) printf("%s\n", text);
+            else st = sn_error(SN_ERR_OOM, "out of memory");
+            free(text);
+        }
+        json_decref(root);
     }
+    sn_coco_eval_free(&merged);
     sn_coco_eval_free(&r);
     sn_coco_dets_free(&dets);
     sn_model_free(m);
@@ -151,6 +220,9 @@ static int run(const void *options, const char *const *args, int n_args) {
     int det;
     if (task_of(o->task, &det)) return 2;
     if (det || o->gt || o->dets) return eval_detect(o);
+    if (o->per_class || o->class_agnostic)
+        return usage_error("%s", "--per-class and --class-agnostic are for detection (--task detect "
+                                 "--gt ...); a classifier's per-class view is its confusion matrix");
     if (!o->weights) return usage_error("%s", "eval needs --weights FILE (a classifier)");
     if (!o->data) return usage_error("%s", "eval needs --data fashion-mnist or --data DIR");
     if (need_path(o->weights, 0, TAKES_WEIGHTS) || need_data(o->data, 0, "--data")) return 1;
@@ -230,10 +302,17 @@ const cli_command cmd_eval = {
              "over the images of --gt (--task detect, implied by --gt), or of a COCO results "
              "file (--gt with --dets). --json prints {\"top1\", \"top5\", \"count\", \"confusion\"} "
              "for a classifier and {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\", "
-             "\"AR1\", \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"} for detection.",
+             "\"AR1\", \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"} for detection, "
+             "with \"per_class\": [{\"id\", \"name\", \"boxes\", \"stats\": {the twelve}}] "
+             "(--per-class) and \"class_agnostic\": {the twelve} (--class-agnostic). "
+             "--per-class shows which classes are weak; --class-agnostic scores the boxes with "
+             "every class merged into one, so the gap to the plain AP is what naming the class "
+             "wrongly costs.",
     .examples = "spinenet eval --weights runs/fm/best.safetensors --data fashion-mnist --size 64\n"
                 "spinenet eval --task detect --weights run/best.safetensors --size 256 \\\n"
                 "    --gt fd/annotations/instances_val.json --images fd/val -o dets.json\n"
-                "spinenet eval --gt fd/annotations/instances_val.json --dets dets.json --json",
+                "spinenet eval --gt fd/annotations/instances_val.json --dets dets.json --json\n"
+                "spinenet eval --gt fd/annotations/instances_val.json --dets dets.json --per-class "
+                "--class-agnostic",
     CLI_PARTS(CLI_POS_NONE),
 };

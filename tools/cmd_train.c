@@ -143,9 +143,9 @@ static void csv_row(progress_state *ps, const sn_train_progress *p) {
         snprintf(f[3], sizeof f[3], "%.6g", p->eval_top1);
         snprintf(f[4], sizeof f[4], "%.6g", p->eval_top5);
     }
-    int bad = fprintf(ps->csv, "%lld,%lld,%.6g,%.6g,%s,%s,%s,%.4g,%s,%s\n", (long long)p->step,
+    int bad = fprintf(ps->csv, "%lld,%lld,%.6g,%.6g,%s,%s,%s,%.4g,%.3f,%s,%s\n", (long long)p->step,
                       (long long)p->epoch + 1, p->lr, p->loss, f[0], f[1], f[2], p->images_per_s,
-                      f[3], f[4]) < 0;
+                      p->train_s, f[3], f[4]) < 0;
     if (!bad && (p->evaluated || p->step >= p->total_steps)) bad = fflush(ps->csv) != 0;
     if (bad) {
         fprintf(stderr, "spinenet: warning: %s: cannot write the training log (%s); training "
@@ -155,22 +155,43 @@ static void csv_row(progress_state *ps, const sn_train_progress *p) {
     }
 }
 
+#define CSV_HEAD "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,"
+#define CSV_HEAD_NEW CSV_HEAD "train_s,"
+
 /* Opens OUTDIR/train_log.csv: a new file for a new run; when resuming from step `step`, the
- * rows up to that step are kept (later ones belong to steps that will be trained again). */
+ * rows up to that step are kept (later ones belong to steps that will be trained again). A log
+ * of a run started before the train_s column existed gets the column, empty in its old rows. */
 static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
     char *keep = NULL;
     size_t nkeep = 0;
     if (resume) {
         FILE *in = fopen(path, "rb");
         if (in) {
-            char line[512];
+            char line[512], fixed[560];
             size_t cap = 0;
-            int first = 1;
+            int first = 1, old = 0;
             while (fgets(line, sizeof line, in)) {
                 long long s = 0;
                 if (!first && (sscanf(line, "%lld,", &s) != 1 || s > step)) continue;
+                const char *text = line;
+                if (first) {
+                    old = !strncmp(line, CSV_HEAD, strlen(CSV_HEAD)) &&
+                          strncmp(line, CSV_HEAD_NEW, strlen(CSV_HEAD_NEW)) != 0;
+                    if (old) {
+                        snprintf(fixed, sizeof fixed, "%s%s", CSV_HEAD_NEW, line + strlen(CSV_HEAD));
+                        text = fixed;
+                    }
+                } else if (old) { /* an empty train_s after the 8th field */
+                    const char *c = line;
+                    for (int k = 0; k < 8 && c; k++)
+                        if ((c = strchr(c, ',')) != NULL) c++;
+                    if (c) {
+                        snprintf(fixed, sizeof fixed, "%.*s,%s", (int)(c - line), line, c);
+                        text = fixed;
+                    }
+                }
                 first = 0;
-                size_t n = strlen(line);
+                size_t n = strlen(text);
                 if (nkeep + n + 1 > cap) {
                     cap = 2 * (nkeep + n + 1) + 4096;
                     char *k = realloc(keep, cap);
@@ -181,7 +202,7 @@ static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
                     }
                     keep = k;
                 }
-                memcpy(keep + nkeep, line, n + 1);
+                memcpy(keep + nkeep, text, n + 1);
                 nkeep += n;
             }
             fclose(in);
@@ -190,8 +211,7 @@ static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
     FILE *f = fopen(path, "wb");
     if (f && nkeep) fwrite(keep, 1, nkeep, f);
     else if (f)
-        fprintf(f, "step,epoch,lr,loss,loss_cls,loss_box,train_top1,images_per_s,%s\n",
-                det ? "eval_AP,eval_AP50" : "eval_top1,eval_top5");
+        fprintf(f, CSV_HEAD_NEW "%s\n", det ? "eval_AP,eval_AP50" : "eval_top1,eval_top5");
     free(keep);
     if (f) fflush(f);
     return f;
@@ -714,7 +734,7 @@ const cli_command cmd_train = {
              "OUTDIR/best.safetensors (the checkpoint of the best evaluation: top-1, or COCO "
              "AP for a detector), OUTDIR/run.json (the run's settings, every flag resolved) and "
              "OUTDIR/train_log.csv (one row per step: step, epoch, lr, "
-             "loss, loss_cls, loss_box, train_top1, images_per_s and eval_top1, eval_top5 or "
+             "loss, loss_cls, loss_box, train_top1, images_per_s, train_s and eval_top1, eval_top5 or "
              "eval_AP, eval_AP50; spinenet plot draws it). Ctrl-C (or SIGTERM) stops cleanly after "
              "writing last.safetensors, with exit status 130 (143); --resume continues from it. "
              "Under mpirun (a build with MPI), the processes train one model together: --batch "

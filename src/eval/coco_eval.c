@@ -276,28 +276,43 @@ static double mean_valid(const double *v, const int *idx, int n) {
     return c ? s / c : -1.0;
 }
 
-static sn_status summarize(sn_coco_eval_result *r) {
-    const int K = r->num_categories;
-    int *idx = sn_alloc(((size_t)K * T_ + 1) * sizeof *idx);
-    if (!idx) return sn_error(SN_ERR_OOM, "coco eval: out of memory");
+/* The twelve numbers over categories [k0, k1) into stats (idx: room for (k1 - k0) * T_). */
+static void summarize_range(const sn_coco_eval_result *r, int k0, int k1, int *idx,
+                            double stats[SN_COCO_NUM_STATS]) {
     /* {is AP, t (-1: all), area, maxDets index} for each summary number. */
     static const int spec[SN_COCO_NUM_STATS][4] = {
         {1, -1, 0, 2}, {1, 0, 0, 2}, {1, 5, 0, 2}, {1, -1, 1, 2}, {1, -1, 2, 2}, {1, -1, 3, 2},
         {0, -1, 0, 0}, {0, -1, 0, 1}, {0, -1, 0, 2}, {0, -1, 1, 2}, {0, -1, 2, 2}, {0, -1, 3, 2}};
     for (int s = 0; s < SN_COCO_NUM_STATS; s++) {
         int n = 0;
-        for (int k = 0; k < K; k++)
+        for (int k = k0; k < k1; k++)
             for (int t = 0; t < T_; t++)
                 if (spec[s][1] < 0 || spec[s][1] == t)
                     idx[n++] = ((k * A_ + spec[s][2]) * M_ + spec[s][3]) * T_ + t;
-        r->stats[s] = mean_valid(spec[s][0] ? r->precision : r->recall, idx, n);
+        stats[s] = mean_valid(spec[s][0] ? r->precision : r->recall, idx, n);
     }
+}
+
+static sn_status summarize(sn_coco_eval_result *r) {
+    const int K = r->num_categories;
+    int *idx = sn_alloc(((size_t)K * T_ + 1) * sizeof *idx);
+    if (!idx) return sn_error(SN_ERR_OOM, "coco eval: out of memory");
+    summarize_range(r, 0, K, idx, r->stats);
     for (int k = 0; k < K; k++) {
         for (int t = 0; t < T_; t++) idx[t] = ((k * A_ + 0) * M_ + 2) * T_ + t;
         r->category_ap[k] = mean_valid(r->precision, idx, T_);
     }
     sn_free(idx);
     return SN_OK;
+}
+
+void sn_coco_category_stats(const sn_coco_eval_result *r, int k, double stats[SN_COCO_NUM_STATS]) {
+    int idx[T_];
+    if (k < 0 || k >= r->num_categories || !r->precision) {
+        for (int s = 0; s < SN_COCO_NUM_STATS; s++) stats[s] = -1;
+        return;
+    }
+    summarize_range(r, k, k + 1, idx, stats);
 }
 
 sn_status sn_coco_evaluate(const sn_coco *gt, const sn_coco_det *dets, size_t count,

@@ -48,6 +48,11 @@ sn_status sn_coco_evaluate(const sn_coco *gt, const sn_coco_det *dets, size_t co
                            sn_coco_eval_result *out);
 void sn_coco_eval_free(sn_coco_eval_result *r);
 
+/* The twelve numbers of the k-th category of r (r->category_ids[k]) alone: what the summary
+ * computes, over that category only (-1 where it has no ground truth in that area; all -1 for
+ * a k out of range). stats[SN_COCO_AP] equals r->category_ap[k]. */
+void sn_coco_category_stats(const sn_coco_eval_result *r, int k, double stats[SN_COCO_NUM_STATS]);
+
 /* The thresholds, computed as numpy.linspace computes them (the IoU comparisons and recall
  * sampling depend on their exact values). */
 void sn_coco_eval_thresholds(double iou[SN_COCO_IOUS], double recall[SN_COCO_RECALLS]);

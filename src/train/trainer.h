@@ -49,6 +49,8 @@ typedef struct {
     double accuracy;        /* training top-1 of the recent batches, from the training forward */
     double lr;              /* learning rate of the last update */
     double images_per_s;    /* training throughput of this run (excludes evaluation) */
+    double train_s;         /* training seconds since the run began, resumed sessions included
+                             * (evaluation and checkpoint writing left out) */
     double eta_s;           /* remaining steps at that throughput */
     int evaluated;          /* 1: eval_top1/eval_top5 hold a fresh evaluation at this step */
     double eval_top1, eval_top5; /* detection: COCO AP and AP50 */
@@ -174,6 +176,9 @@ typedef struct {
     int64_t best_step;
     uint64_t seed;
     sn_loader_state loader;
+    double train_s;      /* training seconds up to this step, over every session of the run
+                          * (evaluation and checkpoint writing left out); 0 in checkpoints
+                          * written before it was recorded */
 } sn_train_state;
 
 /* Write a checkpoint atomically. opt == NULL: weights only (the best.safetensors form). */

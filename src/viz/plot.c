@@ -75,6 +75,8 @@ static sn_status parse_log(const char *path, csv_log *lg) {
     sn_status st = sn_read_file(path, &lg->text, NULL);
     if (st != SN_OK) return st;
     char *p = lg->text, *line, **fields = NULL;
+    const size_t len = strlen(lg->text);
+    const int open_end = len > 0 && lg->text[len - 1] != '\n';
     if (!strncmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* a UTF-8 byte-order mark */
     int max_rows = 1, lineno = 0;
     for (const char *q = p; *q; q++) max_rows += *q == '\n';
@@ -103,6 +105,9 @@ static sn_status parse_log(const char *path, csv_log *lg) {
         lineno++;
         if (!*trim(line)) continue; /* blank lines (a trailing one, say) are skipped */
         const int n = split(line, fields, lg->ncols);
+        /* A last line cut short without its newline is a row being written by a run still
+         * in progress: left out. */
+        if (n < lg->ncols && !*p && open_end) break;
         if (n != lg->ncols) {
             st = sn_error(SN_ERR_FORMAT, "%s:%d: %d fields, but the header has %d", path, lineno, n,
                           lg->ncols);
@@ -209,33 +214,47 @@ static void draw_line(sn_image *img, const int fr[4], int xa, int ya, int xb, in
     }
 }
 
-/* What one panel shows: columns of the log, each with its colour and legend label. */
+/* One line of a panel: a column of a log, drawn against the log's x column (steps, or training
+ * seconds) times xscale. */
+typedef struct {
+    const csv_log *lg;
+    int xcol, col, colour;
+    double xscale;
+    const char *label;
+} series;
+
+/* What one panel shows: its lines, each with its colour and legend label. */
 typedef struct {
     const char *title;
-    int col[MAX_SERIES], colour[MAX_SERIES];
-    const char *label[MAX_SERIES];
+    series sr[MAX_SERIES];
     int n;
     double scale; /* 100 for fractions shown as percentages */
     double top;   /* the largest value that makes sense (100 %), or INFINITY */
     int allow_log, markers, legend;
 } panel_def;
 
-/* The value drawn for row r of column c: scaled, log10 on a log axis; NAN when not plottable
+/* The x of row r of a series; NAN when not plottable. */
+static double xval(const series *q, int r) {
+    const double x = q->lg->v[(size_t)r * q->lg->ncols + q->xcol] * q->xscale;
+    return fabs(x) < 1e300 ? x : NAN;
+}
+
+/* The value drawn for row r of a series: scaled, log10 on a log axis; NAN when not plottable
  * (beyond 1e300 counts as infinite: the axis arithmetic would overflow). */
-static double value(const csv_log *lg, int step_col, int r, int c, const panel_def *d, int logy) {
-    const double *row = lg->v + (size_t)r * lg->ncols;
-    const double v = row[c] * d->scale;
-    if (!(fabs(row[step_col]) < 1e300 && fabs(v) < 1e300) || (logy && v <= 0)) return NAN;
+static double value(const series *q, int r, const panel_def *d, int logy) {
+    const double v = q->lg->v[(size_t)r * q->lg->ncols + q->col] * d->scale;
+    if (!isfinite(xval(q, r)) || !(fabs(v) < 1e300) || (logy && v <= 0)) return NAN;
     return logy ? log10(v) : v;
 }
 
-/* Add column c (if present, c >= 0, and with a value to plot) to the panel as colour k. */
-static void add_series(panel_def *d, const csv_log *lg, int step_col, int c, int k,
+/* Add column c of lg (if present, c >= 0, and with a value to plot) to the panel as colour k. */
+static void add_series(panel_def *d, const csv_log *lg, int xcol, double xscale, int c, int k,
                        const char *label) {
-    if (c < 0 || d->n == MAX_SERIES) return;
+    if (c < 0 || xcol < 0 || d->n == MAX_SERIES) return;
+    series q = {lg, xcol, c, k, xscale, label};
     for (int r = 0; r < lg->nrows; r++)
-        if (isfinite(value(lg, step_col, r, c, d, 0))) {
-            d->col[d->n] = c, d->colour[d->n] = k, d->label[d->n++] = label;
+        if (isfinite(value(&q, r, d, 0))) {
+            d->sr[d->n++] = q;
             return;
         }
 }
@@ -247,8 +266,8 @@ static int find_col(const csv_log *lg, const char *name) {
 }
 
 /* One panel inside the band [top, top + h): title, legend, grid, ticks, series, frame. */
-static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const panel_def *d,
-                       const axis *ax, int top, int h, int s, sn_plot_panel *pn) {
+static void draw_panel(sn_image *img, const panel_def *d, const axis *ax, int top, int h, int s,
+                       sn_plot_panel *pn) {
     const int ch = 7 * s, cw = 6 * s;
     /* The frame; the axis ranges map a few pixels inside it, so that nothing sits on it. */
     const int fr[4] = {8 * cw + 4 * s, top + ch + 4 * s, img->width - 1 - 3 * cw,
@@ -258,8 +277,8 @@ static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const pan
     /* The y range over every series of the panel, on a log axis past two decades. */
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < d->n; i++)
-        for (int r = 0; r < lg->nrows; r++) {
-            const double v = value(lg, step_col, r, d->col[i], d, 0);
+        for (int r = 0; r < d->sr[i].lg->nrows; r++) {
+            const double v = value(&d->sr[i], r, d, 0);
             if (v < lo) lo = v;
             if (v > hi) hi = v;
         }
@@ -286,13 +305,13 @@ static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const pan
     for (int pass = 0; pass < 1 + d->markers; pass++)
         for (int i = 0; i < d->n; i++) {
             uint8_t rgb[3];
-            sn_plot_colour(d->colour[i], rgb);
+            const series *q = &d->sr[i];
+            sn_plot_colour(q->colour, rgb);
             int px = 0, py = 0, have = 0;
-            for (int r = 0; r < lg->nrows; r++) {
-                const double v = value(lg, step_col, r, d->col[i], d, logy);
+            for (int r = 0; r < q->lg->nrows; r++) {
+                const double v = value(q, r, d, logy);
                 if (!isfinite(v)) continue;
-                const int x =
-                    map(lg->v[(size_t)r * lg->ncols + step_col], ax->lo, ax->hi, pn->x0, pn->x1);
+                const int x = map(xval(q, r), ax->lo, ax->hi, pn->x0, pn->x1);
                 const int y = map(v, ay.lo, ay.hi, pn->y1, pn->y0);
                 if (pass)
                     fill_in(img, fr, x - 3, y - 3, x + 4, y + 4, rgb); /* a 7x7 marker */
@@ -315,14 +334,14 @@ static void draw_panel(sn_image *img, const csv_log *lg, int step_col, const pan
     /* Legend on the title line, right-aligned: a colour swatch, then the name, per series. */
     int w = 0;
     for (int i = 0; i < d->n; i++)
-        w += 3 * cw + sn_draw_text_width(d->label[i], s) + (i ? 2 * cw : 0);
+        w += 3 * cw + sn_draw_text_width(d->sr[i].label, s) + (i ? 2 * cw : 0);
     int x = fr[2] - w;
     for (int i = 0; i < d->n; i++) {
         uint8_t rgb[3];
-        sn_plot_colour(d->colour[i], rgb);
+        sn_plot_colour(d->sr[i].colour, rgb);
         sn_draw_fill(img, x, top + s + ch / 2 - s, x + 2 * cw, top + 2 * s + ch / 2, rgb);
         x += 3 * cw;
-        x += sn_draw_text(img, x, top + s, d->label[i], s, k_text) + 2 * cw;
+        x += sn_draw_text(img, x, top + s, d->sr[i].label, s, k_text) + 2 * cw;
     }
 }
 
@@ -352,77 +371,169 @@ static const char *run_name(const char *csv_path, char *buf) {
     return *last ? last : file;
 }
 
-sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_image *out,
-                         sn_plot_layout *layout) {
+/* The figure of n logs: one log draws its loss parts, learning rate and every eval_* column;
+ * several draw one line per log in each panel (its loss, its learning rate, its first eval_*
+ * column), in the log's colour. */
+static sn_status render(const char *const *paths, int n, const sn_plot_options *opt, sn_image *out,
+                        sn_plot_layout *layout) {
     if (out) memset(out, 0, sizeof *out);
-    if (!csv_path || !out) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_render: NULL argument");
+    if (!paths || !out || n < 1) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_render: no log");
+    if (n > MAX_SERIES)
+        return sn_error(SN_ERR_INVALID_ARG, "plot: %d logs; at most %d fit in one figure", n,
+                        MAX_SERIES);
+    for (int i = 0; i < n; i++)
+        if (!paths[i]) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_render: NULL path");
     const int W = opt && opt->width > 0 ? opt->width : 960;
     const int H = opt && opt->height > 0 ? opt->height : 900;
     if (W < 200 || H < 200 || W > 8192 || H > 8192)
         return sn_error(SN_ERR_INVALID_ARG, "plot size %dx%d: each side must be 200 .. 8192", W, H);
-    csv_log lg;
-    sn_status st = parse_log(csv_path, &lg);
-    if (st != SN_OK) return st;
-    const int step_col = find_col(&lg, "step");
+    const int by_time = opt && opt->x == SN_PLOT_X_TIME;
+    csv_log lg[MAX_SERIES];
+    int xcol[MAX_SERIES];
+    char(*names)[PATH_MAX] = sn_alloc(sizeof *names * (size_t)n);
+    if (!names) return SN_ERR_OOM;
+    memset(lg, 0, sizeof lg);
+    sn_status st = SN_OK;
+    double tmax = 0;
+    int nparsed = 0;
+    for (int i = 0; i < n && st == SN_OK; i++, nparsed++) {
+        if ((st = parse_log(paths[i], &lg[i])) != SN_OK) break;
+        xcol[i] = find_col(&lg[i], by_time ? "train_s" : "step");
+        if (xcol[i] < 0) {
+            st = sn_error(SN_ERR_FORMAT, "%s: no 'train_s' column (training time), which logs "
+                          "written by spinenet train since 2026-12 have; plot it against the "
+                          "steps instead (--x step)", paths[i]);
+            nparsed++;
+            break;
+        }
+        for (int r = 0; by_time && r < lg[i].nrows; r++) {
+            const double v = lg[i].v[(size_t)r * lg[i].ncols + xcol[i]];
+            if (fabs(v) < 1e300 && v > tmax) tmax = v;
+        }
+    }
+    /* Training time in minutes, or in hours past two of them. */
+    const double xscale = !by_time ? 1 : tmax >= 7200 ? 1.0 / 3600 : 1.0 / 60;
+    const char *xlabel = !by_time ? "step" : tmax >= 7200 ? "training time (h)"
+                                                          : "training time (min)";
     panel_def d[3] = {
         {.title = "loss", .scale = 1, .top = INFINITY, .allow_log = 1},
         /* Linear: a schedule's shape (warm-up, cosine) reads best that way, and a log axis
          * would give most of the panel to the last steps' near-zero values. */
         {.title = "learning rate", .scale = 1, .top = INFINITY, .allow_log = 0},
         {.title = "validation (%)", .scale = 100, .top = 100, .markers = 1, .legend = 1}};
-    add_series(&d[0], &lg, step_col, find_col(&lg, "loss"), 0, "loss");
-    add_series(&d[0], &lg, step_col, find_col(&lg, "loss_cls"), 1, "loss_cls");
-    add_series(&d[0], &lg, step_col, find_col(&lg, "loss_box"), 2, "loss_box");
-    d[0].legend = d[0].n > 1;
-    add_series(&d[1], &lg, step_col, find_col(&lg, "lr"), 0, "lr");
-    for (int c = 0, k = 0; c < lg.ncols; c++)
-        if (!strncmp(lg.names[c], "eval_", 5))
-            add_series(&d[2], &lg, step_col, c, k++, lg.names[c] + 5);
-    if (d[0].n + d[1].n + d[2].n == 0) {
-        log_free(&lg);
-        return sn_error(SN_ERR_FORMAT,
-                        "%s: no rows to plot (no step with a loss, lr or eval_* value)", csv_path);
+    for (int i = 0; i < n && st == SN_OK; i++) {
+        const char *label = opt && opt->labels && opt->labels[i] ? opt->labels[i]
+                                                                 : run_name(paths[i], names[i]);
+        const csv_log *L = &lg[i];
+        const int x = xcol[i];
+        if (n == 1) {
+            add_series(&d[0], L, x, xscale, find_col(L, "loss"), 0, "loss");
+            add_series(&d[0], L, x, xscale, find_col(L, "loss_cls"), 1, "loss_cls");
+            add_series(&d[0], L, x, xscale, find_col(L, "loss_box"), 2, "loss_box");
+            d[0].legend = d[0].n > 1;
+            add_series(&d[1], L, x, xscale, find_col(L, "lr"), 0, "lr");
+            for (int c = 0, k = 0; c < L->ncols; c++)
+                if (!strncmp(L->names[c], "eval_", 5))
+                    add_series(&d[2], L, x, xscale, c, k++, L->names[c] + 5);
+            break;
+        }
+        add_series(&d[0], L, x, xscale, find_col(L, "loss"), i, label);
+        add_series(&d[1], L, x, xscale, find_col(L, "lr"), i, label);
+        for (int c = 0; c < L->ncols; c++)
+            if (!strncmp(L->names[c], "eval_", 5)) {
+                add_series(&d[2], L, x, xscale, c, i, label);
+                break;
+            }
     }
-    if ((st = sn_image_alloc(out, W, H, 3)) != SN_OK) {
-        log_free(&lg);
-        return st;
+    /* Several logs: the legend of the runs on the loss panel, and the validation panel says
+     * which metric it shows when every run has the same one (eval_AP: "validation AP (%)"). */
+    char vtitle[64];
+    if (st == SN_OK && n > 1) {
+        d[0].legend = 1;
+        const char *metric = NULL;
+        int same = d[2].n > 0;
+        for (int i = 0; i < d[2].n; i++) {
+            const char *m = d[2].sr[i].lg->names[d[2].sr[i].col] + 5;
+            if (metric && strcmp(metric, m)) same = 0;
+            metric = m;
+        }
+        d[2].legend = 0;
+        if (same) {
+            snprintf(vtitle, sizeof vtitle, "validation %.40s (%%)", metric);
+            d[2].title = vtitle;
+        }
     }
-    memset(out->pixels, 255, (size_t)W * H * 3);
-    /* The step axis, shared: every row with a step counts, plotted or not. */
-    double lo = INFINITY, hi = -INFINITY;
-    for (int r = 0; r < lg.nrows; r++) {
-        const double v = lg.v[(size_t)r * lg.ncols + step_col];
-        if (fabs(v) < 1e300 && v < lo) lo = v; /* the limit of value() */
-        if (fabs(v) < 1e300 && v > hi) hi = v;
+    if (st == SN_OK && d[0].n + d[1].n + d[2].n == 0)
+        st = sn_error(SN_ERR_FORMAT, "%s: no rows to plot (no %s with a loss, lr or eval_* value)",
+                      paths[0], by_time ? "row with a train_s" : "step");
+    if (st == SN_OK && (st = sn_image_alloc(out, W, H, 3)) == SN_OK) {
+        memset(out->pixels, 255, (size_t)W * H * 3);
+        /* The x axis, shared: every row with an x counts, plotted or not. */
+        double lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < lg[i].nrows; r++) {
+                const double v = lg[i].v[(size_t)r * lg[i].ncols + xcol[i]] * xscale;
+                if (fabs(v) < 1e300 && v < lo) lo = v; /* the limit of value() */
+                if (fabs(v) < 1e300 && v > hi) hi = v;
+            }
+        if (!(lo <= hi)) lo = 0, hi = 1;
+        /* Nice ticks, but the axis ends at the last x (not at the next tick past it), so that
+         * the curves reach the right edge. */
+        axis ax = nice_axis(lo, hi, 0, INFINITY);
+        if (hi > lo && hi < ax.hi) ax.hi = hi;
+        /* Text at scale 2 on a full-size figure, 1 on a small one; a title line on top, the
+         * axis label at the bottom, three equal bands between. */
+        const int s = W >= 640 && H >= 600 ? 2 : 1, ch = 7 * s;
+        const int head = ch + 6 * s, foot = ch + 6 * s, band = (H - head - foot) / 3;
+        char title[160];
+        if (opt && opt->title) {
+            snprintf(title, sizeof title, "%s", opt->title);
+        } else if (n == 1) {
+            snprintf(title, sizeof title, "%s", run_name(paths[0], names[0]));
+        } else {
+            size_t len = 0;
+            title[0] = 0;
+            for (int i = 0; i < d[0].n && len < sizeof title; i++)
+                len += (size_t)snprintf(title + len, sizeof title - len, "%s%s", i ? " vs " : "",
+                                        d[0].sr[i].label);
+            if (len >= sizeof title || sn_draw_text_width(title, s) > W - 8)
+                snprintf(title, sizeof title, "%d runs", n);
+        }
+        sn_draw_text(out, (W - sn_draw_text_width(title, s)) / 2, 3 * s, title, s, k_text);
+        sn_plot_layout lay;
+        for (int i = 0; i < 3; i++)
+            draw_panel(out, &d[i], &ax, head + i * band, band, s, &lay.panel[i]);
+        const sn_plot_panel *b = &lay.panel[2];
+        sn_draw_text(out, (b->x0 + b->x1 - sn_draw_text_width(xlabel, s)) / 2, H - foot + 2 * s,
+                     xlabel, s, k_text);
+        if (layout) *layout = lay;
     }
-    /* Nice ticks, but the axis ends at the last step (not at the next tick past it), so that
-     * the curves reach the right edge. */
-    axis ax = nice_axis(lo, hi, 0, INFINITY);
-    if (hi > lo && hi < ax.hi) ax.hi = hi;
-    /* Text at scale 2 on a full-size figure, 1 on a small one; a title line on top, the axis
-     * label at the bottom, three equal bands between. */
-    const int s = W >= 640 && H >= 600 ? 2 : 1, ch = 7 * s;
-    const int head = ch + 6 * s, foot = ch + 6 * s, band = (H - head - foot) / 3;
-    char name[PATH_MAX];
-    const char *title = opt && opt->title ? opt->title : run_name(csv_path, name);
-    sn_draw_text(out, (W - sn_draw_text_width(title, s)) / 2, 3 * s, title, s, k_text);
-    sn_plot_layout lay;
-    for (int i = 0; i < 3; i++)
-        draw_panel(out, &lg, step_col, &d[i], &ax, head + i * band, band, s, &lay.panel[i]);
-    const sn_plot_panel *b = &lay.panel[2];
-    sn_draw_text(out, (b->x0 + b->x1 - sn_draw_text_width("step", s)) / 2, H - foot + 2 * s, "step",
-                 s, k_text);
-    if (layout) *layout = lay;
-    log_free(&lg);
-    return SN_OK;
+    for (int i = 0; i < nparsed && i < n; i++) log_free(&lg[i]);
+    sn_free(names);
+    return st;
+}
+
+sn_status sn_plot_render(const char *csv_path, const sn_plot_options *opt, sn_image *out,
+                         sn_plot_layout *layout) {
+    return render(&csv_path, 1, opt, out, layout);
+}
+
+sn_status sn_plot_render_logs(const char *const *csv_paths, int n, const sn_plot_options *opt,
+                              sn_image *out, sn_plot_layout *layout) {
+    return render(csv_paths, n, opt, out, layout);
+}
+
+sn_status sn_plot_train_logs(const char *const *csv_paths, int n, const char *png_path,
+                             const sn_plot_options *opt) {
+    if (!png_path) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_train_log: NULL output path");
+    sn_image img;
+    sn_status st = render(csv_paths, n, opt, &img, NULL);
+    if (st == SN_OK) st = sn_image_save_png(&img, png_path);
+    sn_image_free(&img);
+    return st;
 }
 
 sn_status sn_plot_train_log(const char *csv_path, const char *png_path,
                             const sn_plot_options *opt) {
-    if (!png_path) return sn_error(SN_ERR_INVALID_ARG, "sn_plot_train_log: NULL output path");
-    sn_image img;
-    sn_status st = sn_plot_render(csv_path, opt, &img, NULL);
-    if (st == SN_OK) st = sn_image_save_png(&img, png_path);
-    sn_image_free(&img);
-    return st;
+    return sn_plot_train_logs(&csv_path, 1, png_path, opt);
 }
