@@ -248,7 +248,7 @@ static void print_profile(const sn_graph *g, double step_ms, double zero_ms, dou
         printf("]");
         return;
     }
-    printf("\nprofile: %ld profiled steps, median step %.1f ms (ms per step; %% of the step)\n",
+    printf("\nprofile: %ld profiled steps, mean step %.1f ms (ms per step; %% of the step)\n",
            runs, step_ms);
     printf("  %-44s %9s %6s %9s %6s %9s %6s\n", "kind", "forward", "%", "backward", "%", "total",
            "%");
