@@ -243,7 +243,9 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
         sn_status st = SN_OK;
         switch (nd->op) {
         case SN_OP_INPUT: break;
-        case SN_OP_CONV: st = conv_train(g, pt, i, bn_momentum, unbiased_running_var, &t_prof); break;
+        case SN_OP_CONV:
+            st = conv_train(g, pt, i, bn_momentum, unbiased_running_var, &t_prof);
+            break;
         case SN_OP_ADD: add_train(g, i, &rng, &t_prof); break;
         default: st = sn_graph_run_simple(g, pt, i); break;
         }
