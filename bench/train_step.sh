@@ -10,6 +10,9 @@ usage() {
 usage: bash bench/train_step.sh [options]
   --case a|b|all     a: spinenet-mobile-49xs relu, 64 px, batch 64 (the Fashion-MNIST recipe)
                      b: spinenet-49s relu, 256 px, batch 8;  all (default): both
+  --case c|d|det     the RetinaNet detection step instead (c: spinenet-mobile-49xs, d:
+                     spinenet-49s, det: both): hands over to bench/det_step.sh, with the other
+                     options (see bash bench/det_step.sh --help)
   --model M --act A --size S --batch N
                      a custom case instead (flavour tpu, 10 classes)
   --threads T        threads for both sides (default 2)
@@ -26,6 +29,14 @@ usage: bash bench/train_step.sh [options]
   --json             also print each side's JSON line
 EOF
 }
+
+# The detection cases are bench/det_step.sh's (its own rounds, ratios and profile).
+for ((i = 1; i <= $#; i++)); do
+  if [ "${!i}" = "--case" ]; then
+    j=$((i + 1))
+    case "${!j:-}" in c|d|det) exec bash bench/det_step.sh "$@" ;; esac
+  fi
+done
 
 case_sel=all model="" act="" size="" batch="" threads=2 steps="" warmup="" policy=auto
 check=1 show_json=0 rounds=1

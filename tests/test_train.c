@@ -312,7 +312,60 @@ static void test_detection_backward(void) {
     teardown(&t);
 }
 
+/* The training profile (sn_graph_set_train_profile) only reads clocks: the same loss, gradients
+ * and moving statistics bit for bit with it on as off, and it accounts every node pass. */
+static void test_profile_identical(void) {
+    trainer a, b;
+    CHECK(setup(&a, "spinenet-mobile-49xs", SN_FLAVOUR_GARDEN, SN_ACT_SWISH, 0.2f, 2, 2, 128) == 0,
+          "%s", sn_last_error());
+    CHECK(setup(&b, "spinenet-mobile-49xs", SN_FLAVOUR_GARDEN, SN_ACT_SWISH, 0.2f, 2, 2, 128) == 0,
+          "%s", sn_last_error());
+    if (!a.m || !b.m) return;
+    sn_graph *gb = sn_model_part_graph(b.m, 0);
+    CHECK_OK(sn_graph_set_train_profile(gb, 1));
+    size_t count = 2 * 128 * 128 * 3;
+    float *x = malloc(count * sizeof *x);
+    sn_hash_fill(x, count, "input", 6, -1, 1);
+    int32_t labels[2] = {1, 3};
+    for (int step = 0; step < 2; step++) {
+        double la, lb;
+        zero_grads(&a);
+        zero_grads(&b);
+        CHECK_OK(sn_model_loss_grad(a.m, x, labels, 0.1f, 21 + (uint64_t)step, &la, a.grads));
+        CHECK_OK(sn_model_loss_grad(b.m, x, labels, 0.1f, 21 + (uint64_t)step, &lb, b.grads));
+        CHECK(memcmp(&la, &lb, sizeof la) == 0, "step %d: loss %.17g profiled, %.17g not", step,
+              lb, la);
+        int same = 1;
+        for (int i = 0; i < a.np; i++) {
+            sn_param pa, pb;
+            sn_model_param_at(a.m, i, &pa);
+            sn_model_param_at(b.m, i, &pb);
+            if (a.grads[i] && memcmp(a.grads[i], b.grads[i], pa.count * sizeof(float)) != 0)
+                same = 0;
+            if (memcmp(pa.data, pb.data, pa.count * sizeof(float)) != 0) same = 0;
+        }
+        CHECK(same, "step %d: gradients or moving statistics differ with profiling on", step);
+    }
+    CHECK(gb->prof_train_runs == 2 && gb->prof_train_fwd_runs == 2,
+          "profile counted %ld backward and %ld forward passes, want 2 and 2", gb->prof_train_runs,
+          gb->prof_train_fwd_runs);
+    double fwd = 0.0, bwd = 0.0;
+    for (int i = 0; i < gb->n; i++) {
+        fwd += gb->prof_train[(size_t)i * SN_PROF_SLOTS + SN_PROF_FWD_OP] +
+               gb->prof_train[(size_t)i * SN_PROF_SLOTS + SN_PROF_FWD_NORM];
+        bwd += gb->prof_train[(size_t)i * SN_PROF_SLOTS + SN_PROF_BWD_NORM] +
+               gb->prof_train[(size_t)i * SN_PROF_SLOTS + SN_PROF_BWD_OP];
+    }
+    CHECK(fwd > 0.0 && bwd > 0.0, "profile recorded forward %g s, backward %g s", fwd, bwd);
+    CHECK_OK(sn_graph_set_train_profile(gb, 0));
+    CHECK(gb->prof_train == NULL, "profile still allocated after turning it off");
+    free(x);
+    teardown(&a);
+    teardown(&b);
+}
+
 int main(void) {
+    test_profile_identical();
     test_detection_backward();
     test_fd("spinenet-mobile-49xs", SN_FLAVOUR_GARDEN, SN_ACT_NONE, 256);
     test_determinism();

@@ -4,6 +4,7 @@
  * stochastic depth; the others run sn_graph_run_simple); and the backward pass over the nodes. */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 #include "graph.h"
@@ -73,6 +74,33 @@ sn_status sn_graph_plan_train(sn_graph *g) {
 }
 
 static float *at(sn_graph *g, size_t off) { return sn_arena_f32(g->arena, off); }
+
+sn_status sn_graph_set_train_profile(sn_graph *g, int on) {
+    if (!g) return sn_error(SN_ERR_INVALID_ARG, "sn_graph_set_train_profile: NULL graph");
+    sn_free(g->prof_train);
+    g->prof_train = NULL;
+    g->prof_bwd_setup_sec = 0.0;
+    g->prof_train_fwd_runs = g->prof_train_runs = 0;
+    if (!on) return SN_OK;
+    if (!g->training)
+        return sn_error(SN_ERR_STATE, "training profile: plan the graph for training first");
+    g->prof_train = sn_calloc((size_t)g->n * SN_PROF_SLOTS, sizeof *g->prof_train);
+    return g->prof_train ? SN_OK : SN_ERR_OOM;
+}
+
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Training profile: the seconds since *t go to node i's slot, and *t restarts. Only called when
+ * g->prof_train is set (the callers test it, so an unprofiled pass reads no clock). */
+static void prof_lap(sn_graph *g, int i, sn_prof_slot slot, double *t) {
+    const double now = prof_now();
+    g->prof_train[(size_t)i * SN_PROF_SLOTS + slot] += now - *t;
+    *t = now;
+}
 
 /* The buffer holding a node's value before its activation (not for convs with batch-norm,
  * whose activation input is recomputed from z by the fused backward). */
@@ -152,8 +180,9 @@ static sn_status bn_sync_backward(sn_graph *g, const sn_paramtab *pt, const sn_n
 
 /* Convolution (+bias) into z, then batch-norm with the batch's statistics (kept for the backward;
  * the moving ones updated unless keep_moving_stats) and the activation, fused, into y. */
-static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_momentum,
-                            int unbiased_running_var) {
+static sn_status conv_train(sn_graph *g, sn_paramtab *pt, int i, float bn_momentum,
+                            int unbiased_running_var, double *t_prof) {
+    sn_node *nd = &g->nodes[i];
     const sn_node *x = &g->nodes[nd->in[0]];
     float *y = at(g, nd->offset);
     float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
@@ -162,6 +191,7 @@ static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_
     sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]),
                                  pt->t[nd->p_weight].data, &ep, nd->h, nd->w, z, g->nthreads);
     if (st != SN_OK) return st;
+    if (g->prof_train) prof_lap(g, i, SN_PROF_FWD_OP, t_prof);
     if (nd->p_gamma >= 0 && g->bn_reduce) {
         return bn_sync_forward(g, pt, nd, z, y, bn_momentum, unbiased_running_var);
     } else if (nd->p_gamma >= 0) {
@@ -180,7 +210,8 @@ static sn_status conv_train(sn_graph *g, sn_paramtab *pt, sn_node *nd, float bn_
 
 /* Sum of the inputs into z, the first one through stochastic depth when the node has a rate,
  * then the activation into y. */
-static void add_train(sn_graph *g, sn_node *nd, sn_rng *rng) {
+static void add_train(sn_graph *g, int i, sn_rng *rng, double *t_prof) {
+    sn_node *nd = &g->nodes[i];
     const size_t count = sn_node_elems(nd);
     float *y = at(g, nd->offset);
     float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
@@ -194,6 +225,7 @@ static void add_train(sn_graph *g, sn_node *nd, sn_rng *rng) {
         xs[0] = dropped;
     }
     sn_add_f32(nd->n_in, xs, count, SN_ACT_NONE, z, g->nthreads);
+    if (g->prof_train) prof_lap(g, i, SN_PROF_FWD_OP, t_prof);
     if (nd->act != SN_ACT_NONE) sn_act_f32(nd->act, count, z, y, g->nthreads);
 }
 
@@ -203,17 +235,26 @@ sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *inpu
     g->input = input;
     sn_rng rng;
     sn_rng_seed(&rng, seed);
+    /* Profiling: each node's time after its op's own lap (a convolution's or an add's) is its
+     * batch-norm and activation; a node without that part gets it all as its op. */
+    double t_prof = g->prof_train ? prof_now() : 0.0;
     for (int i = 0; i < g->n; i++) {
         sn_node *nd = &g->nodes[i];
         sn_status st = SN_OK;
         switch (nd->op) {
         case SN_OP_INPUT: break;
-        case SN_OP_CONV: st = conv_train(g, pt, nd, bn_momentum, unbiased_running_var); break;
-        case SN_OP_ADD: add_train(g, nd, &rng); break;
+        case SN_OP_CONV:
+            st = conv_train(g, pt, i, bn_momentum, unbiased_running_var, &t_prof);
+            break;
+        case SN_OP_ADD: add_train(g, i, &rng, &t_prof); break;
         default: st = sn_graph_run_simple(g, pt, i); break;
         }
         if (st != SN_OK) return st;
+        if (g->prof_train)
+            prof_lap(g, i, nd->op == SN_OP_CONV || nd->op == SN_OP_ADD ? SN_PROF_FWD_NORM
+                                                                       : SN_PROF_FWD_OP, &t_prof);
     }
+    if (g->prof_train) g->prof_train_fwd_runs++;
     return SN_OK;
 }
 
@@ -238,12 +279,18 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
                 return sn_error(SN_ERR_INVALID_ARG, "backward: node %d given twice", out_nodes[j]);
         if (out_nodes[j] > last) last = out_nodes[j];
     }
+    double t_prof = g->prof_train ? prof_now() : 0.0;
     memset(g->grad_arena, 0, g->grad_bytes);
     for (int j = 0; j < n_out; j++) {
         const sn_node *on = &g->nodes[out_nodes[j]];
         memcpy(sn_arena_f32(g->grad_arena, on->goff), douts[j], sn_node_elems(on) * sizeof(float));
     }
     float *s0 = sn_arena_f32(g->scratch, 0), *s1 = sn_arena_f32(g->scratch, g->scratch_bytes);
+    if (g->prof_train) {
+        const double now = prof_now();
+        g->prof_bwd_setup_sec += now - t_prof;
+        t_prof = now;
+    }
     for (int i = last; i >= 0; i--) {
         sn_node *nd = &g->nodes[i];
         if (nd->op == SN_OP_INPUT) continue;
@@ -257,6 +304,7 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
         if (nd->act != SN_ACT_NONE && nd->op != SN_OP_CONV) {
             sn_act_grad_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
             dz = s0;
+            if (g->prof_train) prof_lap(g, i, SN_PROF_BWD_NORM, &t_prof);
         }
         switch (nd->op) {
         case SN_OP_CONV: {
@@ -279,6 +327,7 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
                 sn_act_grad_f32(nd->act, count, pre_act(g, nd), dy, s0, g->nthreads);
                 d = s0;
             }
+            if (g->prof_train) prof_lap(g, i, SN_PROF_BWD_NORM, &t_prof);
             sn_status st = sn_conv2d_backward_f32(
                 &nd->conv, x->n, x->h, x->w, xd, pt->t[nd->p_weight].data, nd->h, nd->w, d, dx,
                 grads ? grads[nd->p_weight] : NULL,
@@ -333,11 +382,15 @@ sn_status sn_graph_backward_multi(sn_graph *g, const sn_paramtab *pt, int n_out,
             break;
         case SN_OP_INPUT: break;
         }
+        if (g->prof_train) prof_lap(g, i, SN_PROF_BWD_OP, &t_prof);
         /* Node i's parameter gradients are added: the caller may start sending them. */
         if (g->grads_ready) {
             sn_status rs = g->grads_ready(g->grads_ready_ctx, i);
             if (rs != SN_OK) return rs;
+            /* the hook's own time (starting a send) is not node i's */
+            if (g->prof_train) t_prof = prof_now();
         }
     }
+    if (g->prof_train) g->prof_train_runs++;
     return SN_OK;
 }

@@ -49,6 +49,7 @@ void sn_graph_free(sn_graph *g) {
     sn_free(g->grad_arena);
     sn_free(g->scratch);
     sn_free(g->prof_sec);
+    sn_free(g->prof_train);
     memset(g, 0, sizeof *g);
 }
 

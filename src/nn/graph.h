@@ -167,6 +167,13 @@ typedef struct {
     /* profiling (sn_model_set_profile): seconds spent in each node, summed over prof_runs */
     double *prof_sec;
     long prof_runs;
+    /* Training profile (sn_graph_set_train_profile): seconds of the training forward and backward
+     * per node and part (sn_prof_slot), summed over prof_train_runs backward passes, plus each
+     * backward's setup (zeroing the gradient arena, copying the output gradients in). NULL: off,
+     * and the passes read no clock. */
+    double *prof_train; /* [n][SN_PROF_SLOTS] */
+    double prof_bwd_setup_sec;
+    long prof_train_fwd_runs, prof_train_runs;
     unsigned char *scratch; /* two node-sized work buffers for the backward, at byte 0 and at
                              * byte scratch_bytes */
     size_t scratch_bytes;   /* of each, a multiple of SN_TENSOR_ALIGN */
@@ -224,6 +231,16 @@ size_t sn_node_bytes(const sn_node *nd);
  * draws stochastic-depth masks from `seed`. The backward takes dL/d(output node) and accumulates
  * parameter gradients into grads[i] (one buffer per parameter, NULL to skip). */
 sn_status sn_graph_plan_train(sn_graph *g);
+/* The parts of a node's training step the profile tells apart. A convolution's forward is the
+ * convolution (FWD_OP) then its fused batch-norm and activation (FWD_NORM); an add's, the sum
+ * then the activation; the backward the other way round (BWD_NORM: through the activation and
+ * batch-norm, BWD_OP: the op's own backward). Ops without a trailing part use only *_OP. */
+typedef enum { SN_PROF_FWD_OP, SN_PROF_FWD_NORM, SN_PROF_BWD_NORM, SN_PROF_BWD_OP,
+               SN_PROF_SLOTS } sn_prof_slot;
+/* Profile the training forward and backward (on != 0), zeroing the counters, or stop (the
+ * counters freed). Call after sn_graph_plan_train (the node count is the plan's). The numbers
+ * computed are the same either way (only clocks are read). */
+sn_status sn_graph_set_train_profile(sn_graph *g, int on);
 sn_status sn_graph_forward_train(sn_graph *g, sn_paramtab *pt, const float *input, float bn_momentum,
                                  int unbiased_running_var, uint64_t seed);
 sn_status sn_graph_backward(sn_graph *g, const sn_paramtab *pt, int out_node, const float *dout,
