@@ -327,7 +327,7 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
   [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 " ] \
     && ok || bad "train_log.csv after --resume: $(cut -d, -f1 "$tmp/run/train_log.csv" | tr '\n' ' ')"
-  # train_s: the run's training seconds, growing across the resume (the checkpoint carries it).
+  # train_s: the run's training seconds, growing across the resume (the log carries it on).
   python3 -c '
 import csv, sys
 t = [float(r["train_s"]) for r in csv.DictReader(open(sys.argv[1]))]
@@ -348,13 +348,14 @@ assert "-o" not in f and "--resume" not in f and "--force" not in f' "$tmp/run/r
     && grep -q "done after 6 steps" "$tmp/train3.out" \
     && [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 6 " ] \
     && grep -q '"--steps": 6' "$tmp/run/run.json" && ok || bad "train -o --resume alone: $(tail -3 "$tmp/train3.out")"
-  # A log written before the train_s column: resuming adds it, empty in the old rows.
+  # A log written before the train_s column: resuming adds it, empty in the old rows, and in the
+  # new ones too (the earlier sessions' time is unknown: no number rather than a wrong one).
   cut -d, -f1-8,10- "$tmp/run/train_log.csv" > "$tmp/oldlog.csv" && cp "$tmp/oldlog.csv" "$tmp/run/train_log.csv"
   "$sn" train -o "$tmp/run" --resume --steps 7 > "$tmp/train4.out" 2>&1 && python3 -c '
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 assert [r["step"] for r in rows] == [str(i) for i in range(1, 8)], rows
-assert all(r["train_s"] == "" for r in rows[:6]) and float(rows[6]["train_s"]) > 0, rows
+assert all(r["train_s"] == "" for r in rows), rows
 assert all(r["loss"] for r in rows), rows' "$tmp/run/train_log.csv" \
     && ok || bad "resume of an old-format log: $(head -3 "$tmp/run/train_log.csv") $(tail -2 "$tmp/train4.out")"
   expect_usage "--lr 0.5 contradicts the run in $tmp/run (run.json: --lr 0.1); --resume continues with the run's settings: leave --lr out, or start a new run" \

@@ -124,6 +124,8 @@ typedef struct {
     double last_print;
     FILE *csv;           /* OUTDIR/train_log.csv, one row per step (NULL: not written) */
     const char *csv_path;
+    double train_s0;     /* the earlier sessions' training seconds (the log's train_s at the
+                          * resumed step); NAN when unknown: train_s is then left empty */
 } progress_state;
 
 /* The training log: a header, then one row per step. loss is the mean of the last
@@ -143,9 +145,10 @@ static void csv_row(progress_state *ps, const sn_train_progress *p) {
         snprintf(f[3], sizeof f[3], "%.6g", p->eval_top1);
         snprintf(f[4], sizeof f[4], "%.6g", p->eval_top5);
     }
-    int bad = fprintf(ps->csv, "%lld,%lld,%.6g,%.6g,%s,%s,%s,%.4g,%.3f,%s,%s\n", (long long)p->step,
+    if (!isnan(ps->train_s0)) snprintf(f[5], sizeof f[5], "%.3f", ps->train_s0 + p->train_s);
+    int bad = fprintf(ps->csv, "%lld,%lld,%.6g,%.6g,%s,%s,%s,%.4g,%s,%s,%s\n", (long long)p->step,
                       (long long)p->epoch + 1, p->lr, p->loss, f[0], f[1], f[2], p->images_per_s,
-                      p->train_s, f[3], f[4]) < 0;
+                      f[5], f[3], f[4]) < 0;
     if (!bad && (p->evaluated || p->step >= p->total_steps)) bad = fflush(ps->csv) != 0;
     if (bad) {
         fprintf(stderr, "spinenet: warning: %s: cannot write the training log (%s); training "
@@ -159,11 +162,15 @@ static void csv_row(progress_state *ps, const sn_train_progress *p) {
 #define CSV_HEAD_NEW CSV_HEAD "train_s,"
 
 /* Opens OUTDIR/train_log.csv: a new file for a new run; when resuming from step `step`, the
- * rows up to that step are kept (later ones belong to steps that will be trained again). A log
- * of a run started before the train_s column existed gets the column, empty in its old rows. */
-static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
+ * rows up to that step are kept (later ones belong to steps that will be trained again), and
+ * *train_s0 is the train_s of the row of that step: the training time of the sessions before
+ * (NAN when the log has no such value: the new rows leave train_s empty rather than restart
+ * it from 0). A log of a run started before the train_s column existed gets the column, empty
+ * in its old rows. */
+static FILE *csv_open(const char *path, int det, int resume, int64_t step, double *train_s0) {
     char *keep = NULL;
     size_t nkeep = 0;
+    *train_s0 = resume ? NAN : 0.0;
     if (resume) {
         FILE *in = fopen(path, "rb");
         if (in) {
@@ -181,13 +188,18 @@ static FILE *csv_open(const char *path, int det, int resume, int64_t step) {
                         snprintf(fixed, sizeof fixed, "%s%s", CSV_HEAD_NEW, line + strlen(CSV_HEAD));
                         text = fixed;
                     }
-                } else if (old) { /* an empty train_s after the 8th field */
+                } else {
+                    /* The 9th field is train_s (an empty one is inserted into an old row). */
                     const char *c = line;
                     for (int k = 0; k < 8 && c; k++)
                         if ((c = strchr(c, ',')) != NULL) c++;
-                    if (c) {
+                    if (c && old) {
                         snprintf(fixed, sizeof fixed, "%.*s,%s", (int)(c - line), line, c);
                         text = fixed;
+                    } else if (c && s == step) {
+                        char *end;
+                        const double v = strtod(c, &end);
+                        *train_s0 = end != c && *end == ',' && v >= 0 ? v : NAN;
                     }
                 }
                 first = 0;
@@ -632,7 +644,7 @@ static int train(const opts *o) {
     tc.eval_every = o->eval_every;
     tc.resume = o->resume;
     if (o->init && copy_path(tc.init_path, sizeof tc.init_path, o->init, "--init")) return 1;
-    progress_state ps = {isatty(STDOUT_FILENO), 0, NULL, NULL};
+    progress_state ps = {isatty(STDOUT_FILENO), 0, NULL, NULL, 0.0};
     tc.progress = on_progress;
     tc.log = on_log;
     tc.user = &ps;
@@ -688,7 +700,7 @@ static int train(const opts *o) {
     char csv_path[SN_PATH_MAX + 16];
     snprintf(csv_path, sizeof csv_path, "%s/train_log.csv", o->out);
     ps.csv_path = csv_path;
-    ps.csv = csv_open(csv_path, det, o->resume, sn_trainer_step(t));
+    ps.csv = csv_open(csv_path, det, o->resume, sn_trainer_step(t), &ps.train_s0);
     if (!ps.csv)
         fprintf(stderr, "spinenet: warning: %s: cannot write the training log (%s); training "
                 "goes on without it\n", csv_path, strerror(errno));

@@ -1,7 +1,6 @@
 /* checkpoint.c: training checkpoints (weights + optimizer momentum + loop state) as one
  * safetensors file written atomically, and their restoration for --resume. Layout: trainer.h. */
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +12,7 @@
 #include "safetensors.h"
 #include "trainer.h"
 
-#define N_TRAIN_META 16
+#define N_TRAIN_META 12
 
 /* Extra metadata values are formatted into fixed slots. */
 typedef struct {
@@ -71,7 +70,6 @@ sn_status sn_checkpoint_write(const char *path, const sn_model *m, sn_optim *opt
     tm_add(&tm, "train.loader_seed", "%" PRIu64, st->loader.seed);
     tm_add(&tm, "train.loader_epoch", "%" PRId64, st->loader.epoch);
     tm_add(&tm, "train.loader_position", "%" PRId64, st->loader.position);
-    tm_add(&tm, "train.train_s", "%.17g", st->train_s);
     tm_add(&tm, "train.rng", "stateless: drop-path seed = mix(train.seed, step)");
     if (opt) {
         tm_add(&tm, "train.optim_step", "%" PRId64, sn_optim_get_step(opt));
@@ -167,16 +165,6 @@ sn_status sn_checkpoint_read(const char *path, sn_model *m, sn_optim *opt, sn_tr
         goto done;
     }
     ns.best_metric = strtod(v, NULL);
-    /* Optional: checkpoints written before the training time was recorded lack it (0). */
-    if ((v = sn_st_meta(&f, "train.train_s")) != NULL) {
-        char *end;
-        ns.train_s = strtod(v, &end);
-        if (end == v || *end || !(ns.train_s >= 0) || !isfinite(ns.train_s)) {
-            s = sn_error(SN_ERR_FORMAT, "%s: checkpoint metadata 'train.train_s' = '%s' is not a "
-                         "number of seconds", path, v);
-            goto done;
-        }
-    }
     if (opt) {
         if ((s = meta_i64(&f, path, "train.optim_step", &optim_step)) != SN_OK) goto done;
         const char *form = sn_st_meta(&f, "train.momentum_form");

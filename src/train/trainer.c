@@ -35,7 +35,6 @@ struct sn_trainer {
     int64_t step, total_steps, per_epoch;
     double best_metric;
     int64_t best_step;
-    double train_s; /* training seconds of the run so far (sn_train_state.train_s) */
     char last_path[SN_PATH_MAX + 32], best_path[SN_PATH_MAX + 32];
     /* Detection */
     sn_coco *coco_train, *coco_eval;
@@ -659,7 +658,6 @@ static sn_status create_local(sn_trainer *t) {
         t->step = ts.step;
         t->best_metric = ts.best_metric;
         t->best_step = ts.best_step;
-        t->train_s = ts.train_s;
         tlog(t, SN_LOG_INFO, "resumed from %s at step %" PRId64, t->last_path, t->step);
     }
     return plan_train(t);
@@ -699,7 +697,6 @@ static sn_status save_last(sn_trainer *t) {
     ts.best_metric = t->best_metric;
     ts.best_step = t->best_step;
     ts.seed = t->cfg.seed;
-    ts.train_s = t->train_s;
     sn_loader_get_state(t->loader, &ts.loader);
     sn_status st = sn_checkpoint_write(t->last_path, t->m, t->opt, &ts);
     if (st == SN_OK) tlog(t, SN_LOG_INFO, "step %" PRId64 ": wrote %s", t->step, t->last_path);
@@ -762,7 +759,6 @@ static sn_status run_eval(sn_trainer *t, double *top1, double *top5) {
             ts.best_metric = t->best_metric;
             ts.best_step = t->best_step;
             ts.seed = t->cfg.seed;
-            ts.train_s = t->train_s;
             sn_loader_get_state(t->loader, &ts.loader);
             if ((st = sn_checkpoint_write(t->best_path, t->m, NULL, &ts)) != SN_OK) return st;
             tlog(t, SN_LOG_INFO, "step %" PRId64 ": new best %s %.4f, wrote %s", t->step,
@@ -889,9 +885,7 @@ sn_status sn_trainer_run(sn_trainer *t) {
                             "checkpoint written, the last good one is kept", t->step + 1,
                             sn_last_error(), norm);
         t->step++;
-        const double dt = now_s() - t0;
-        t_train += dt;
-        t->train_s += dt;
+        t_train += now_s() - t0;
         images += n_img;
         win_loss[win_i] = loss;
         win_acc[win_i] = n_img ? (double)hits / n_img : 0.0;
@@ -925,7 +919,7 @@ sn_status sn_trainer_run(sn_trainer *t) {
         if (det) p.accuracy = NAN;
         p.lr = lr;
         p.images_per_s = t_train > 0 ? (double)images / t_train : 0.0;
-        p.train_s = t->train_s;
+        p.train_s = t_train;
         p.eta_s = t->step > start_step
                       ? t_train / (double)(t->step - start_step) * (double)(t->total_steps - t->step)
                       : 0.0;

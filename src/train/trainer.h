@@ -49,8 +49,10 @@ typedef struct {
     double accuracy;        /* training top-1 of the recent batches, from the training forward */
     double lr;              /* learning rate of the last update */
     double images_per_s;    /* training throughput of this run (excludes evaluation) */
-    double train_s;         /* training seconds since the run began, resumed sessions included
-                             * (evaluation and checkpoint writing left out) */
+    double train_s;         /* training seconds of this process (since it started or resumed;
+                             * evaluation and checkpoint writing left out). Not in checkpoints,
+                             * which stay the same bytes for the same run: spinenet train adds
+                             * the earlier sessions' time from its log. */
     double eta_s;           /* remaining steps at that throughput */
     int evaluated;          /* 1: eval_top1/eval_top5 hold a fresh evaluation at this step */
     double eval_top1, eval_top5; /* detection: COCO AP and AP50 */
@@ -176,9 +178,6 @@ typedef struct {
     int64_t best_step;
     uint64_t seed;
     sn_loader_state loader;
-    double train_s;      /* training seconds up to this step, over every session of the run
-                          * (evaluation and checkpoint writing left out); 0 in checkpoints
-                          * written before it was recorded */
 } sn_train_state;
 
 /* Write a checkpoint atomically. opt == NULL: weights only (the best.safetensors form). */
