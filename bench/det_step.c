@@ -37,7 +37,7 @@ static void usage(FILE *f) {
             "usage: bench_det_step [--model NAME (spinenet-mobile-49xs)] [--act ACT (variant's)]\n"
             "       [--flavour garden|tpu (garden)] [--size PX (256, a multiple of 128)]\n"
             "       [--batch N (16)] [--threads T (1)] [--steps N (10, timed)] [--warmup N (2)]\n"
-            "       [--classes N (10, background column included)] [--lr LR (0.01)]\n"
+            "       [--classes N (11: fashion-det's 10 and the background column)] [--lr LR (0.01)]\n"
             "       [--weight-decay WD (4e-5)] [--seed N (1)] [--profile] [--save-weights FILE]\n"
             "       [--dump FILE] [--json]\n"
             "One step = zero grads + sn_det_loss_grad (forward with batch-stat BN, focal + Huber\n"
@@ -328,7 +328,7 @@ static int head_sample(const sn_model *m, float *out, int cap, int per) {
 int main(int argc, char **argv) {
     sn_tame_openmp_spinning(argv);
     options o = {.model = "spinenet-mobile-49xs", .flavour = "garden", .size = 256, .batch = 16,
-                 .threads = 1, .steps = 10, .warmup = 2, .classes = 10, .lr = 0.01, .wd = 4e-5,
+                 .threads = 1, .steps = 10, .warmup = 2, .classes = 11, .lr = 0.01, .wd = 4e-5,
                  .seed = 1};
     if (!parse_args(argc, argv, &o)) return 2;
 

@@ -11,7 +11,8 @@ usage() {
 usage: bash bench/det_step.sh [options]      (also: bash bench/train_step.sh --case c|d|det ...)
   --case c|d|all     c: spinenet-mobile-49xs, 256 px, batch 16
                      d: spinenet-49s, 256 px, batch 8;  all (default): both
-                     (flavour garden, the variant's activation (swish), 10 classes)
+                     (flavour garden, the variant's activation (swish), 11 class
+                     columns: fashion-det's 10 classes and the background)
   --model M --size S --batch N [--act A] [--flavour F]
                      a custom case instead
   --threads T        threads for both sides (default 2)
@@ -102,11 +103,11 @@ for cs in "${cases[@]}"; do
   read -r m a s b n w <<<"$cs"
   aopt=()
   [ "$a" != "-" ] && aopt=(--act "$a")
-  echo "== $m ($flavour${aopt[1]:+, ${aopt[1]}}), RetinaNet 10 classes, ${s}x${s}, batch $b, $threads threads: $rounds round(s) of $w warmup + $n timed steps per side"
+  echo "== $m ($flavour${aopt[1]:+, ${aopt[1]}}), RetinaNet 11 class columns, ${s}x${s}, batch $b, $threads threads: $rounds round(s) of $w warmup + $n timed steps per side"
   c_ips=() t_ips=() ratios=()
   for ((r = 1; r <= rounds; r++)); do
     cargs=(--model "$m" "${aopt[@]}" --flavour "$flavour" --size "$s" --batch "$b"
-           --threads "$threads" --steps "$n" --warmup "$w" --classes 10 --json)
+           --threads "$threads" --steps "$n" --warmup "$w" --classes 11 --json)
     # The weights and the labelled batch are the same every round (fixed seed): written once.
     [ "$r" = 1 ] && cargs+=(--save-weights "$tmp/weights.safetensors" --dump "$tmp/batch.safetensors")
     ./build/bench_det_step "${cargs[@]}" >"$tmp/c.json"
@@ -145,7 +146,7 @@ for cs in "${cases[@]}"; do
   rows+=("| $m | $flavour | $(jget "$tmp/c1.json" activation) | $s | $b | $threads | $n x $rounds | $c_med | $t_med | ${ratios[*]:--} | **$r_med** |")
   if [ "$profile" = 1 ]; then
     ./build/bench_det_step --model "$m" "${aopt[@]}" --flavour "$flavour" --size "$s" --batch "$b" \
-      --threads "$threads" --steps "$n" --warmup "$w" --classes 10 --profile | sed 's/^/   /'
+      --threads "$threads" --steps "$n" --warmup "$w" --classes 11 --profile | sed 's/^/   /'
   fi
 done
 
