@@ -580,23 +580,31 @@ static void dw_chunk_depthwise(const bwd_args *a, long ch, float *part, float *u
 
 typedef void (*chunk_fn)(const bwd_args *a, long ch, float *part, float *scratch);
 
-/* dw and db as a sum over fixed pixel chunks. Waves of up to nt chunks are computed into
- * per-thread partials, then added to dw/db in chunk order (parallel over elements), so dw =
- * ((dw + P0) + P1) + ... exactly, whatever nt is. The partial holds dw then db: `wsize` + cout
- * floats. */
+/* dw and db as a sum over fixed pixel chunks. Waves of `slots` chunks are computed into
+ * partials (one per slot, any thread computing any slot; a thread's scratch is its own), then
+ * added to dw/db in chunk order (parallel over elements), so dw = ((dw + P0) + P1) + ... exactly:
+ * neither the wave size nor nt changes a bit (a partial sum between waves is stored as the
+ * float it already is). Waves wider than the thread count (reduce_slots) matter on a loaded
+ * machine: every wave ends in barriers, and a barrier waits for the slowest thread to be
+ * scheduled again; with two chunks per wave the stem's dw took 4x its single-thread time. The
+ * partial holds dw then db: `wsize` + cout floats. */
 static void reduce_chunks(const bwd_args *a, long nchunks, chunk_fn fn, size_t wsize,
-                          float *parts, float *scratch, size_t scratch_per, int nt) {
+                          float *parts, int slots, float *scratch, size_t scratch_per, int nt) {
     const int cout = a->c.d->cout;
     const size_t psize = wsize + (size_t)cout;
-    if (nt > nchunks) nt = (int)nchunks;
+    if (slots > nchunks) slots = (int)nchunks;
+    if (nt > slots) nt = slots;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        for (long c0 = 0; c0 < nchunks; c0 += nt) {
-            const int wave = (int)(nchunks - c0 < nt ? nchunks - c0 : nt);
-#pragma omp for schedule(static, 1)
-            for (int t = 0; t < wave; t++)
-                fn(a, c0 + t, parts + (size_t)t * psize,
-                   scratch ? scratch + (size_t)t * scratch_per : NULL);
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *mine = scratch ? scratch + (size_t)tid * scratch_per : NULL;
+        for (long c0 = 0; c0 < nchunks; c0 += slots) {
+            const int wave = (int)(nchunks - c0 < slots ? nchunks - c0 : slots);
+#pragma omp for schedule(dynamic, 1)
+            for (int t = 0; t < wave; t++) fn(a, c0 + t, parts + (size_t)t * psize, mine);
             if (a->dw) {
 #pragma omp for schedule(static)
                 for (size_t e = 0; e < wsize; e++) {
@@ -614,6 +622,18 @@ static void reduce_chunks(const bwd_args *a, long nchunks, chunk_fn fn, size_t w
             }
         }
     }
+}
+
+/* Partials per wave of reduce_chunks: as many as fit in REDUCE_BYTES (at least nt, at most
+ * REDUCE_MAX_SLOTS and nchunks). Only the barrier count depends on it, never the bits. */
+#define REDUCE_BYTES ((size_t)8 << 20)
+#define REDUCE_MAX_SLOTS 64
+static int reduce_slots(long nchunks, size_t psize, int nt) {
+    size_t s = REDUCE_BYTES / (psize * sizeof(float));
+    if (s > REDUCE_MAX_SLOTS) s = REDUCE_MAX_SLOTS;
+    if (s < (size_t)nt) s = (size_t)nt;
+    if (s > (size_t)nchunks) s = (size_t)nchunks;
+    return (int)s;
 }
 
 /* Depthwise dx gathered per input pixel (race-free, so rows run in parallel): each input pixel
@@ -673,11 +693,12 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
         const long rows_per = imax(1, DW_CHUNK / ow);
         const long nchunks = ((long)n * oh + rows_per - 1) / rows_per;
         const int t = nt < nchunks ? nt : (int)nchunks;
-        const size_t bytes = (size_t)t * (wsize + d->cout) * sizeof(float);
+        const int slots = reduce_slots(nchunks, wsize + d->cout, t);
+        const size_t bytes = (size_t)slots * (wsize + d->cout) * sizeof(float);
         float *parts = sn_alloc(bytes);
         if (!parts)
             return sn_error(SN_ERR_OOM, "conv2d_backward: cannot allocate %zu bytes", bytes);
-        reduce_chunks(&a, nchunks, dw_chunk_depthwise, wsize, parts, NULL, 0, t);
+        reduce_chunks(&a, nchunks, dw_chunk_depthwise, wsize, parts, slots, NULL, 0, t);
         sn_free(parts);
         return SN_OK;
     }
@@ -708,7 +729,8 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
     const size_t pack_size = (size_t)d->groups * pg;
     const size_t dcol_per = dx_im2col ? (size_t)TILE_M * (kdim < DX_NBLK ? kdim : DX_NBLK) : 0;
     const size_t col_per = a.dw ? (size_t)DW_CHUNK * kdim : 0;
-    const size_t part_size = (a.dw || db) ? (size_t)tw * (wsize + d->cout) : 0;
+    const int slots = reduce_slots(nchunks, wsize + d->cout, tw);
+    const size_t part_size = (a.dw || db) ? (size_t)slots * (wsize + d->cout) : 0;
     const size_t floats = pack_size + (size_t)nt * dcol_per + (size_t)tw * col_per + part_size;
     float *buf = sn_scratch(SN_SCRATCH_BWD, floats * sizeof(float));
     if (!buf)
@@ -721,7 +743,8 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
             sn_gemm_packb_f32(isa, 1, og, kdim, wt + (size_t)g * og, d->cout, packed + g * pg);
         conv_backward_dx(&a, isa, packed, pg, dcols, dcol_per, nt);
     }
-    if (a.dw || db) reduce_chunks(&a, nchunks, dw_chunk, wsize, parts, col_per ? cols : NULL,
-                                  col_per, tw);
+    if (a.dw || db)
+        reduce_chunks(&a, nchunks, dw_chunk, wsize, parts, slots, col_per ? cols : NULL, col_per,
+                      tw);
     return SN_OK;
 }
