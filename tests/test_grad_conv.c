@@ -531,6 +531,55 @@ static void test_conv_backward_oom(void) {
     }
 }
 
+/* The weight gradient of an im2col convolution is a sum over fixed chunks of 240 output pixels
+ * (conv.c's DW_CHUNK): each chunk's partial is im2col_chunk^T dy_chunk (sn_gemm_ex_f32), and the
+ * partials are added to dw in chunk order, however many of them one reduction wave holds. Here
+ * the partials are big (3x3x256x256, 2.4 MB: three per 8 MiB wave) and there are five chunks, so
+ * the kernel runs more than one wave; its dw must equal the plain chunk-order sum bit for bit,
+ * with 1, 2 and 3 threads. A depthwise case with more chunks than the widest wave (64) checks
+ * the thread counts agree and the naive reference. */
+static void test_dw_chunk_order(void) {
+    const int n = 2, h = 24, w = 24, c = 256, k = 3, chunk = 240;
+    sn_conv_desc d = {k, k, 1, 1, {0, 0, 0, 0}, 1, c, c};
+    sn_pad_same_1d(h, k, 1, &d.pad.top, &d.pad.bottom);
+    sn_pad_same_1d(w, k, 1, &d.pad.left, &d.pad.right);
+    const int m = n * h * w, kdim = k * k * c; /* stride 1, SAME: oh = h, ow = w */
+    const size_t xs = (size_t)m * c, ws = (size_t)kdim * c;
+    float *x = t_frand(xs, -1, 1), *dy = t_frand(xs, -1, 1), *dw0 = t_frand(ws, -1, 1);
+    float *ref = t_fcopy(dw0, ws), *col = t_frand((size_t)chunk * kdim, 0, 0);
+    float *part = t_frand(ws, 0, 0);
+    for (int m0 = 0; m0 < m; m0 += chunk) {
+        const int mt = m - m0 < chunk ? m - m0 : chunk;
+        for (int r = 0; r < mt; r++) {
+            const int q = m0 + r, b = q / (h * w), oy = q % (h * w) / w, ox = q % w;
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    const int iy = oy - d.pad.top + ky, ix = ox - d.pad.left + kx;
+                    float *dst = col + (size_t)r * kdim + (size_t)(ky * k + kx) * c;
+                    for (int ci = 0; ci < c; ci++)
+                        dst[ci] = iy < 0 || iy >= h || ix < 0 || ix >= w
+                                      ? 0.0f
+                                      : x[(((size_t)b * h + iy) * w + ix) * c + ci];
+                }
+        }
+        sn_gemm_ex_f32(1, 0, kdim, c, mt, col, kdim, dy + (size_t)m0 * c, c, part, c, 0, 1);
+        for (size_t e = 0; e < ws; e++) ref[e] += part[e];
+    }
+    static const int threads[3] = {1, 2, 3};
+    for (int t = 0; t < 3; t++) {
+        float *dw = t_fcopy(dw0, ws);
+        CHECK_OK(sn_conv2d_backward_f32(&d, n, h, w, x, NULL, h, w, dy, NULL, dw, NULL,
+                                        threads[t]));
+        CHECK(memcmp(dw, ref, ws * sizeof(float)) == 0,
+              "conv dw, %d threads: not the chunk-order sum of the partials", threads[t]);
+        sn_free(dw);
+    }
+    sn_free(x), sn_free(dy), sn_free(dw0), sn_free(ref), sn_free(col), sn_free(part);
+    /* depthwise: 4 images of 64 rows, 3 rows (192 pixels) per chunk: 86 chunks, two waves */
+    const bcase dwc = {4, 64, 64, 16, 16, 16, 3, 1, 0};
+    run_bcase(&dwc);
+}
+
 int main(void) {
     test_conv_backward_oom();
     /* Every instruction set this CPU and build support, against the double references. */
@@ -540,6 +589,7 @@ int main(void) {
         printf("isa %s\n", sn_isa_name((sn_isa)isa));
         test_gemm_ex();
         test_conv_backward();
+        test_dw_chunk_order();
     }
     printf("%d convolution backward cases\n", g_bcases);
     const bcase fd[] = {
