@@ -531,6 +531,63 @@ static void test_conv_backward_oom(void) {
     }
 }
 
+/* The weight gradient of an im2col convolution is a sum over fixed chunks of 240 output pixels
+ * (conv.c's DW_CHUNK): each chunk's partial is im2col_chunk^T dy_chunk (sn_gemm_ex_f32), added to
+ * dw in chunk order. conv.c computes it either by chunks (partials reduced in waves of as many as
+ * 8 MiB holds) or, when dw has enough row blocks for the threads, by row blocks of dw adding the
+ * chunks' products in order (no partials); both must equal the plain chunk-order sum bit for bit
+ * with 1, 2 and 3 threads. Case 1 (3x3, 256 -> 256: 2.4 MB partials, five chunks) takes the row
+ * blocks; case 2 (3x3, 16 -> 64 over 130 x 130: 71 chunks, more than one wave of 64, and too few
+ * row blocks) the chunks. A depthwise case with more chunks than the widest wave checks the
+ * thread counts agree and the naive reference. */
+static void dw_chunk_order_case(int n, int h, int w, int cin, int c) {
+    const int k = 3, chunk = 240;
+    sn_conv_desc d = {k, k, 1, 1, {0, 0, 0, 0}, 1, cin, c};
+    sn_pad_same_1d(h, k, 1, &d.pad.top, &d.pad.bottom);
+    sn_pad_same_1d(w, k, 1, &d.pad.left, &d.pad.right);
+    const int m = n * h * w, kdim = k * k * cin; /* stride 1, SAME: oh = h, ow = w */
+    const size_t xs = (size_t)m * cin, ys = (size_t)m * c, ws = (size_t)kdim * c;
+    float *x = t_frand(xs, -1, 1), *dy = t_frand(ys, -1, 1), *dw0 = t_frand(ws, -1, 1);
+    float *ref = t_fcopy(dw0, ws), *col = t_frand((size_t)chunk * kdim, 0, 0);
+    float *part = t_frand(ws, 0, 0);
+    for (int m0 = 0; m0 < m; m0 += chunk) {
+        const int mt = m - m0 < chunk ? m - m0 : chunk;
+        for (int r = 0; r < mt; r++) {
+            const int q = m0 + r, b = q / (h * w), oy = q % (h * w) / w, ox = q % w;
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    const int iy = oy - d.pad.top + ky, ix = ox - d.pad.left + kx;
+                    float *dst = col + (size_t)r * kdim + (size_t)(ky * k + kx) * cin;
+                    for (int ci = 0; ci < cin; ci++)
+                        dst[ci] = iy < 0 || iy >= h || ix < 0 || ix >= w
+                                      ? 0.0f
+                                      : x[(((size_t)b * h + iy) * w + ix) * cin + ci];
+                }
+        }
+        sn_gemm_ex_f32(1, 0, kdim, c, mt, col, kdim, dy + (size_t)m0 * c, c, part, c, 0, 1);
+        for (size_t e = 0; e < ws; e++) ref[e] += part[e];
+    }
+    static const int threads[3] = {1, 2, 3};
+    for (int t = 0; t < 3; t++) {
+        float *dw = t_fcopy(dw0, ws);
+        CHECK_OK(sn_conv2d_backward_f32(&d, n, h, w, x, NULL, h, w, dy, NULL, dw, NULL,
+                                        threads[t]));
+        CHECK(memcmp(dw, ref, ws * sizeof(float)) == 0,
+              "conv dw %d->%d over %dx%dx%d, %d threads: not the chunk-order sum of the partials",
+              cin, c, n, h, w, threads[t]);
+        sn_free(dw);
+    }
+    sn_free(x), sn_free(dy), sn_free(dw0), sn_free(ref), sn_free(col), sn_free(part);
+}
+
+static void test_dw_chunk_order(void) {
+    dw_chunk_order_case(2, 24, 24, 256, 256);
+    dw_chunk_order_case(1, 130, 130, 16, 64);
+    /* depthwise: 4 images of 64 rows, 3 rows (192 pixels) per chunk: 86 chunks, two waves */
+    const bcase dwc = {4, 64, 64, 16, 16, 16, 3, 1, 0};
+    run_bcase(&dwc);
+}
+
 int main(void) {
     test_conv_backward_oom();
     /* Every instruction set this CPU and build support, against the double references. */
@@ -540,6 +597,7 @@ int main(void) {
         printf("isa %s\n", sn_isa_name((sn_isa)isa));
         test_gemm_ex();
         test_conv_backward();
+        test_dw_chunk_order();
     }
     printf("%d convolution backward cases\n", g_bcases);
     const bcase fd[] = {

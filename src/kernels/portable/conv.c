@@ -543,6 +543,85 @@ static void dw_chunk(const bwd_args *a, long ch, float *part, float *col) {
     }
 }
 
+/* dw of the im2col path without partials: the chunk-order sum of reduce_chunks + dw_chunk,
+ * bit for bit, computed by row blocks of dw instead of by chunks. Each job owns rows
+ * [r0, r0+rb) (im2col columns) and columns [n0, n0+nn) of group g's dw and adds every chunk's
+ * product onto them in chunk order: sn_gemm_ex_f32 with accumulate adds each chunk's product,
+ * summed from zero over the chunk's pixels exactly as dw_chunk's GEMM sums it (one K block,
+ * since DW_CHUNK < the GEMM's KC; the arithmetic of an element depends on neither its row nor
+ * its column block), to dw, which is ((dw + P0) + P1) + ... So nothing depends on the block
+ * sizes or the thread count, and there is no partial to write, re-read and reduce (15 % of a
+ * head convolution's dw) and one parallel region instead of one per wave. Each job re-reads dy
+ * (and builds only its own im2col columns), so jobs are as tall as the thread count allows;
+ * dw_jobs returns 0 when there are too few for the threads, and the caller keeps the chunked
+ * path. col: per thread, DW_CHUNK x DWJ_ROWS floats. */
+#define DWJ_ROWS 120
+#define DWJ_COLS 256
+static int dw_job_rows(int kdim, int og, int groups, int nt) {
+    static const int rows[] = {120, 96, 72, 48};
+    const int cb = (og + DWJ_COLS - 1) / DWJ_COLS;
+    for (int i = 0; i < 4; i++)
+        if ((long)groups * cb * ((kdim + rows[i] - 1) / rows[i]) >= 4L * nt) return rows[i];
+    return 0;
+}
+
+static void dw_by_rows(const bwd_args *a, int rb, float *cols, int nt) {
+    const conv_args *c = &a->c;
+    const sn_conv_desc *d = c->d;
+    const int cg = d->cin / d->groups, og = d->cout / d->groups;
+    const int kdim = d->kh * d->kw * cg;
+    const long m = (long)c->n * c->oh * c->ow;
+    const int nrb = (kdim + rb - 1) / rb, ncb = (og + DWJ_COLS - 1) / DWJ_COLS;
+    const int jobs = d->groups * nrb * ncb;
+    if (nt > jobs) nt = jobs;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *col = cols + (size_t)tid * DW_CHUNK * DWJ_ROWS;
+#pragma omp for schedule(dynamic, 1)
+        for (int job = 0; job < jobs; job++) {
+            const int g = job / (nrb * ncb), rbi = job / ncb % nrb, cbi = job % ncb;
+            const int r0 = rbi * rb, kb = kdim - r0 < rb ? kdim - r0 : rb;
+            const int n0 = cbi * DWJ_COLS, nn = og - n0 < DWJ_COLS ? og - n0 : DWJ_COLS;
+            float *dwb = a->dw + (size_t)r0 * d->cout + (size_t)g * og + n0;
+            for (long m0 = 0; m0 < m; m0 += DW_CHUNK) {
+                const int mt = (int)(m - m0 < DW_CHUNK ? m - m0 : DW_CHUNK);
+                im2col_cols(c, g, m0, mt, r0, kb, col);
+                sn_gemm_ex_f32(1, 0, kb, nn, mt, col, kb,
+                               a->dy + (size_t)m0 * d->cout + (size_t)g * og + n0, d->cout, dwb,
+                               d->cout, 1, 1);
+            }
+        }
+    }
+}
+
+/* db alone, in dw_chunk's order: per chunk a sum from zero over its pixels, added to db in
+ * chunk order; channels are independent, so threads take channel blocks. */
+static void db_by_chunks(const bwd_args *a, int nt) {
+    const conv_args *c = &a->c;
+    const int cout = c->d->cout;
+    const long m = (long)c->n * c->oh * c->ow;
+    const int blocks = (cout + 15) / 16;
+    if (nt > blocks) nt = blocks;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int bi = 0; bi < blocks; bi++) {
+        const int c0 = bi * 16, cn = cout - c0 < 16 ? cout - c0 : 16;
+        for (long m0 = 0; m0 < m; m0 += DW_CHUNK) {
+            const int mt = (int)(m - m0 < DW_CHUNK ? m - m0 : DW_CHUNK);
+            float pb[16];
+            for (int k = 0; k < cn; k++) pb[k] = 0.0f;
+            for (int r = 0; r < mt; r++) {
+                const float *dr = a->dy + (size_t)(m0 + r) * cout + c0;
+                for (int k = 0; k < cn; k++) pb[k] += dr[k];
+            }
+            for (int k = 0; k < cn; k++) a->db[c0 + k] += pb[k];
+        }
+    }
+}
+
 /* Partial dw and db of depthwise output-row chunk `ch` (rows of DW rows each). */
 static void dw_chunk_depthwise(const bwd_args *a, long ch, float *part, float *unused) {
     const conv_args *c = &a->c;
@@ -580,23 +659,31 @@ static void dw_chunk_depthwise(const bwd_args *a, long ch, float *part, float *u
 
 typedef void (*chunk_fn)(const bwd_args *a, long ch, float *part, float *scratch);
 
-/* dw and db as a sum over fixed pixel chunks. Waves of up to nt chunks are computed into
- * per-thread partials, then added to dw/db in chunk order (parallel over elements), so dw =
- * ((dw + P0) + P1) + ... exactly, whatever nt is. The partial holds dw then db: `wsize` + cout
- * floats. */
+/* dw and db as a sum over fixed pixel chunks. Waves of `slots` chunks are computed into
+ * partials (one per slot, any thread computing any slot; a thread's scratch is its own), then
+ * added to dw/db in chunk order (parallel over elements), so dw = ((dw + P0) + P1) + ... exactly:
+ * neither the wave size nor nt changes a bit (a partial sum between waves is stored as the
+ * float it already is). Waves wider than the thread count (reduce_slots) matter on a loaded
+ * machine: every wave ends in barriers, and a barrier waits for the slowest thread to be
+ * scheduled again; with two chunks per wave the stem's dw took 4x its single-thread time. The
+ * partial holds dw then db: `wsize` + cout floats. */
 static void reduce_chunks(const bwd_args *a, long nchunks, chunk_fn fn, size_t wsize,
-                          float *parts, float *scratch, size_t scratch_per, int nt) {
+                          float *parts, int slots, float *scratch, size_t scratch_per, int nt) {
     const int cout = a->c.d->cout;
     const size_t psize = wsize + (size_t)cout;
-    if (nt > nchunks) nt = (int)nchunks;
+    if (slots > nchunks) slots = (int)nchunks;
+    if (nt > slots) nt = slots;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        for (long c0 = 0; c0 < nchunks; c0 += nt) {
-            const int wave = (int)(nchunks - c0 < nt ? nchunks - c0 : nt);
-#pragma omp for schedule(static, 1)
-            for (int t = 0; t < wave; t++)
-                fn(a, c0 + t, parts + (size_t)t * psize,
-                   scratch ? scratch + (size_t)t * scratch_per : NULL);
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *mine = scratch ? scratch + (size_t)tid * scratch_per : NULL;
+        for (long c0 = 0; c0 < nchunks; c0 += slots) {
+            const int wave = (int)(nchunks - c0 < slots ? nchunks - c0 : slots);
+#pragma omp for schedule(dynamic, 1)
+            for (int t = 0; t < wave; t++) fn(a, c0 + t, parts + (size_t)t * psize, mine);
             if (a->dw) {
 #pragma omp for schedule(static)
                 for (size_t e = 0; e < wsize; e++) {
@@ -614,6 +701,18 @@ static void reduce_chunks(const bwd_args *a, long nchunks, chunk_fn fn, size_t w
             }
         }
     }
+}
+
+/* Partials per wave of reduce_chunks: as many as fit in REDUCE_BYTES (at least nt, at most
+ * REDUCE_MAX_SLOTS and nchunks). Only the barrier count depends on it, never the bits. */
+#define REDUCE_BYTES ((size_t)8 << 20)
+#define REDUCE_MAX_SLOTS 64
+static int reduce_slots(long nchunks, size_t psize, int nt) {
+    size_t s = REDUCE_BYTES / (psize * sizeof(float));
+    if (s > REDUCE_MAX_SLOTS) s = REDUCE_MAX_SLOTS;
+    if (s < (size_t)nt) s = (size_t)nt;
+    if (s > (size_t)nchunks) s = (size_t)nchunks;
+    return (int)s;
 }
 
 /* Depthwise dx gathered per input pixel (race-free, so rows run in parallel): each input pixel
@@ -673,11 +772,12 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
         const long rows_per = imax(1, DW_CHUNK / ow);
         const long nchunks = ((long)n * oh + rows_per - 1) / rows_per;
         const int t = nt < nchunks ? nt : (int)nchunks;
-        const size_t bytes = (size_t)t * (wsize + d->cout) * sizeof(float);
+        const int slots = reduce_slots(nchunks, wsize + d->cout, t);
+        const size_t bytes = (size_t)slots * (wsize + d->cout) * sizeof(float);
         float *parts = sn_alloc(bytes);
         if (!parts)
             return sn_error(SN_ERR_OOM, "conv2d_backward: cannot allocate %zu bytes", bytes);
-        reduce_chunks(&a, nchunks, dw_chunk_depthwise, wsize, parts, NULL, 0, t);
+        reduce_chunks(&a, nchunks, dw_chunk_depthwise, wsize, parts, slots, NULL, 0, t);
         sn_free(parts);
         return SN_OK;
     }
@@ -707,9 +807,12 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
     const size_t pg = dx_im2col ? sn_gemm_packb_f32(isa, 1, og, kdim, NULL, d->cout, NULL) : 0;
     const size_t pack_size = (size_t)d->groups * pg;
     const size_t dcol_per = dx_im2col ? (size_t)TILE_M * (kdim < DX_NBLK ? kdim : DX_NBLK) : 0;
-    const size_t col_per = a.dw ? (size_t)DW_CHUNK * kdim : 0;
-    const size_t part_size = (a.dw || db) ? (size_t)tw * (wsize + d->cout) : 0;
-    const size_t floats = pack_size + (size_t)nt * dcol_per + (size_t)tw * col_per + part_size;
+    /* dw by row blocks (no partials) when there are enough of them for the threads */
+    const int rb = a.dw ? dw_job_rows(kdim, og, d->groups, nt) : 0;
+    const size_t col_per = !a.dw ? 0 : rb ? (size_t)DW_CHUNK * DWJ_ROWS : (size_t)DW_CHUNK * kdim;
+    const int slots = reduce_slots(nchunks, wsize + d->cout, tw);
+    const size_t part_size = (a.dw || db) && !rb ? (size_t)slots * (wsize + d->cout) : 0;
+    const size_t floats = pack_size + (size_t)nt * dcol_per + (size_t)nt * col_per + part_size;
     float *buf = sn_scratch(SN_SCRATCH_BWD, floats * sizeof(float));
     if (!buf)
         return sn_error(SN_ERR_OOM, "conv2d_backward: cannot allocate %zu bytes of work buffers",
@@ -721,7 +824,12 @@ sn_status sn_conv2d_backward_f32(const sn_conv_desc *d, int n, int h, int w, con
             sn_gemm_packb_f32(isa, 1, og, kdim, wt + (size_t)g * og, d->cout, packed + g * pg);
         conv_backward_dx(&a, isa, packed, pg, dcols, dcol_per, nt);
     }
-    if (a.dw || db) reduce_chunks(&a, nchunks, dw_chunk, wsize, parts, col_per ? cols : NULL,
-                                  col_per, tw);
+    if (rb) {
+        dw_by_rows(&a, rb, cols, nt);
+        if (db) db_by_chunks(&a, nt);
+    } else if (a.dw || db) {
+        reduce_chunks(&a, nchunks, dw_chunk, wsize, parts, slots, col_per ? cols : NULL, col_per,
+                      tw);
+    }
     return SN_OK;
 }
