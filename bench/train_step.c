@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core.h"
 #include "model_train.h"
 #include "optim.h"
@@ -30,39 +31,6 @@ static void usage(FILE *f) {
             "One step = zero grads + forward (batch-stat BN) + softmax cross-entropy + backward\n"
             "+ SGD momentum update, as in src/train/trainer.c. --save-weights writes the initial\n"
             "weights (before any step) so that train_step_torch.py can check the architecture.\n");
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n) (sorts v). */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end != 0 || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-static int parse_dbl(const char *s, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (*s == 0 || *end != 0 || !(v >= lo && v <= hi)) return 0;
-    *out = v;
-    return 1;
 }
 
 static int parse_args(int argc, char **argv, options *o) {
