@@ -321,11 +321,19 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     && ok || bad "train_log.csv: $(cat "$tmp/run/train_log.csv" 2>&1 | head -5)"
   "$sn" plot "$tmp/run/train_log.csv" -o "$tmp/run.png" >/dev/null \
     && [ "$(png_sig "$tmp/run.png")" = 89504e470d0a1a0a ] && ok || bad "plot of train_log.csv"
+  # A row cut by a kill mid-write (no newline) is dropped on resume, not glued to the next row.
+  cp -r "$tmp/run" "$tmp/run-cut"
+  head -3 "$tmp/run/train_log.csv" > "$tmp/run-cut/train_log.csv" && printf '3,1,0.0' >> "$tmp/run-cut/train_log.csv"
+  "$sn" train -o "$tmp/run-cut" --resume --steps 5 > "$tmp/train-cut.out" 2>&1 \
+    && [ "$(tail -n +2 "$tmp/run-cut/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 4 5 " ] \
+    && [ -z "$(awk -F, 'NF != 11' "$tmp/run-cut/train_log.csv")" ] \
+    && ok || bad "resume after a cut log row: $(cat "$tmp/run-cut/train_log.csv") $(tail -2 "$tmp/train-cut.out")"
   "$sn" train --data fashion-mnist --model spinenet-mobile-49xs --act relu --size 64 --batch 4 \
     --steps 5 --eval-every -1 --threads 2 -o "$tmp/run" --resume > "$tmp/train2.out" 2>&1 \
     && grep -q "done after 5 steps" "$tmp/train2.out" && grep -q "step 4/5" "$tmp/train2.out" \
     && ! grep -q "step 1/5" "$tmp/train2.out" && ok || bad "resume: $(tail -3 "$tmp/train2.out")"
   [ "$(tail -n +2 "$tmp/run/train_log.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 3 4 5 " ] \
+    && [ -z "$(awk -F, 'NF != 11' "$tmp/run/train_log.csv")" ] \
     && ok || bad "train_log.csv after --resume: $(cut -d, -f1 "$tmp/run/train_log.csv" | tr '\n' ' ')"
   # train_s: the run's training seconds, growing across the resume (the log carries it on).
   python3 -c '

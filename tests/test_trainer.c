@@ -101,6 +101,8 @@ static int read_file(const char *path, unsigned char **buf, size_t *n) {
 typedef struct {
     double early_loss, last_loss, last_acc;
     int calls, evals;
+    int ckpts, bad_ckpt; /* reports announcing a checkpoint; those at a step that writes none */
+    int64_t every, total;
 } prog_log;
 
 static int on_progress(void *user, const sn_train_progress *p) {
@@ -110,6 +112,10 @@ static int on_progress(void *user, const sn_train_progress *p) {
     l->last_loss = p->loss;
     l->last_acc = p->accuracy;
     l->evals += p->evaluated;
+    /* The checkpoint flag comes with exactly the steps that write last.safetensors. */
+    const int writes = (l->every > 0 && p->step % l->every == 0) || p->step == l->total;
+    l->ckpts += p->checkpoint;
+    l->bad_ckpt += p->checkpoint != writes;
     return 0;
 }
 
@@ -131,7 +137,10 @@ static void test_learns(void) {
     c.label_smoothing = 0.0f;
     c.sgd.clip_norm = 0.0;
     c.eval_every = 0; /* each epoch */
+    c.checkpoint_every = 5;
     prog_log pl = {0};
+    pl.every = c.checkpoint_every;
+    pl.total = c.steps;
     c.progress = on_progress;
     c.user = &pl;
     sn_trainer *t = NULL;
@@ -139,6 +148,8 @@ static void test_learns(void) {
     if (!t) return;
     CHECK(pl.calls == c.steps && pl.evals == c.steps / 3, "progress calls %d evals %d", pl.calls,
           pl.evals);
+    CHECK(pl.bad_ckpt == 0 && pl.ckpts == c.steps / 5 + (c.steps % 5 != 0),
+          "progress announced %d checkpoints, %d of them wrongly", pl.ckpts, pl.bad_ckpt);
     if (!quick) {
         CHECK(pl.last_loss < 0.8 * pl.early_loss, "recent loss %g -> %g", pl.early_loss,
               pl.last_loss);

@@ -149,7 +149,10 @@ static void csv_row(progress_state *ps, const sn_train_progress *p) {
     int bad = fprintf(ps->csv, "%lld,%lld,%.6g,%.6g,%s,%s,%s,%.4g,%s,%s,%s\n", (long long)p->step,
                       (long long)p->epoch + 1, p->lr, p->loss, f[0], f[1], f[2], p->images_per_s,
                       f[5], f[3], f[4]) < 0;
-    if (!bad && (p->evaluated || p->step >= p->total_steps)) bad = fflush(ps->csv) != 0;
+    /* On disk before each checkpoint: a run killed later resumes from that checkpoint and
+     * finds its row (and its train_s) in the log. */
+    if (!bad && (p->evaluated || p->checkpoint || p->step >= p->total_steps))
+        bad = fflush(ps->csv) != 0;
     if (bad) {
         fprintf(stderr, "spinenet: warning: %s: cannot write the training log (%s); training "
                 "goes on without it\n", ps->csv_path, strerror(errno));
@@ -179,6 +182,8 @@ static FILE *csv_open(const char *path, int det, int resume, int64_t step, doubl
             int first = 1, old = 0;
             while (fgets(line, sizeof line, in)) {
                 long long s = 0;
+                /* A last line without its newline was cut by a kill mid-write: dropped. */
+                if (!strchr(line, '\n')) continue;
                 if (!first && (sscanf(line, "%lld,", &s) != 1 || s > step)) continue;
                 const char *text = line;
                 if (first) {
@@ -235,6 +240,8 @@ static int on_progress(void *user, const sn_train_progress *p) {
     /* Under mpirun rank 0 reports; the others only pass on a stop they were asked for. */
     if (sn_dist_rank() != 0) return g_stop ? 1 : 0;
     csv_row(ps, p);
+    /* A stop writes a checkpoint at this step too: its row goes to disk first. */
+    if (g_stop && ps->csv) fflush(ps->csv);
     double t = now_s();
     int final = p->step >= p->total_steps;
     if (p->evaluated || final || g_stop || t - ps->last_print >= (ps->tty ? 0.2 : 10.0)) {

@@ -924,6 +924,7 @@ sn_status sn_trainer_run(sn_trainer *t) {
                       ? t_train / (double)(t->step - start_step) * (double)(t->total_steps - t->step)
                       : 0.0;
         p.best_metric = t->best_metric;
+        p.checkpoint = want_ckpt;
         /* Process 0 evaluates; the others wait for it at the agreement below. */
         sn_status est = SN_OK;
         if (want_eval && t->rank == 0) {

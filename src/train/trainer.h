@@ -58,6 +58,9 @@ typedef struct {
     double eval_top1, eval_top5; /* detection: COCO AP and AP50 */
     double best_metric;     /* best evaluation so far: top-1, or AP for a detector (-1: none) */
     double loss_cls, loss_box; /* detection: the recent batches' focal and Huber parts */
+    int checkpoint;         /* 1: last.safetensors is written at this step, right after this
+                             * report: a log kept beside it should reach the disk now, so that
+                             * a resume from it finds every row up to its step */
 } sn_train_progress;
 
 #define SN_TRAIN_WINDOW 20 /* batches in the "recent" loss/accuracy */
