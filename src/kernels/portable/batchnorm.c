@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "bn_tile.h"
+
 /* Channels folded at a time: the per-channel factor lives on the stack, since this function has
  * no way to report an allocation failure. */
 #define CHUNK 256
@@ -559,6 +561,87 @@ void sn_batchnorm_act_train_backward_f32(size_t rows, int c, const float *x, con
                             mul + w.c0, add + w.c0, mdy + w.c0, mdyx + w.c0, dx);
                 }
             }
+        }
+    }
+}
+
+/* ---- Training batch-norm from per-tile statistics -------------------------------------------
+ * The convolution that feeds a training batch-norm takes the statistics of each output tile
+ * while the tile is in cache (sn_conv2d_stats_f32), so the batch-norm's forward skips its read
+ * pass over x. The tiles' (mean, M2) are merged in tile order, a function of the shape alone,
+ * so the bits do not depend on the thread count; the pairwise update (Chan, Golub and LeVeque)
+ * adds only non-negative M2 terms, so merging does not cancel either. */
+
+void sn_batchnorm_tile_stats_f32(size_t rows, int c, const float *x, size_t tile, double *part,
+                                 int nthreads) {
+    if (rows == 0 || c <= 0 || tile == 0) return;
+    const long ntiles = (long)((rows + tile - 1) / tile);
+    int nt = nthreads > 0 ? nthreads : 1;
+    if (nt > ntiles) nt = (int)ntiles;
+    if (rows * (size_t)c < MIN_PAR_ELEMS) nt = 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (long t = 0; t < ntiles; t++) {
+        const size_t r0 = (size_t)t * tile;
+        const int mt = (int)(rows - r0 < tile ? rows - r0 : tile);
+        bn_tile_stats(x + r0 * (size_t)c, (size_t)c, mt, c, part + (size_t)t * 2 * (size_t)c);
+    }
+}
+
+void sn_batchnorm_act_train_parts_f32(size_t rows, int c, const float *x, size_t tile,
+                                      const double *part, const float *gamma, const float *beta,
+                                      float eps, float momentum, int unbiased_running_var,
+                                      float *running_mean, float *running_var, sn_act act,
+                                      float *y, float *save_mean, float *save_invstd,
+                                      int nthreads) {
+    if (rows == 0 || c <= 0 || tile == 0) return;
+    const size_t ntiles = (rows + tile - 1) / tile;
+    const row_split rs = split_rows(rows);
+    for (int s0 = 0; s0 < c; s0 += SCH) {
+        const int sn = c - s0 < SCH ? c - s0 : SCH;
+        double mean[SCH], m2[SCH];
+        for (int k = 0; k < sn; k++) mean[k] = m2[k] = 0.0;
+        double n = 0.0;
+        for (size_t t = 0; t < ntiles; t++) {
+            const size_t r0 = t * tile;
+            const double nb = (double)(rows - r0 < tile ? rows - r0 : tile), nn = n + nb;
+            const double wb = nb / nn, wab = n * nb / nn;
+            const double *pm = part + t * 2 * (size_t)c + s0, *pq = pm + c;
+            for (int k = 0; k < sn; k++) {
+                const double delta = pm[k] - mean[k];
+                mean[k] += delta * wb;
+                m2[k] += pq[k] + delta * delta * wab;
+            }
+            n = nn;
+        }
+        float mul[SCH], mu[SCH], add[SCH];
+        for (int k = 0; k < sn; k++) {
+            const int ch = s0 + k;
+            const double var = m2[k] / (double)rows;
+            const float fmean = (float)mean[k], finv = (float)(1.0 / sqrt(var + (double)eps));
+            if (save_mean) save_mean[ch] = fmean;
+            if (save_invstd) save_invstd[ch] = finv;
+            const double mom = momentum;
+            if (running_mean)
+                running_mean[ch] = (float)(mom * running_mean[ch] + (1.0 - mom) * mean[k]);
+            if (running_var) {
+                const double v = (unbiased_running_var && rows > 1)
+                                     ? var * (double)rows / (double)(rows - 1)
+                                     : var;
+                running_var[ch] = (float)(mom * running_var[ch] + (1.0 - mom) * v);
+            }
+            /* From the rounded statistics, exactly as the backward recomputes it. */
+            mul[k] = (float)((gamma ? (double)gamma[ch] : 1.0) * (double)finv);
+            mu[k] = fmean;
+            add[k] = beta ? beta[ch] : 0.0f;
+        }
+        if (!y) continue;
+        const int items = item_count(rs, sn);
+        const int nt = pass_threads(rs, rows, sn, nthreads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int it = 0; it < items; it++) {
+            const work_item w = item_at(rs, rows, sn, it);
+            apply_block(act, w.r0, w.r1, c, s0 + w.c0, w.cn, x, y, mu + w.c0, mul + w.c0,
+                        add + w.c0);
         }
     }
 }
