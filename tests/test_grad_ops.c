@@ -415,6 +415,122 @@ static void test_bn_act(void) {
     test_bn_act_case(1, 4, 0.0f, SN_ACT_NONE, 0);
 }
 
+/* The batch-norm statistics taken inside the convolution's output tiles (sn_conv2d_stats_f32)
+ * against the separate pass that is their reference (sn_batchnorm_tile_stats_f32, the same
+ * arithmetic on the same tiles): the same bits, for any thread count, for a GEMM convolution
+ * (im2col and direct 1x1) and a depthwise one. */
+static void test_bn_conv_tiles_case(int n, int h, int w, int cin, int cout, int k, int stride,
+                                    int groups) {
+    const sn_conv_desc d = {k, k, stride, stride, {k / 2, k / 2, k / 2, k / 2}, groups, cin, cout};
+    const int oh = sn_window_out(h, k, stride, k / 2, k / 2);
+    const int ow = sn_window_out(w, k, stride, k / 2, k / 2);
+    const size_t rows = (size_t)n * oh * ow, ny = rows * (size_t)cout;
+    float *x = t_frand((size_t)n * h * w * cin, -1, 1);
+    float *wt = t_frand((size_t)k * k * (cin / groups) * cout, -1, 1);
+    float *bias = t_frand((size_t)cout, 2, 3); /* a mean away from 0 */
+    const sn_epilogue ep = {NULL, bias, NULL, SN_ACT_NONE, NULL};
+    const long tile = sn_conv2d_stat_tile(&d, n, oh, ow);
+    CHECK(tile >= 1, "conv tiles: tile %ld", tile);
+    const size_t ntiles = (rows + (size_t)tile - 1) / (size_t)tile, np = ntiles * 2 * (size_t)cout;
+    float *yr = t_fzero(ny), *y1 = t_fzero(ny), *y3 = t_fzero(ny);
+    double *pr = t_xalloc(np * sizeof *pr), *p1 = t_xalloc(np * sizeof *p1);
+    double *p3 = t_xalloc(np * sizeof *p3);
+    CHECK_OK(sn_conv2d_f32(&d, n, h, w, x, wt, &ep, oh, ow, yr, 2));
+    sn_batchnorm_tile_stats_f32(rows, cout, yr, (size_t)tile, pr, 2);
+    CHECK_OK(sn_conv2d_stats_f32(&d, n, h, w, x, wt, &ep, oh, ow, y1, p1, 1));
+    CHECK_OK(sn_conv2d_stats_f32(&d, n, h, w, x, wt, &ep, oh, ow, y3, p3, 3));
+    CHECK(same_bits(y1, yr, ny) && same_bits(y3, yr, ny),
+          "conv %dx%d/%d groups %d: output differs with statistics", k, k, stride, groups);
+    CHECK(memcmp(p1, pr, np * sizeof *pr) == 0 && memcmp(p3, pr, np * sizeof *pr) == 0,
+          "conv %dx%d/%d groups %d, %zu rows in tiles of %ld: statistics differ from the "
+          "separate pass", k, k, stride, groups, rows, tile);
+    sn_free(x), sn_free(wt), sn_free(bias), sn_free(yr), sn_free(y1), sn_free(y3);
+    sn_free(pr), sn_free(p1), sn_free(p3);
+}
+
+/* The training batch-norm from per-tile statistics against the one-pass reference
+ * (sn_batchnorm_act_train_f32): the same statistics within float rounding, the same output
+ * within the fused kernels' tolerance, the same bits for any thread count. */
+static void test_bn_parts_case(size_t rows, int c, size_t tile, float shift, sn_act act) {
+    const size_t n = rows * (size_t)c;
+    const float eps = 1e-3f, mom = 0.9f;
+    float *x = t_frand(n, -2, 2), *gamma = t_frand((size_t)c, 0.5f, 1.5f);
+    float *beta = t_frand((size_t)c, -1, 1);
+    for (size_t i = 0; i < n; i++) x[i] += shift;
+    float *rm = t_frand((size_t)c, -1, 1), *rv = t_frand((size_t)c, 0.5f, 2);
+    float *rm2 = t_fcopy(rm, (size_t)c), *rv2 = t_fcopy(rv, (size_t)c);
+    float *yp = t_fzero(n), *sp = t_fzero(2 * (size_t)c);
+    sn_batchnorm_act_train_f32(rows, c, x, gamma, beta, eps, mom, 1, rm, rv, act, yp, sp, sp + c,
+                               2);
+    const size_t np = (rows + tile - 1) / tile * 2 * (size_t)c;
+    double *part = t_xalloc(np * sizeof *part);
+    sn_batchnorm_tile_stats_f32(rows, c, x, tile, part, 3);
+    float *yf = t_fzero(n), *sf = t_fzero(2 * (size_t)c), *y1 = t_fzero(n), *s1 = t_fzero(2 * (size_t)c);
+    sn_batchnorm_act_train_parts_f32(rows, c, x, tile, part, gamma, beta, eps, mom, 1, rm2, rv2,
+                                     act, yf, sf, sf + c, 2);
+    sn_batchnorm_act_train_parts_f32(rows, c, x, tile, part, gamma, beta, eps, mom, 1, NULL, NULL,
+                                     act, y1, s1, s1 + c, 1);
+    const char *an = sn_act_name(act);
+    double e = max_rel_err(sf, sp, 2 * (size_t)c);
+    CHECK(e < 1e-6, "bn parts+%s %zux%d tile %zu shift %g: saved stats err %g", an, rows, c, tile,
+          shift, e);
+    e = fmax(max_rel_err(rm2, rm, (size_t)c), max_rel_err(rv2, rv, (size_t)c));
+    CHECK(e < 1e-6, "bn parts+%s %zux%d tile %zu: running stats err %g", an, rows, c, tile, e);
+    e = max_rel_err(yf, yp, n);
+    CHECK(e < 2e-5, "bn parts+%s %zux%d tile %zu shift %g: y err %g", an, rows, c, tile, shift, e);
+    CHECK(same_bits(y1, yf, n) && same_bits(s1, sf, 2 * (size_t)c),
+          "bn parts+%s %zux%d tile %zu: differs across thread counts", an, rows, c, tile);
+    sn_free(x), sn_free(gamma), sn_free(beta), sn_free(rm), sn_free(rv), sn_free(rm2);
+    sn_free(rv2), sn_free(yp), sn_free(sp), sn_free(part), sn_free(yf), sn_free(sf);
+    sn_free(y1), sn_free(s1);
+}
+
+/* A mean 10^4 times the spread: the per-tile statistics must still give the variance to float
+ * rounding (the exact one in double, two passes). E[x^2] - E[x]^2 in double would lose about
+ * 8 of its 16 digits here, and in float all of them. */
+static void test_bn_parts_far_mean(void) {
+    const size_t rows = 5000, tile = 120;
+    const int c = 3;
+    const size_t n = rows * (size_t)c;
+    float *x = t_frand(n, -0.5f, 0.5f);
+    for (size_t i = 0; i < n; i++) x[i] += 3000.0f;
+    double *part = t_xalloc((rows + tile - 1) / tile * 2 * (size_t)c * sizeof *part);
+    sn_batchnorm_tile_stats_f32(rows, c, x, tile, part, 2);
+    float rm[3] = {0, 0, 0}, rv[3] = {0, 0, 0}, sm[3], si[3];
+    /* momentum 0: the running averages become the batch's mean and (biased) variance */
+    sn_batchnorm_act_train_parts_f32(rows, c, x, tile, part, NULL, NULL, 0.0f, 0.0f, 0, rm, rv,
+                                     SN_ACT_NONE, NULL, sm, si, 2);
+    for (int k = 0; k < c; k++) {
+        double m = 0.0, v = 0.0;
+        for (size_t r = 0; r < rows; r++) m += x[r * (size_t)c + (size_t)k];
+        m /= (double)rows;
+        for (size_t r = 0; r < rows; r++) {
+            const double dd = x[r * (size_t)c + (size_t)k] - m;
+            v += dd * dd;
+        }
+        v /= (double)rows;
+        const double ev = fabs(rv[k] - v) / v, em = fabs(rm[k] - m) / sqrt(v);
+        CHECK(ev < 3e-7 && em < 1e-3, "bn parts, mean 3000 spread 0.3: channel %d var %.9g vs "
+              "%.9g (err %g), mean err %g std", k, rv[k], v, ev, em);
+    }
+    sn_free(x), sn_free(part);
+}
+
+static void test_bn_conv_stats(void) {
+    test_bn_conv_tiles_case(2, 9, 7, 5, 19, 3, 1, 1);      /* im2col, tiles of 12 */
+    test_bn_conv_tiles_case(3, 20, 20, 8, 130, 3, 2, 1);   /* 300 rows */
+    test_bn_conv_tiles_case(4, 17, 19, 16, 40, 1, 1, 1);   /* direct 1x1, 1292 rows: tiles of 120 */
+    test_bn_conv_tiles_case(2, 11, 13, 21, 21, 3, 1, 21);  /* depthwise: one output row a tile */
+    test_bn_conv_tiles_case(2, 12, 10, 35, 35, 3, 2, 35);
+    test_bn_conv_tiles_case(2, 8, 8, 12, 24, 3, 1, 4);     /* grouped */
+    for (size_t a = 0; a < NACTS; a++) test_bn_parts_case(1292, 40, 120, 0.0f, all_acts[a]);
+    test_bn_parts_case(16 * 256 + 37, 600, 120, 5.0f, SN_ACT_SWISH); /* two channel chunks */
+    test_bn_parts_case(37, 13, 12, 100.0f, SN_ACT_RELU);
+    test_bn_parts_case(7, 5, 1, 0.0f, SN_ACT_NONE); /* one-row tiles */
+    test_bn_parts_case(1, 4, 12, 0.0f, SN_ACT_NONE);
+    test_bn_parts_far_mean();
+}
+
 static void test_bn_threads(void) {
     /* Enough rows for all 16 reduction blocks, and channels spanning two channel chunks. */
     const size_t rows = 16 * 256 + 37;
@@ -815,6 +931,7 @@ int main(void) {
     test_bn_threads();
     test_act_grad();
     test_bn_act();
+    test_bn_conv_stats();
     test_pool();
     test_resize();
     test_gap();

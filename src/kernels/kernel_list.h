@@ -20,6 +20,20 @@ SN_KERNEL(sn_status, sn_conv2d_f32,
            const sn_epilogue *ep, int oh, int ow, float *y, int nthreads),
           (d, n, h, w, x, wt, ep, oh, ow, y, nthreads))
 
+/* sn_conv2d_f32 that also takes, while each output tile is in cache, the batch-norm statistics
+ * of its rows for a training batch-norm that follows: part[t][0][cout] = the per-channel mean
+ * and part[t][1][cout] = the sum of squared deviations from it, of the tile t of rows
+ * [t*T, min((t+1)*T, rows)) of the [rows = n*oh*ow][cout] output, T = sn_conv2d_stat_tile (a
+ * function of the shape alone). part holds ceil(rows / T) * 2 * cout doubles. Bit for bit what
+ * sn_batchnorm_tile_stats_f32 gives on the output with the same T. No input scale
+ * (SN_ERR_INVALID_ARG). */
+SN_KERNEL(sn_status, sn_conv2d_stats_f32,
+          (const sn_conv_desc *d, int n, int h, int w, const float *x, const float *wt,
+           const sn_epilogue *ep, int oh, int ow, float *y, double *part, int nthreads),
+          (d, n, h, w, x, wt, ep, oh, ow, y, part, nthreads))
+SN_KERNEL(long, sn_conv2d_stat_tile, (const sn_conv_desc *d, int n, int oh, int ow),
+          (d, n, oh, ow))
+
 /* GEMM used by the convolution: C[m][n] (ldc) = A[m][k] (lda) * B[k][n] (ldb),
  * accumulate into C when accumulate != 0. Row-major. */
 SN_KERNEL(void, sn_gemm_f32,
@@ -164,6 +178,24 @@ SN_KERNEL(void, sn_batchnorm_act_train_backward_f32,
            float *dx, float *dgamma, float *dbeta, int nthreads),
           (rows, c, x, gamma, beta, save_mean, save_invstd, act, dy, dx, dgamma, dbeta,
            nthreads))
+
+/* Training batch-norm from per-tile statistics (sn_conv2d_stats_f32's): the separate pass that
+ * is the fused one's reference, sn_batchnorm_tile_stats_f32, writes part[t][0][c] = the mean and
+ * part[t][1][c] = the sum of squared deviations from it of rows [t*tile, min((t+1)*tile, rows))
+ * of x, with the same arithmetic as the convolution; sn_batchnorm_act_train_parts_f32 merges
+ * the tiles in order (Chan et al.'s pairwise update, in double), then does what
+ * sn_batchnorm_act_train_f32 does with those statistics: save_mean/save_invstd, the running
+ * averages, y = act((x - save_mean) * mul + beta) (y may be NULL). */
+SN_KERNEL(void, sn_batchnorm_tile_stats_f32,
+          (size_t rows, int c, const float *x, size_t tile, double *part, int nthreads),
+          (rows, c, x, tile, part, nthreads))
+SN_KERNEL(void, sn_batchnorm_act_train_parts_f32,
+          (size_t rows, int c, const float *x, size_t tile, const double *part,
+           const float *gamma, const float *beta, float eps, float momentum,
+           int unbiased_running_var, float *running_mean, float *running_var, sn_act act,
+           float *y, float *save_mean, float *save_invstd, int nthreads),
+          (rows, c, x, tile, part, gamma, beta, eps, momentum, unbiased_running_var,
+           running_mean, running_var, act, y, save_mean, save_invstd, nthreads))
 
 /* Synchronized batch-norm (sn_graph.bn_reduce): the fused pair above split around the two
  * per-channel reductions, which the caller sums over every process in between.

@@ -188,6 +188,30 @@ static sn_status conv_train(sn_graph *g, sn_paramtab *pt, int i, float bn_moment
     float *z = nd->off_z != SIZE_MAX ? at(g, nd->off_z) : y;
     sn_epilogue ep = {NULL, nd->p_bias >= 0 ? pt->t[nd->p_bias].data : NULL, NULL, SN_ACT_NONE,
                       NULL};
+    const size_t rows = (size_t)nd->n * nd->h * nd->w;
+    if (nd->p_gamma >= 0 && !g->bn_reduce && !g->bn_plain_stats) {
+        /* The convolution takes the batch-norm statistics of each output tile while it is in
+         * cache, so the batch-norm's pass over z to take them is saved. */
+        const long tile = sn_conv2d_stat_tile(&nd->conv, x->n, nd->h, nd->w);
+        const size_t ntiles = (rows + (size_t)tile - 1) / (size_t)tile;
+        double *part = sn_alloc(ntiles * 2 * (size_t)nd->c * sizeof(double));
+        if (!part) return SN_ERR_OOM;
+        sn_status st = sn_conv2d_stats_f32(&nd->conv, x->n, x->h, x->w,
+                                           sn_graph_f32(g, nd->in[0]), pt->t[nd->p_weight].data,
+                                           &ep, nd->h, nd->w, z, part, g->nthreads);
+        if (st == SN_OK) {
+            if (g->prof_train) prof_lap(g, i, SN_PROF_FWD_OP, t_prof);
+            float *stats = at(g, nd->off_stats);
+            sn_batchnorm_act_train_parts_f32(
+                rows, nd->c, z, (size_t)tile, part, pt->t[nd->p_gamma].data,
+                pt->t[nd->p_beta].data, nd->bn_eps, bn_momentum, unbiased_running_var,
+                g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,
+                g->keep_moving_stats ? NULL : pt->t[nd->p_var].data, nd->act, y, stats,
+                stats + nd->c, g->nthreads);
+        }
+        sn_free(part);
+        return st;
+    }
     sn_status st = sn_conv2d_f32(&nd->conv, x->n, x->h, x->w, sn_graph_f32(g, nd->in[0]),
                                  pt->t[nd->p_weight].data, &ep, nd->h, nd->w, z, g->nthreads);
     if (st != SN_OK) return st;
@@ -196,7 +220,7 @@ static sn_status conv_train(sn_graph *g, sn_paramtab *pt, int i, float bn_moment
         return bn_sync_forward(g, pt, nd, z, y, bn_momentum, unbiased_running_var);
     } else if (nd->p_gamma >= 0) {
         float *stats = at(g, nd->off_stats);
-        sn_batchnorm_act_train_f32((size_t)nd->n * nd->h * nd->w, nd->c, z, pt->t[nd->p_gamma].data,
+        sn_batchnorm_act_train_f32(rows, nd->c, z, pt->t[nd->p_gamma].data,
                                    pt->t[nd->p_beta].data, nd->bn_eps, bn_momentum,
                                    unbiased_running_var,
                                    g->keep_moving_stats ? NULL : pt->t[nd->p_mean].data,

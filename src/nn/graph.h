@@ -188,6 +188,11 @@ typedef struct {
      * stops the pass with that status. NULL: each graph normalises with its own batch. */
     sn_status (*bn_reduce)(void *ctx, double *buf, size_t n);
     void *bn_reduce_ctx;
+    /* Non-zero: the training forward of a batch-norm takes its statistics in a pass of its own
+     * over the convolution's output (sn_batchnorm_act_train_f32), the reference, instead of
+     * from the convolution's tiles (sn_conv2d_stats_f32, the default). For the tests that
+     * compare the two; the synchronized path (bn_reduce) always takes its own pass. */
+    int bn_plain_stats;
     /* Called by the backward right after node i's backward has added its parameter gradients
      * (nodes come in reverse order); a parameter's gradient is complete once every node that
      * reads it has been called (the RetinaNet head's shared convolutions are read by one node

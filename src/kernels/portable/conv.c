@@ -8,6 +8,7 @@
 #include <omp.h>
 #endif
 
+#include "bn_tile.h"
 #include "core.h"
 
 /* Output pixels per tile of the forward GEMM (and of the dx pass): the GEMM's MC, so that a
@@ -113,7 +114,7 @@ static void im2col_cols(const conv_args *c, int g, long m0, int mt, int k0, int 
  * into the GEMM's panel layout once per call and shared by every tile. A 1x1, stride-1,
  * unpadded convolution reads the NHWC input directly as its A matrix (lda = cin); anything
  * else goes through a per-thread im2col buffer of TILE_M rows (never a full im2col matrix). */
-static sn_status conv_gemm(const conv_args *c, int nt) {
+static sn_status conv_gemm(const conv_args *c, int nt, double *part) {
     const sn_conv_desc *d = c->d;
     const int cg = d->cin / d->groups, og = d->cout / d->groups;
     const int kdim = d->kh * d->kw * cg;
@@ -181,6 +182,9 @@ static sn_status conv_gemm(const conv_args *c, int nt) {
                 }
             }
             epilogue_rows(c, m0, mt);
+            /* Training batch-norm statistics of the finished tile, while it is in cache. */
+            if (part)
+                bn_tile_stats(yt, (size_t)d->cout, mt, d->cout, part + (size_t)t * 2 * d->cout);
         }
     }
     return SN_OK;
@@ -290,7 +294,7 @@ static void dw_pixel(const conv_args *c, int b, int iy0, int ky0, int ky1, int o
     }
 }
 
-static void conv_depthwise(const conv_args *c, int nt) {
+static void conv_depthwise(const conv_args *c, int nt, double *part) {
     const sn_conv_desc *d = c->d;
     const int ch = d->cout, cfull = ch / DW_BLOCK * DW_BLOCK;
     const long rows = (long)c->n * c->oh;
@@ -325,6 +329,7 @@ static void conv_depthwise(const conv_args *c, int nt) {
             ox++;
         }
         epilogue_rows(c, row * c->ow, c->ow);
+        if (part) bn_tile_stats(yrow, (size_t)ch, c->ow, ch, part + (size_t)row * 2 * ch);
     }
 }
 
@@ -355,15 +360,16 @@ static sn_status conv_gated(const sn_conv_desc *d, int n, int h, int w, const fl
         if (eb.residual) eb.residual += (size_t)b * out_img;
         const conv_args c = {d, 1, h, w, oh, ow, x + (size_t)b * in_img, ws, &eb,
                              y + (size_t)b * out_img};
-        sn_status st = conv_gemm(&c, nt);
+        sn_status st = conv_gemm(&c, nt, NULL);
         if (st != SN_OK) return st;
     }
     return SN_OK;
 }
 
-sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float *x,
-                        const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
-                        int nthreads) {
+/* The forward, and with part non-NULL the batch-norm statistics of each output tile. */
+static sn_status conv_forward(const sn_conv_desc *d, int n, int h, int w, const float *x,
+                              const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
+                              double *part, int nthreads) {
     if (!d || !x || !wt || !y)
         return sn_error(SN_ERR_INVALID_ARG, "conv2d: NULL descriptor or tensor");
     if (d->kh < 1 || d->kw < 1 || d->stride_h < 1 || d->stride_w < 1 || d->pad.top < 0 ||
@@ -385,13 +391,38 @@ sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float 
     if (n == 0 || oh == 0 || ow == 0) return SN_OK;
 
     const int nt = nthreads > 0 ? nthreads : 1;
-    if (ep && ep->in_scale) return conv_gated(d, n, h, w, x, wt, ep, oh, ow, y, nt);
+    if (ep && ep->in_scale) {
+        if (part)
+            return sn_error(SN_ERR_INVALID_ARG,
+                            "conv2d: batch-norm statistics with an input scale are not supported");
+        return conv_gated(d, n, h, w, x, wt, ep, oh, ow, y, nt);
+    }
     const conv_args c = {d, n, h, w, oh, ow, x, wt, ep, y};
     if (d->groups == d->cin && d->groups == d->cout) {
-        conv_depthwise(&c, nt);
+        conv_depthwise(&c, nt, part);
         return SN_OK;
     }
-    return conv_gemm(&c, nt);
+    return conv_gemm(&c, nt, part);
+}
+
+sn_status sn_conv2d_f32(const sn_conv_desc *d, int n, int h, int w, const float *x,
+                        const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
+                        int nthreads) {
+    return conv_forward(d, n, h, w, x, wt, ep, oh, ow, y, NULL, nthreads);
+}
+
+/* The tiles are those the forward computes: a function of the shape alone, so the statistics'
+ * bits do not depend on the thread count. */
+long sn_conv2d_stat_tile(const sn_conv_desc *d, int n, int oh, int ow) {
+    if (d->groups == d->cin && d->groups == d->cout) return ow;
+    return tile_rows((long)n * oh * ow);
+}
+
+sn_status sn_conv2d_stats_f32(const sn_conv_desc *d, int n, int h, int w, const float *x,
+                              const float *wt, const sn_epilogue *ep, int oh, int ow, float *y,
+                              double *part, int nthreads) {
+    if (!part) return sn_error(SN_ERR_INVALID_ARG, "conv2d_stats: NULL statistics buffer");
+    return conv_forward(d, n, h, w, x, wt, ep, oh, ow, y, part, nthreads);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
